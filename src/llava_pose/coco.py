@@ -1,0 +1,604 @@
+"""Read a COCO split into `ImageContext` records: captions, object boxes, person keypoints.
+
+Layout: ``ROOT/annotations/{captions,instances,person_keypoints}_SPLIT.json`` (the official
+files, unchanged) and images in ``ROOT/SPLIT/``. An image file is found by the ``file_name``
+field first, then by the 2017 name ``000000397133.jpg``, then by a 2014 name
+``COCO_<any>_000000397133.jpg``; the context stores the path relative to ROOT.
+
+What goes into a context, and why:
+
+- ``objects``: every non-crowd instance whose category is not ``person``. Persons come from
+  the keypoints file instead, where they carry their keypoints.
+- ``persons``: every non-crowd annotation of the keypoints file, ordered by annotation id.
+  A person with no labelled keypoint stays (box plus 17 ``(0.0, 0.0, 0)``) so the teacher
+  still knows someone is there; it does not count toward the human-centric filter.
+- Crowd regions (``iscrowd=1``) are dropped from objects and persons: they mark a group, not
+  one instance, and have no keypoints. The stats count them.
+- Coordinates are divided by the image width/height and rounded to 3 decimals; boxes turn
+  from COCO ``[x, y, w, h]`` into ``(x1, y1, x2, y2)``; unlabelled keypoints (v=0) become
+  ``(0.0, 0.0, 0)``. A box or keypoint up to `TOLERANCE_PX` outside the image is clamped to
+  it (float rounding in the annotation tools); further out is a bad-input error.
+- Captions: all of them, in annotation-id order, whitespace-stripped.
+
+Human-centric filter (the paper's data): an image is kept when it has at least
+``min_persons`` non-crowd persons with at least ``min_keypoints`` labelled (v>0) keypoints each.
+Defaults 1 and 5: five points (e.g. both shoulders, both hips, the head) are the least that
+says something about a pose; COCO-MINI keeps 25 of 80 train2017 and 29 of 79 val2017 images.
+``human_only=False`` keeps every image.
+
+Bad input raises `InputError` naming the file and a JSON-path-like field, e.g.
+``person_keypoints_val2017.json: annotations[12].keypoints: expected 51 numbers, got 50``.
+The whole file is checked, not just the images kept, and every image kept must have a caption.
+
+Speed and memory: the instances file of full train2017 is ~450 MB, mostly segmentation
+polygons. It is decoded by msgspec into typed Structs that leave ``segmentation`` out, so the
+polygons are skipped without ever becoming Python objects; keypoint arrays stay raw JSON
+(`msgspec.Raw`) until their person is converted. ``bench/prepare_scale.py`` measures this
+against a plain ``json.load``.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import msgspec
+
+from .errors import ConfigError, InputError
+from .io import read_bytes, read_jsonl, write_jsonl
+from .records import KEYPOINT_NAMES, NUM_KEYPOINTS, Box, ImageContext, Keypoint, Obj, Person
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_KINDS = ("captions", "instances", "person_keypoints")
+DEFAULT_MIN_KEYPOINTS = 5
+DEFAULT_MIN_PERSONS = 1
+TOLERANCE_PX = 1.0  # how far outside the image a box or keypoint may be and still be clamped
+SAMPLE_SPLIT = "train2017"
+
+_ZERO_KEYPOINT: Keypoint = (0.0, 0.0, 0)
+_COCO2014_NAME = re.compile(r"COCO_[A-Za-z0-9]+_0*(\d+)\.jpg")
+
+# -- what is decoded from the files (anything not named here is skipped unmaterialised) ----
+_Positive = Annotated[int, msgspec.Meta(gt=0)]
+_XYWH = tuple[float, float, float, float]
+
+
+class _Image(msgspec.Struct, gc=False):
+    id: int
+    width: _Positive
+    height: _Positive
+    file_name: str | None = None
+
+
+class _Category(msgspec.Struct, gc=False):
+    id: int
+    name: str
+
+
+class _Instance(msgspec.Struct, gc=False):
+    image_id: int
+    category_id: int
+    bbox: _XYWH
+    id: int = 0
+    iscrowd: int = 0
+
+
+class _PersonAnnotation(msgspec.Struct, gc=False):
+    image_id: int
+    bbox: _XYWH
+    keypoints: msgspec.Raw  # decoded per person: 51 floats as Python objects are costly
+    id: int = 0
+    iscrowd: int = 0
+
+
+class _Caption(msgspec.Struct, gc=False):
+    image_id: int
+    caption: str
+    id: int = 0
+
+
+class _InstancesFile(msgspec.Struct):
+    images: list[_Image]
+    annotations: list[_Instance]
+    categories: list[_Category]
+
+
+class _KeypointsFile(msgspec.Struct):
+    annotations: list[_PersonAnnotation]
+
+
+class _CaptionsFile(msgspec.Struct):
+    annotations: list[_Caption]
+
+
+_DECODERS = {
+    "instances": msgspec.json.Decoder(_InstancesFile),
+    "person_keypoints": msgspec.json.Decoder(_KeypointsFile),
+    "captions": msgspec.json.Decoder(_CaptionsFile),
+}
+_FLOATS = msgspec.json.Decoder(list[float])
+
+
+class _Bad(Exception):
+    """A problem in one value; the caller adds the file and the field prefix."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+        self.problem = problem
+
+
+@dataclass
+class LoadStats:
+    """What a load read and kept, for the CLI summary and for logs."""
+
+    split: str = ""
+    images: int = 0  # images in the split
+    kept: int = 0  # images returned
+    persons: int = 0  # non-crowd persons in kept images
+    persons_unlabelled: int = 0  # ... of them with no labelled keypoint
+    objects: int = 0  # non-person, non-crowd objects in kept images
+    crowd: int = 0  # crowd regions dropped from kept images
+    captions: int = 0  # captions of kept images
+    seconds: float = 0.0
+
+    def summary(self, rule: str) -> str:
+        return (
+            f"{self.split}: kept {self.kept} of {self.images} images ({rule}); "
+            f"{self.persons} persons ({self.persons_unlabelled} without keypoints), "
+            f"{self.objects} objects, {self.captions} captions; "
+            f"dropped {self.crowd} crowd regions; {self.seconds:.1f} s"
+        )
+
+
+@dataclass
+class SplitLoad:
+    contexts: list[ImageContext]
+    stats: LoadStats
+
+
+def filter_rule(min_keypoints: int, min_persons: int, human_only: bool = True) -> str:
+    """The human-centric rule in words, for summaries and error hints."""
+    if not human_only:
+        return "all images"
+    persons = "1 person" if min_persons == 1 else f"{min_persons} persons"
+    return f">= {persons} with >= {min_keypoints} labelled keypoints"
+
+
+def load_split(
+    root: str | Path,
+    split: str,
+    *,
+    min_keypoints: int = DEFAULT_MIN_KEYPOINTS,
+    min_persons: int = DEFAULT_MIN_PERSONS,
+    human_only: bool = True,
+    check_images: bool = True,
+    image_ids: Iterable[int] | None = None,
+) -> list[ImageContext]:
+    """The contexts of one split, ordered by image id (see the module docstring for rules)."""
+    return read_split(
+        root,
+        split,
+        min_keypoints=min_keypoints,
+        min_persons=min_persons,
+        human_only=human_only,
+        check_images=check_images,
+        image_ids=image_ids,
+    ).contexts
+
+
+def read_split(
+    root: str | Path,
+    split: str,
+    *,
+    min_keypoints: int = DEFAULT_MIN_KEYPOINTS,
+    min_persons: int = DEFAULT_MIN_PERSONS,
+    human_only: bool = True,
+    check_images: bool = True,
+    image_ids: Iterable[int] | None = None,
+) -> SplitLoad:
+    """`load_split` plus the stats of the load."""
+    if not 0 <= min_keypoints <= NUM_KEYPOINTS:
+        raise ConfigError(f"--min-keypoints: must be 0 to {NUM_KEYPOINTS}, got {min_keypoints}")
+    if min_persons < 1:
+        raise ConfigError(
+            f"--min-persons: must be at least 1, got {min_persons} (or use --all-images)"
+        )
+    start = time.perf_counter()
+    root = Path(root)
+    paths = {kind: root / "annotations" / f"{kind}_{split}.json" for kind in ANNOTATION_KINDS}
+    for path in paths.values():  # fail before spending seconds on the big file
+        if not path.is_file():
+            raise InputError(
+                path,
+                "annotation file not found (expected the official COCO files "
+                f"annotations/{{captions,instances,person_keypoints}}_{split}.json under {root})",
+            )
+    stats = LoadStats(split=split)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # millions of small tuples, no cycles: collections would only cost time
+    try:
+        contexts = _load(
+            root,
+            split,
+            paths,
+            stats,
+            min_keypoints,
+            min_persons,
+            human_only,
+            check_images,
+            image_ids,
+        )
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    stats.seconds = time.perf_counter() - start
+    return SplitLoad(contexts, stats)
+
+
+def _load(
+    root: Path,
+    split: str,
+    paths: dict[str, Path],
+    stats: LoadStats,
+    min_keypoints: int,
+    min_persons: int,
+    human_only: bool,
+    check_images: bool,
+    image_ids: Iterable[int] | None,
+) -> list[ImageContext]:
+    inst_path, kp_path, cap_path = paths["instances"], paths["person_keypoints"], paths["captions"]
+    instances: _InstancesFile = _decode(inst_path, "instances")
+    images: dict[int, _Image] = {}
+    image_index: dict[int, int] = {}
+    for i, im in enumerate(instances.images):
+        if im.id in images:
+            raise InputError(inst_path, f"duplicate image id {im.id}", f"images[{i}].id")
+        images[im.id] = im
+        image_index[im.id] = i
+    stats.images = len(images)
+    categories = {c.id: c.name for c in instances.categories}
+
+    # Persons first: they decide which images are kept.
+    persons, crowd_persons, qualified, unlabelled = _read_persons(
+        kp_path, inst_path, images, min_keypoints
+    )
+    kept = {i for i, n in qualified.items() if n >= min_persons} if human_only else set(images)
+    if image_ids is not None:
+        wanted = set(image_ids)
+        unknown = sorted(wanted - images.keys())
+        if unknown:
+            raise InputError(
+                inst_path, f"no image with id {unknown[0]} (asked for by id)", "images"
+            )
+        kept &= wanted
+
+    objects, crowd_objects = _read_objects(inst_path, instances, images, categories, kept)
+    del instances
+    captions = _read_captions(cap_path, inst_path, images, kept)
+    for image_id in sorted(kept):
+        if image_id not in captions:
+            raise InputError(
+                cap_path,
+                f"image {image_id} (images[{image_index[image_id]}] of {inst_path.name}) has no caption",
+                "annotations",
+            )
+    files = _ImageFiles(root, split, check_images)
+
+    contexts = []
+    for image_id in sorted(kept):
+        im = images[image_id]
+        people = [p for _, p in sorted(persons.get(image_id, ()), key=_first)]
+        things = [o for _, o in sorted(objects.get(image_id, ()), key=_first)]
+        texts = [c for _, c in sorted(captions[image_id], key=_first)]
+        contexts.append(
+            ImageContext(
+                image_id=image_id,
+                image=files.resolve(im, image_index[image_id], inst_path),
+                width=im.width,
+                height=im.height,
+                captions=tuple(texts),
+                objects=tuple(things),
+                persons=tuple(people),
+            )
+        )
+        stats.persons += len(people)
+        stats.persons_unlabelled += unlabelled.get(image_id, 0)
+        stats.objects += len(things)
+        stats.captions += len(texts)
+        stats.crowd += crowd_persons.get(image_id, 0) + crowd_objects.get(image_id, 0)
+    stats.kept = len(contexts)
+    return contexts
+
+
+def _first(pair: tuple[int, object]) -> int:
+    return pair[0]
+
+
+def _read_persons(
+    path: Path, inst_path: Path, images: dict[int, _Image], min_keypoints: int
+) -> tuple[dict[int, list[tuple[int, Person]]], dict[int, int], dict[int, int], dict[int, int]]:
+    """By image: persons, crowd regions, persons with enough keypoints, persons with none."""
+    data: _KeypointsFile = _decode(path, "person_keypoints")
+    persons: dict[int, list[tuple[int, Person]]] = {}
+    crowd: dict[int, int] = {}
+    qualified: dict[int, int] = {}
+    unlabelled: dict[int, int] = {}
+    for i, a in enumerate(data.annotations):
+        im = images.get(a.image_id)
+        if im is None:
+            raise _unknown_image(path, inst_path, i, a.image_id)
+        if a.iscrowd:
+            crowd[a.image_id] = crowd.get(a.image_id, 0) + 1
+            continue
+        try:
+            box = _box(a.bbox, im.width, im.height)
+            keypoints, labelled = _keypoints(a.keypoints, im.width, im.height)
+        except _Bad as e:
+            raise InputError(path, e.problem, f"annotations[{i}].{e.field}") from None
+        persons.setdefault(a.image_id, []).append((a.id, Person(box=box, keypoints=keypoints)))
+        if labelled == 0:
+            unlabelled[a.image_id] = unlabelled.get(a.image_id, 0) + 1
+        elif labelled >= min_keypoints:
+            qualified[a.image_id] = qualified.get(a.image_id, 0) + 1
+    return persons, crowd, qualified, unlabelled
+
+
+def _read_objects(
+    path: Path,
+    data: _InstancesFile,
+    images: dict[int, _Image],
+    categories: dict[int, str],
+    kept: set[int],
+) -> tuple[dict[int, list[tuple[int, Obj]]], dict[int, int]]:
+    """Non-person objects of kept images; every annotation is checked."""
+    person_ids = {cid for cid, name in categories.items() if name == "person"}
+    objects: dict[int, list[tuple[int, Obj]]] = {}
+    crowd: dict[int, int] = {}
+    for i, a in enumerate(data.annotations):
+        im = images.get(a.image_id)
+        if im is None:
+            raise _unknown_image(path, path, i, a.image_id)
+        name = categories.get(a.category_id)
+        if name is None:
+            raise InputError(
+                path,
+                f"unknown category {a.category_id} (not in categories)",
+                f"annotations[{i}].category_id",
+            )
+        if a.category_id in person_ids:
+            continue  # persons (and their crowd regions) come from the keypoints file
+        if a.iscrowd:
+            if a.image_id in kept:
+                crowd[a.image_id] = crowd.get(a.image_id, 0) + 1
+            continue
+        try:
+            box = _box(a.bbox, im.width, im.height)
+        except _Bad as e:
+            raise InputError(path, e.problem, f"annotations[{i}].{e.field}") from None
+        if a.image_id in kept:
+            objects.setdefault(a.image_id, []).append((a.id, Obj(category=name, box=box)))
+    return objects, crowd
+
+
+def _read_captions(
+    path: Path, inst_path: Path, images: dict[int, _Image], kept: set[int]
+) -> dict[int, list[tuple[int, str]]]:
+    data: _CaptionsFile = _decode(path, "captions")
+    captions: dict[int, list[tuple[int, str]]] = {}
+    for i, a in enumerate(data.annotations):
+        if a.image_id not in images:
+            raise _unknown_image(path, inst_path, i, a.image_id)
+        if a.image_id in kept:
+            text = a.caption.strip()
+            if text:
+                captions.setdefault(a.image_id, []).append((a.id, text))
+    return captions
+
+
+def _unknown_image(path: Path, inst_path: Path, index: int, image_id: int) -> InputError:
+    return InputError(
+        path,
+        f"unknown image {image_id} (not in the images of {inst_path.name})",
+        f"annotations[{index}].image_id",
+    )
+
+
+def _box(b: tuple[float, float, float, float], width: int, height: int) -> Box:
+    x, y, w, h = b
+    x2, y2 = x + w, y + h
+    if w < 0 or h < 0:
+        raise _Bad("bbox", f"negative size in [x, y, w, h] = {_fmt(b)}")
+    tol = TOLERANCE_PX
+    if x < -tol or y < -tol or x2 > width + tol or y2 > height + tol:
+        raise _Bad(
+            "bbox",
+            f"box [x, y, w, h] = {_fmt(b)} reaches outside the {width}x{height} image "
+            f"(more than {tol:g} px)",
+        )
+    return (
+        round(max(x, 0.0) / width, 3),
+        round(max(y, 0.0) / height, 3),
+        round(min(x2, width) / width, 3),
+        round(min(y2, height) / height, 3),
+    )
+
+
+def _keypoints(raw: msgspec.Raw, width: int, height: int) -> tuple[tuple[Keypoint, ...], int]:
+    """17 normalized (x, y, v) and how many are labelled."""
+    try:
+        k = _FLOATS.decode(raw)
+    except msgspec.ValidationError as e:
+        field, problem = _split_validation(e)
+        if field:
+            raise _Bad(f"keypoints{field}", problem) from None
+        raise _Bad("keypoints", f"expected {3 * NUM_KEYPOINTS} numbers, {problem}") from None
+    if len(k) != 3 * NUM_KEYPOINTS:
+        raise _Bad("keypoints", f"expected {3 * NUM_KEYPOINTS} numbers, got {len(k)}")
+    out: list[Keypoint] = []
+    labelled = 0
+    tol = TOLERANCE_PX
+    for j in range(0, 3 * NUM_KEYPOINTS, 3):
+        v = k[j + 2]
+        if v == 0:
+            out.append(_ZERO_KEYPOINT)
+            continue
+        if v != 1 and v != 2:
+            raise _Bad(
+                f"keypoints[{j + 2}]",
+                f"visibility v of {KEYPOINT_NAMES[j // 3]} must be 0, 1 or 2, got {v:g}",
+            )
+        x, y = k[j], k[j + 1]
+        if x < -tol or y < -tol or x > width + tol or y > height + tol:
+            raise _Bad(
+                f"keypoints[{j}]",
+                f"{KEYPOINT_NAMES[j // 3]} at ({x:g}, {y:g}) is outside the {width}x{height} "
+                f"image (more than {tol:g} px)",
+            )
+        x = 0.0 if x < 0 else (float(width) if x > width else x)
+        y = 0.0 if y < 0 else (float(height) if y > height else y)
+        out.append((round(x / width, 3), round(y / height, 3), int(v)))
+        labelled += 1
+    return tuple(out), labelled
+
+
+def _fmt(values: Iterable[float]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+
+class _ImageFiles:
+    """Finds image files by listing the split folder once (118k stat calls are slow on NFS)."""
+
+    def __init__(self, root: Path, split: str, check: bool) -> None:
+        self.root, self.split, self.check = root, split, check
+        self.names: set[str] = set()
+        self.by_id: dict[int, str] = {}
+        if check:
+            folder = root / split
+            try:
+                self.names = set(os.listdir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                raise InputError(
+                    folder, "image folder not found (or pass --no-check-images to skip the check)"
+                ) from None
+            for name in self.names:
+                m = _COCO2014_NAME.fullmatch(name)
+                if m:
+                    self.by_id.setdefault(int(m.group(1)), name)
+
+    def resolve(self, im: _Image, index: int, inst_path: Path) -> str:
+        name2017 = f"{im.id:012d}.jpg"
+        if not self.check:
+            return f"{self.split}/{im.file_name or name2017}"
+        for name in (im.file_name, name2017, self.by_id.get(im.id)):
+            if name and (
+                name in self.names or ("/" in name and (self.root / self.split / name).is_file())
+            ):
+                return f"{self.split}/{name}"
+        raise InputError(
+            inst_path,
+            f"image file {self.root / self.split / (im.file_name or name2017)} not found "
+            f"(nor {name2017} or COCO_*_{im.id:012d}.jpg; --no-check-images skips the check)",
+            f"images[{index}].file_name",
+        )
+
+
+def _decode(path: Path, kind: str) -> msgspec.Struct:
+    size = path.stat().st_size if path.exists() else 0
+    log.info("reading %s (%.1f MB)", path, size / 1e6)
+    start = time.perf_counter()
+    data = read_bytes(path)
+    try:
+        result = _DECODERS[kind].decode(data)
+    except msgspec.ValidationError as e:
+        field, problem = _split_validation(e)
+        raise InputError(path, problem, field.lstrip(".") or None) from None
+    except msgspec.DecodeError as e:
+        raise InputError(path, _json_problem(str(e), data)) from None
+    log.debug("decoded %s in %.2f s", path.name, time.perf_counter() - start)
+    return result
+
+
+_AT = re.compile(r"^(.*) - at `\$(.*)`$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(.*)`$")
+
+
+def _split_validation(e: msgspec.ValidationError) -> tuple[str, str]:
+    """msgspec's "Expected `int`, got `str` - at `$.images[3].width`" -> (".images[3].width",
+    "expected int, got str"); a missing field moves into the path."""
+    text = str(e)
+    m = _AT.match(text)
+    message, field = (m.group(1), m.group(2)) if m else (text, "")
+    missing = _MISSING.match(message)
+    if missing:
+        return f"{field}.{missing.group(1)}", "missing"
+    message = message.replace("`", "")
+    return field, message[:1].lower() + message[1:]
+
+
+_BYTE = re.compile(r"\(byte (\d+)\)")
+
+
+def _json_problem(message: str, data: bytes) -> str:
+    m = _BYTE.search(message)
+    if m:
+        offset = int(m.group(1))
+        line = data.count(b"\n", 0, offset) + 1
+        column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+        message = _BYTE.sub(f"(line {line}, column {column})", message)
+    if "truncated" in message:
+        message = "the file ends early (empty or cut off)"
+    return f"invalid JSON: {message.removeprefix('JSON is malformed: ')}"
+
+
+# -- selection, files, the bundled sample ----------------------------------------------------
+
+T = TypeVar("T", ImageContext, int)
+
+
+def selection_key(image_id: int, seed: int) -> bytes:
+    """Where an image falls in the seeded order: the same on every machine and Python."""
+    return hashlib.blake2b(f"{seed}:{image_id}".encode(), digest_size=8).digest()
+
+
+def select_images(items: Sequence[T], n: int | None, seed: int = 0) -> list[T]:
+    """The first `n` of `items` (contexts or image ids) in a seeded hash order of image id.
+
+    Returned in that order, so a larger `n` with the same seed extends a smaller one: work
+    already done on the first images is reused. `n=None` returns `items` unchanged.
+    """
+    if n is None:
+        return list(items)
+    if n < 0:
+        raise ConfigError(f"--max-images: must be 0 or more, got {n}")
+
+    def key(item: T) -> tuple[bytes, int]:
+        image_id = item if isinstance(item, int) else item.image_id
+        return selection_key(image_id, seed), image_id
+
+    return sorted(items, key=key)[:n]
+
+
+def write_contexts(path: str | Path, contexts: Iterable[ImageContext]) -> int:
+    """Write contexts as JSONL, atomically (a failed run leaves no partial file)."""
+    return write_jsonl(path, contexts)
+
+
+def read_contexts(path: str | Path) -> list[ImageContext]:
+    """Read a `llava-pose prepare` JSONL; a bad line raises InputError naming the line."""
+    return read_jsonl(path, ImageContext)
+
+
+def sample_root() -> Path:
+    """The bundled 8-image COCO root (split `SAMPLE_SPLIT`), for demos and offline runs."""
+    return Path(str(resources.files("llava_pose") / "data" / "sample"))

@@ -157,7 +157,7 @@ class LoadStats:
             f"{self.split}: kept {self.kept} of {self.images} images ({rule}); "
             f"{self.persons} persons ({self.persons_unlabelled} without keypoints), "
             f"{self.objects} objects, {self.captions} captions; "
-            f"dropped {self.crowd} crowd regions; {self.seconds:.1f} s"
+            f"crowd regions dropped: {self.crowd}; {self.seconds:.1f} s"
         )
 
 

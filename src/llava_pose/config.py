@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import types
 import typing
 from pathlib import Path
@@ -81,10 +82,12 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, config_flag: bool
             default=argparse.SUPPRESS,
             help="YAML file of options (keys are the long option names); flags given here override it",
         )
+    groups = _groups(parser, cls)
     for f in dataclasses.fields(cls):
         meta = f.metadata
         if not meta.get("cli", True):
             continue
+        target = groups.get(f.name, parser)
         tp, _ = _unwrap_optional(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else None
         if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
@@ -118,7 +121,21 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, config_flag: bool
                 kwargs["choices"] = meta["choices"]
             if meta.get("metavar"):
                 kwargs["metavar"] = meta["metavar"]
-        parser.add_argument(*names, **kwargs)
+        target.add_argument(*names, **kwargs)
+
+
+def _groups(parser: argparse.ArgumentParser, cls: type) -> dict[str, Any]:
+    """Field name -> argument group of the dataclass that declares it, the command's own first,
+    titled by that class's docstring (e.g. "Which COCO images a command reads")."""
+    out: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        own = [n for n in inspect.get_annotations(klass) if n not in out]
+        if not dataclasses.is_dataclass(klass) or not own:
+            continue
+        title = (klass.__doc__ or klass.__name__).strip().splitlines()[0].rstrip(".")
+        group = parser.add_argument_group(title)
+        out.update(dict.fromkeys(own, group))
+    return out
 
 
 def _comma_list(item: Any) -> Any:
@@ -145,7 +162,11 @@ def load_config(cls: type[C], args: argparse.Namespace | dict[str, Any] | None =
         try:
             converted[key] = msgspec.convert(value, hints[key], strict=False)
         except msgspec.ValidationError as e:
-            where = f"{config_file}: {key}" if config_file and key not in given else f"--{key.replace('_', '-')}"
+            where = (
+                f"{config_file}: {key}"
+                if config_file and key not in given
+                else f"--{key.replace('_', '-')}"
+            )
             raise ConfigError(f"{where}: {e}") from None
     try:
         return cls(**converted)

@@ -91,7 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from ..config import load_config
 
-        options = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("verbose", "quiet")}
+        options = {
+            k: v
+            for k, v in vars(args).items()
+            if not k.startswith("_") and k not in ("verbose", "quiet")
+        }
         config = load_config(args._config_cls, options) if args._config_cls else args
         return int(run(config) or 0)
     except LlavaPoseError as e:

@@ -15,7 +15,12 @@ from .base import Backend, PermanentError, RetryableError, classify_http_error, 
 # The messages API requires max_tokens; used when a request sets none.
 DEFAULT_MAX_TOKENS = 2048
 
-_STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "refusal": "content_filter"}
+_STOP = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "refusal": "content_filter",
+}
 
 
 def image_block(path: str | Path) -> dict[str, Any]:
@@ -24,7 +29,10 @@ def image_block(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise InputError(path, "image file not found") from None
     mime = mimetypes.guess_type(str(path))[0] or "image/jpeg"
-    return {"type": "image", "source": {"type": "base64", "media_type": mime, "data": base64.b64encode(data).decode()}}
+    return {
+        "type": "image",
+        "source": {"type": "base64", "media_type": mime, "data": base64.b64encode(data).decode()},
+    }
 
 
 def build_params(
@@ -87,7 +95,12 @@ class AnthropicBackend(Backend):
     options = ("base_url", "api_key", "timeout")
 
     def __init__(
-        self, model: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 120.0
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
     ) -> None:
         super().__init__(model)
         import anthropic
@@ -98,7 +111,12 @@ class AnthropicBackend(Backend):
             raise ConfigError("anthropic: no API key: set ANTHROPIC_API_KEY")
         register_secret(key)
         self._anthropic = anthropic
-        self._client_args = {"api_key": key, "base_url": self.base_url, "timeout": timeout, "max_retries": 0}
+        self._client_args = {
+            "api_key": key,
+            "base_url": self.base_url,
+            "timeout": timeout,
+            "max_retries": 0,
+        }
         self._client: Any = None
 
     def describe(self) -> str:
@@ -113,7 +131,11 @@ class AnthropicBackend(Backend):
             body = await self._client.messages.create(**build_params(request, self.model, blocks))
         except anthropic.APIStatusError as e:
             raise classify_http_error(
-                e.status_code, sdk_error_message(e), e.response.headers, model=self.model, key_env="ANTHROPIC_API_KEY"
+                e.status_code,
+                sdk_error_message(e),
+                e.response.headers,
+                model=self.model,
+                key_env="ANTHROPIC_API_KEY",
             ) from None
         except (anthropic.APITimeoutError, anthropic.APIConnectionError) as e:
             raise RetryableError(f"connection problem: {type(e).__name__}") from None
@@ -127,4 +149,3 @@ class AnthropicBackend(Backend):
         if self._client is not None:
             await self._client.close()
             self._client = None
-

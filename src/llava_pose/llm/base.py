@@ -98,7 +98,9 @@ def classify_http_error(
     """
     if status == 429:
         if "insufficient_quota" in message:
-            return BackendError(f"{model}: the account is out of quota (429 insufficient_quota): check billing")
+            return BackendError(
+                f"{model}: the account is out of quota (429 insufficient_quota): check billing"
+            )
         return RetryableError(f"rate limited (429): {message}", parse_retry_after(headers))
     if status in (408, 409, 425) or status >= 500:
         return RetryableError(f"server error ({status}): {message}", parse_retry_after(headers))

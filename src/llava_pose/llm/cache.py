@@ -60,7 +60,9 @@ class Cache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
@@ -83,13 +85,24 @@ class Cache:
     def get(self, key: str) -> Completion | None:
         return self.get_many([key]).get(key)
 
-    def put(self, key: str, backend: str, request_id: str, completion: Completion, cost: float) -> None:
+    def put(
+        self, key: str, backend: str, request_id: str, completion: Completion, cost: float
+    ) -> None:
         """Commit one finished call at once."""
         blob = _encoder.encode(msgspec.structs.replace(completion, cached=False))
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, backend, request_id, blob, completion.input_tokens, completion.output_tokens, cost, time.time()),
+                (
+                    key,
+                    backend,
+                    request_id,
+                    blob,
+                    completion.input_tokens,
+                    completion.output_tokens,
+                    cost,
+                    time.time(),
+                ),
             )
 
     def __len__(self) -> int:
@@ -98,7 +111,9 @@ class Cache:
 
     def total_cost(self) -> float:
         with self._lock:
-            return float(self._db.execute("SELECT COALESCE(SUM(cost), 0) FROM completions").fetchone()[0])
+            return float(
+                self._db.execute("SELECT COALESCE(SUM(cost), 0) FROM completions").fetchone()[0]
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -28,13 +28,17 @@ def image_data_url(path: str | Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def build_messages(request: ChatRequest, image_urls: list[str] | None = None) -> list[dict[str, Any]]:
+def build_messages(
+    request: ChatRequest, image_urls: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Chat messages for the API; images go with the first user message, before its text."""
     out: list[dict[str, Any]] = []
     pending = list(image_urls or [])
     for m in request.messages:
         if m.role == "user" and pending:
-            parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": u}} for u in pending]
+            parts: list[dict[str, Any]] = [
+                {"type": "image_url", "image_url": {"url": u}} for u in pending
+            ]
             parts.append({"type": "text", "text": m.content})
             out.append({"role": "user", "content": parts})
             pending = []
@@ -43,7 +47,9 @@ def build_messages(request: ChatRequest, image_urls: list[str] | None = None) ->
     return out
 
 
-def build_params(request: ChatRequest, model: str, image_urls: list[str] | None = None) -> dict[str, Any]:
+def build_params(
+    request: ChatRequest, model: str, image_urls: list[str] | None = None
+) -> dict[str, Any]:
     """Keyword arguments of `chat.completions.create` for this request."""
     params: dict[str, Any] = {"model": model, "messages": build_messages(request, image_urls)}
     reasoning = model.split("/")[-1].startswith(_REASONING_PREFIXES)
@@ -127,10 +133,16 @@ class OpenAIBackend(Backend):
         try:
             if self._client is None:
                 self._client = openai.AsyncOpenAI(**self._client_args)
-            body = await self._client.chat.completions.create(**build_params(request, self.model, urls))
+            body = await self._client.chat.completions.create(
+                **build_params(request, self.model, urls)
+            )
         except openai.APIStatusError as e:
             raise classify_http_error(
-                e.status_code, sdk_error_message(e), e.response.headers, model=self.model, key_env="OPENAI_API_KEY"
+                e.status_code,
+                sdk_error_message(e),
+                e.response.headers,
+                model=self.model,
+                key_env="OPENAI_API_KEY",
             ) from None
         except (openai.APITimeoutError, openai.APIConnectionError) as e:
             raise RetryableError(f"connection problem: {type(e).__name__}") from None
@@ -144,4 +156,3 @@ class OpenAIBackend(Backend):
         if self._client is not None:
             await self._client.close()
             self._client = None
-

@@ -14,6 +14,8 @@ Every finished call is committed to the cache before anything else happens to it
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from ..config import option
 from ..errors import BackendError, BudgetExceeded, ConfigError, redact
 from ..records import ChatRequest, Completion
 from .base import Backend, PermanentError, RetryableError
@@ -33,16 +36,65 @@ DEFAULT_MAX_OUTPUT = 1024
 
 @dataclass
 class RunnerOptions:
-    """How hard and how long to push a backend. Shared by generate, bench build/answer/judge."""
+    """How hard and how long to push a backend. Shared by generate and bench build/answer/judge."""
 
-    concurrency: int = 16
-    rpm: float | None = None
-    tpm: float | None = None
-    max_retries: int = 6
-    timeout: float = 120.0
-    max_cost: float | None = None
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
+    concurrency: int = option(16, "requests in flight at once")
+    rpm: float | None = option(
+        None, "requests-per-minute limit (your provider tier's); smooth, no bursts"
+    )
+    tpm: float | None = option(
+        None, "tokens-per-minute limit; a request counts as its prompt plus its max tokens"
+    )
+    max_retries: int = option(
+        6,
+        "retries of a retryable failure (429, 5xx, timeout, malformed reply) before it counts as failed",
+    )
+    timeout: float = option(120.0, "seconds before a call is abandoned (and retried)")
+    max_cost: float | None = option(
+        None,
+        "stop before this many USD would be passed; each call reserves its worst case "
+        "(prompt + max tokens) until it returns",
+    )
+    backoff_base: float = option(1.0, "first retry delay in seconds, doubled each retry", cli=False)
+    backoff_max: float = option(60.0, "longest retry delay in seconds", cli=False)
+
+
+@dataclass
+class ModelOptions(RunnerOptions):
+    """Where the model is and how its calls are kept and priced: every command that calls one."""
+
+    base_url: str | None = option(
+        None,
+        "API base URL: an OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp, Azure v1) or "
+        "an Anthropic proxy (default: the provider's, or $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL)",
+    )
+    api_key_env: str | None = option(
+        None,
+        "environment variable that holds the API key (default OPENAI_API_KEY or ANTHROPIC_API_KEY); "
+        "keys are never taken on the command line",
+    )
+    prices: str | None = option(
+        None, "YAML file of USD per 1M tokens per model, overriding the built-in table"
+    )
+    cache: str | None = option(
+        None,
+        "SQLite file of finished calls (default: in the output folder); reuse it and no call is paid twice",
+    )
+
+    def runner_options(self) -> RunnerOptions:
+        return RunnerOptions(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(RunnerOptions)}
+        )
+
+    def backend_options(self) -> dict[str, object]:
+        key = None
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise ConfigError(
+                    f"--api-key-env {self.api_key_env}: that environment variable is not set"
+                )
+        return {"base_url": self.base_url, "api_key": key, "timeout": self.timeout}
 
 
 class Result(msgspec.Struct, frozen=True):
@@ -123,7 +175,9 @@ class Runner:
         self.backend = backend
         self.cache = cache if backend.paid else None
         self.options = options or RunnerOptions()
-        self.price: Price | None = (prices or PriceTable.load()).get(backend.model) if backend.paid else Price(0, 0)
+        self.price: Price | None = (
+            (prices or PriceTable.load()).get(backend.model) if backend.paid else Price(0, 0)
+        )
         self.progress = progress
         if self.options.max_cost is not None and self.price is None:
             raise ConfigError(
@@ -138,13 +192,17 @@ class Runner:
     # -- public -----------------------------------------------------------------------------
 
     def run(
-        self, requests: Sequence[ChatRequest], on_result: Callable[[ChatRequest, Result], None] | None = None
+        self,
+        requests: Sequence[ChatRequest],
+        on_result: Callable[[ChatRequest, Result], None] | None = None,
     ) -> list[Result]:
         """Synchronous entry point for CLI code."""
         return asyncio.run(self.arun(requests, on_result))
 
     async def arun(
-        self, requests: Sequence[ChatRequest], on_result: Callable[[ChatRequest, Result], None] | None = None
+        self,
+        requests: Sequence[ChatRequest],
+        on_result: Callable[[ChatRequest, Result], None] | None = None,
     ) -> list[Result]:
         """Run all requests; results come back in input order.
 
@@ -170,10 +228,12 @@ class Runner:
             if bar is not None:
                 bar.update(1)
                 if self.price is not None and self.backend.paid:
-                    bar.set_postfix(cost=f"${self.stats.cost:.2f}", failed=self.stats.failed, refresh=False)
+                    bar.set_postfix(
+                        cost=f"${self.stats.cost:.2f}", failed=self.stats.failed, refresh=False
+                    )
 
         todo: list[tuple[ChatRequest, str]] = []
-        for request, key in zip(requests, keys):
+        for request, key in zip(requests, keys, strict=True):
             hit = hits.get(key)
             if hit is not None:
                 self.stats.cached += 1
@@ -197,11 +257,17 @@ class Runner:
                     return
                 if self._stop_launching:
                     self.stats.skipped_budget += 1
-                    finish(request, Result(request.id, error="budget reached (--max-cost)", kind="budget"))
+                    finish(
+                        request,
+                        Result(request.id, error="budget reached (--max-cost)", kind="budget"),
+                    )
                     continue
                 finish(request, await self._one(request, key, rpm, tpm))
 
-        workers = [asyncio.create_task(worker()) for _ in range(max(1, min(self.options.concurrency, len(todo))))]
+        workers = [
+            asyncio.create_task(worker())
+            for _ in range(max(1, min(self.options.concurrency, len(todo))))
+        ]
         try:
             await asyncio.gather(*workers)
         finally:
@@ -217,7 +283,9 @@ class Runner:
     # -- one request ------------------------------------------------------------------------
 
     def _estimate(self, request: ChatRequest) -> tuple[int, int]:
-        prompt = count_message_tokens(request.messages, self.backend.model) if self.backend.paid else 0
+        prompt = (
+            count_message_tokens(request.messages, self.backend.model) if self.backend.paid else 0
+        )
         return int(prompt * 1.05) + 8, request.max_tokens or DEFAULT_MAX_OUTPUT
 
     def _reserve(self, request: ChatRequest) -> float:
@@ -247,7 +315,11 @@ class Runner:
             return self._failure(request, f"gave up after {self.options.max_retries} retries: {e}")
         finally:
             self._reserved -= reserved
-        cost = self.price.cost(completion.input_tokens, completion.output_tokens) if self.price else 0.0
+        cost = (
+            self.price.cost(completion.input_tokens, completion.output_tokens)
+            if self.price
+            else 0.0
+        )
         if self.cache is not None:
             self.cache.put(key, self.backend.spec, request.id, completion, cost)
         self.stats.called += 1

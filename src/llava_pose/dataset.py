@@ -1,0 +1,141 @@
+"""Teacher replies -> LLaVA training records, and the files a generate run writes.
+
+A record is ``{"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."},
+{"from": "gpt", ...}, ...]}`` with ``<image>`` only in the first human turn and ``image``
+relative to the COCO root (train with ``--image-root /data/coco``).
+
+Ids are stable: ``{image_id}-conv``, ``{image_id}-detail``, ``{image_id}-reasoning``; with
+``--split-conversations`` each Q/A pair is its own record ``{image_id}-conv-{k}`` (k from 0),
+as in the paper's released samples.
+
+Filtering (see `filters`): in conversations and reasoning a bad pair is dropped and the good
+ones kept; a cut-off reply loses only its last pair; a description is kept or dropped whole.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .filters import check_text, context_numbers
+from .io import write_json
+from .parse import QAPair, parse_description, parse_qa
+from .records import TASK_SHORT, TASKS, ChatRequest, Completion, Sample, Turn
+
+IMAGE_TOKEN = "<image>"
+# Output file per task type, and the merged file that training reads.
+TASK_FILES = {
+    "conversation": "conversation.json",
+    "detail": "detail.json",
+    "reasoning": "reasoning.json",
+}
+MERGED_FILE = "llava_pose_all.json"
+
+
+@dataclass
+class Assembly:
+    """What one reply became: records, pairs kept, and drops by filter name."""
+
+    samples: list[Sample] = field(default_factory=list)
+    turns: int = 0
+    filtered: Counter[str] = field(default_factory=Counter)
+
+
+def _turns(pairs: list[QAPair]) -> tuple[Turn, ...]:
+    turns: list[Turn] = []
+    for i, pair in enumerate(pairs):
+        question = f"{IMAGE_TOKEN}\n{pair.question}" if i == 0 else pair.question
+        turns += [Turn("human", question), Turn("gpt", pair.answer)]
+    return tuple(turns)
+
+
+def _keep(
+    pairs: tuple[QAPair, ...], numbers: frozenset[str], filtered: Counter[str]
+) -> list[QAPair]:
+    kept = []
+    for pair in pairs:
+        reason = check_text(pair.question) or check_text(pair.answer, numbers)
+        if reason:
+            filtered[reason] += 1
+        else:
+            kept.append(pair)
+    return kept
+
+
+def assemble(
+    request: ChatRequest, completion: Completion, *, split_conversations: bool = False
+) -> Assembly:
+    """Turn one teacher reply into training records. Pure."""
+    task = request.meta["task"]
+    image = request.meta["image"]
+    out = Assembly()
+    numbers = context_numbers(request.context) if request.context else frozenset()
+    truncated = completion.finish_reason == "length"
+    if task == "detail":
+        if truncated:
+            out.filtered["truncated"] += 1
+            return out
+        text = parse_description(completion.text)
+        reason = check_text(text, numbers)
+        if reason:
+            out.filtered[reason] += 1
+            return out
+        instruction = request.meta["instruction"]
+        turns = (Turn("human", f"{IMAGE_TOKEN}\n{instruction}"), Turn("gpt", text))
+        out.samples.append(Sample(request.id, image, turns))
+        out.turns = 1
+        return out
+    parsed = parse_qa(completion.text)
+    pairs = parsed.pairs
+    if truncated and pairs:
+        out.filtered["truncated"] += 1
+        pairs = pairs[:-1]
+    elif truncated:
+        out.filtered["truncated"] += 1
+    elif parsed.problem:
+        out.filtered["malformed"] += 1
+    kept = _keep(pairs, numbers, out.filtered)
+    if not kept:
+        return out
+    out.turns = len(kept)
+    if task == "conversation" and split_conversations:
+        out.samples = [
+            Sample(f"{request.id}-{k}", image, _turns([pair])) for k, pair in enumerate(kept)
+        ]
+    else:
+        out.samples = [Sample(request.id, image, _turns(kept))]
+    return out
+
+
+@dataclass
+class DatasetStats:
+    images: int = 0
+    samples: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASKS, 0))
+    turns: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASKS, 0))
+    filtered: Counter[str] = field(default_factory=Counter)
+    failed_requests: int = 0
+
+
+def write_dataset(
+    out_dir: Path, by_task: dict[str, list[Sample]], tasks: list[str]
+) -> dict[str, str]:
+    """One JSON file per task type plus the merged file, each written atomically.
+
+    Records are ordered by image id, then task (conversation, detail, reasoning)."""
+    files = {}
+    order = {short: i for i, short in enumerate(TASK_SHORT.values())}
+
+    def sort_key(s: Sample) -> tuple[int, int, int]:
+        image_id, short, *k = s.id.split("-")
+        return int(image_id), order.get(short, 9), int(k[0]) if k else 0
+
+    merged: list[Sample] = []
+    for task in tasks:
+        samples = sorted(by_task.get(task, []), key=sort_key)
+        write_json(out_dir / TASK_FILES[task], samples, indent=1)
+        files[task] = TASK_FILES[task]
+        merged += samples
+    write_json(out_dir / MERGED_FILE, sorted(merged, key=sort_key), indent=1)
+    files["all"] = MERGED_FILE
+    return files

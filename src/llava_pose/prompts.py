@@ -1,0 +1,157 @@
+"""The three task prompts (Tables 1-4 of the paper), built as plain `ChatRequest`s.
+
+Texts live in package data (``data/prompts``): the system prompts word for word from the
+paper (paragraph breaks as in the authors' scripts), the Table 4 instructions, the closing
+request of Table 1, our compact-format system prompts and the worked few-shot examples.
+
+* conversation (Table 1): system; each of the image's captions as a few-shot pair
+  ("What can be described in the image?" -> caption); the closing request.
+* detail (Table 2): system; the image's annotation messages (captions, then every object and
+  every person with box and keypoints); one Table 4 instruction drawn with the seed.
+* reasoning (Table 3): system; the image's annotation messages.
+
+``--fewshot`` puts worked examples before the query: each example is rendered exactly like a
+query of its task (same format) and followed by its answer as an assistant message.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import random
+from dataclasses import dataclass
+from importlib import resources
+
+import msgspec
+import yaml
+
+from .context import FORMATS, render_compact, render_paper
+from .errors import ConfigError
+from .records import TASKS, ChatRequest, ImageContext, Message, request_id
+
+
+class FewShotExample(msgspec.Struct, frozen=True):
+    context: ImageContext
+    response: str
+    instruction: str | None = None  # detail examples: the Table 4 instruction answered
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """Everything one format sends, loaded from package data."""
+
+    format: str
+    system: dict[str, str]
+    caption_question: str
+    conversation_request: str
+    detail_instructions: tuple[str, ...]
+    fewshot: dict[str, tuple[FewShotExample, ...]]
+
+
+def _read(path: str) -> str:
+    return resources.files("llava_pose").joinpath("data/prompts", path).read_text("utf-8")
+
+
+@functools.cache
+def load_prompts(fmt: str = "paper") -> PromptSet:
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown prompt format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    messages = yaml.safe_load(_read(f"{fmt}/messages.yaml"))
+    instructions = tuple(
+        line.strip() for line in _read("detail_instructions.txt").splitlines() if line.strip()
+    )
+    fewshot = {
+        task: tuple(
+            msgspec.convert(e, FewShotExample)
+            for e in yaml.safe_load(_read(f"fewshot/{task}.yaml"))
+        )
+        for task in TASKS
+    }
+    return PromptSet(
+        format=fmt,
+        system={task: _read(f"{fmt}/{task}.system.txt").strip() for task in TASKS},
+        caption_question=messages["caption_question"],
+        conversation_request=messages["conversation_request"],
+        detail_instructions=instructions,
+        fewshot=fewshot,
+    )
+
+
+def pick_instruction(prompts: PromptSet, image_id: int, seed: int) -> str:
+    """The Table 4 instruction for one image: a function of (seed, image id) only, so it does
+    not change when other images are added or removed."""
+    digest = hashlib.sha256(f"{seed}:{image_id}:detail".encode()).digest()
+    return random.Random(digest).choice(prompts.detail_instructions)
+
+
+def query_messages(
+    prompts: PromptSet, ctx: ImageContext, task: str, instruction: str | None = None
+) -> list[Message]:
+    """The user messages that present one image for one task (no system, no examples)."""
+    if task == "conversation":
+        if prompts.format == "compact":
+            return [
+                Message("user", render_compact(ctx, annotations=False)),
+                Message("user", prompts.conversation_request),
+            ]
+        out: list[Message] = []
+        for caption in ctx.captions:
+            out.append(Message("user", prompts.caption_question))
+            out.append(Message("assistant", caption))
+        out.append(Message("user", prompts.conversation_request))
+        return out
+    if prompts.format == "compact":
+        out = [Message("user", render_compact(ctx))]
+    else:
+        out = [Message("user", m) for m in render_paper(ctx)]
+    if task == "detail":
+        out.append(Message("user", instruction or prompts.detail_instructions[0]))
+    return out
+
+
+def build_request(
+    ctx: ImageContext,
+    task: str,
+    *,
+    model: str,
+    prompts: PromptSet,
+    seed: int = 0,
+    fewshot: bool = False,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+) -> ChatRequest:
+    """The teacher request for one image and task. Pure: same inputs, same request."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
+    messages = [Message("system", prompts.system[task])]
+    if fewshot:
+        for example in prompts.fewshot[task]:
+            if example.context.image_id == ctx.image_id:
+                continue  # never show the teacher its own answer
+            messages += query_messages(prompts, example.context, task, example.instruction)
+            messages.append(Message("assistant", example.response.strip()))
+    instruction = pick_instruction(prompts, ctx.image_id, seed) if task == "detail" else None
+    messages += query_messages(prompts, ctx, task, instruction)
+    meta = {"task": task, "image_id": ctx.image_id, "image": ctx.image}
+    if instruction:
+        meta["instruction"] = instruction
+    return ChatRequest(
+        id=request_id(ctx.image_id, task),
+        model=model,
+        messages=tuple(messages),
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        meta=meta,
+        context=ctx,
+    )
+
+
+__all__ = [
+    "FewShotExample",
+    "PromptSet",
+    "build_request",
+    "load_prompts",
+    "pick_instruction",
+    "query_messages",
+]

@@ -20,6 +20,15 @@ from pathlib import Path
 import yaml
 
 from . import __version__
+from .coco import (
+    DEFAULT_MIN_KEYPOINTS,
+    DEFAULT_MIN_PERSONS,
+    filter_rule,
+    read_contexts,
+    read_split,
+    sample_root,
+    select_images,
+)
 from .config import option
 from .context import FORMATS
 from .dataset import assemble, write_dataset
@@ -50,9 +59,10 @@ class SourceOptions:
         None, "use at most this many images, a seeded sample (stable as it grows)"
     )
     min_keypoints: int = option(
-        5, "an image is human-centric if a person has at least this many labelled keypoints"
+        DEFAULT_MIN_KEYPOINTS,
+        "an image is human-centric if a person has at least this many labelled keypoints",
     )
-    min_persons: int = option(1, "... and at least this many such persons")
+    min_persons: int = option(DEFAULT_MIN_PERSONS, "... and at least this many such persons")
     all_images: bool = option(False, "keep images without people too (no human-centric filter)")
     check_images: bool = option(
         True, "check that every image file exists (--no-check-images for annotations only)"
@@ -105,15 +115,13 @@ def _expected_output() -> dict[str, int]:
 
 def load_source(cfg: SourceOptions, seed: int) -> list[ImageContext]:
     """Contexts for the configured images: from --contexts, --coco, or the bundled sample."""
-    from . import coco
-
     if cfg.contexts:
-        contexts = coco.read_contexts(cfg.contexts)
+        contexts = read_contexts(cfg.contexts)
     else:
-        root = Path(cfg.coco) if cfg.coco else coco.sample_root()
+        root = Path(cfg.coco) if cfg.coco else sample_root()
         if not cfg.coco:
             log.info("no --coco given: using the bundled COCO sample (%s)", root)
-        contexts = coco.load_split(
+        loaded = read_split(
             root,
             cfg.split,
             min_keypoints=cfg.min_keypoints,
@@ -121,8 +129,11 @@ def load_source(cfg: SourceOptions, seed: int) -> list[ImageContext]:
             human_only=not cfg.all_images,
             check_images=cfg.check_images,
         )
+        rule = filter_rule(cfg.min_keypoints, cfg.min_persons, not cfg.all_images)
+        log.info("%s", loaded.stats.summary(rule))
+        contexts = loaded.contexts
     if cfg.max_images is not None:
-        contexts = coco.select_images(contexts, cfg.max_images, seed)
+        contexts = select_images(contexts, cfg.max_images, seed)
     if not contexts:
         raise ConfigError(
             "no images left after filtering: check --split, --min-keypoints or --all-images"

@@ -216,8 +216,8 @@ class Runner:
             raise ConfigError(f"duplicate request id {dup!r}")
         self.stats.requests += len(requests)
         spec = self.backend.spec
-        keys = [request_key(spec, r) for r in requests] if self.cache else [""] * len(requests)
-        hits = self.cache.get_many(keys) if self.cache else {}
+        keys = [request_key(spec, r) for r in requests] if self.cache is not None else [""] * len(requests)
+        hits = self.cache.get_many(keys) if self.cache is not None else {}
         results: dict[str, Result] = {}
         bar = _progress_bar(len(requests), self.progress)
 

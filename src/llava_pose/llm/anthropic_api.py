@@ -42,7 +42,8 @@ def build_params(
 
     System messages become the `system` parameter; consecutive messages of one role become
     one message of several text blocks (what the API would do anyway, made explicit); images
-    go first in the first user message. Anthropic has no seed parameter.
+    go first in the first user message. Anthropic has no seed parameter. The SDK (1.0+) no
+    longer takes `temperature` as an argument, but the API still does: it goes in `extra_body`.
     """
     system = "\n\n".join(m.content for m in request.messages if m.role == "system")
     messages: list[dict[str, Any]] = []
@@ -66,7 +67,7 @@ def build_params(
     if system:
         params["system"] = system
     if request.temperature is not None:
-        params["temperature"] = request.temperature
+        params["extra_body"] = {"temperature": request.temperature}
     return params
 
 

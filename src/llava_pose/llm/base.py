@@ -102,6 +102,9 @@ def classify_http_error(
                 f"{model}: the account is out of quota (429 insufficient_quota): check billing"
             )
         return RetryableError(f"rate limited (429): {message}", parse_retry_after(headers))
+    if status == 402 or "credit balance is too low" in message:
+        # Anthropic reports an empty account as a 400 on every request: stop, do not fail each.
+        return BackendError(f"{model}: the account is out of credit ({status}): check billing")
     if status in (408, 409, 425) or status >= 500:
         return RetryableError(f"server error ({status}): {message}", parse_retry_after(headers))
     if status in _FIX:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import random
 import time
@@ -32,6 +33,9 @@ from .pricing import Price, PriceTable, count_message_tokens
 
 # Completion budget assumed for requests that set no max_tokens, when reserving budget/TPM.
 DEFAULT_MAX_OUTPUT = 1024
+# Prompt tokens reserved per attached image: above gpt-4o's high-detail maximum (1,445) and
+# Anthropic's ~1,600 for a full-size image. Text-only estimates would let images pass the budget.
+IMAGE_TOKENS_RESERVE = 1600
 
 
 @dataclass
@@ -187,6 +191,9 @@ class Runner:
         self.stats = RunStats()
         self._cooldown_until = 0.0
         self._reserved = 0.0
+        # Largest seen (billed prompt tokens / offline estimate): scales later reservations when
+        # the provider's tokenizer counts more than o200k_base does.
+        self._prompt_ratio = 1.0
         self._stop_launching = False
 
     # -- public -----------------------------------------------------------------------------
@@ -282,10 +289,14 @@ class Runner:
 
     # -- one request ------------------------------------------------------------------------
 
+    def _prompt_estimate(self, request: ChatRequest) -> int:
+        if not self.backend.paid:
+            return 0
+        text = count_message_tokens(request.messages, self.backend.model)
+        return text + IMAGE_TOKENS_RESERVE * len(request.images)
+
     def _estimate(self, request: ChatRequest) -> tuple[int, int]:
-        prompt = (
-            count_message_tokens(request.messages, self.backend.model) if self.backend.paid else 0
-        )
+        prompt = self._prompt_estimate(request) * self._prompt_ratio
         return int(prompt * 1.05) + 8, request.max_tokens or DEFAULT_MAX_OUTPUT
 
     def _reserve(self, request: ChatRequest) -> float:
@@ -322,6 +333,10 @@ class Runner:
         )
         if self.cache is not None:
             self.cache.put(key, self.backend.spec, request.id, completion, cost)
+        if self.options.max_cost is not None or self.options.tpm:
+            estimated = self._prompt_estimate(request)
+            if estimated and completion.input_tokens > estimated:
+                self._prompt_ratio = max(self._prompt_ratio, completion.input_tokens / estimated)
         self.stats.called += 1
         self.stats.input_tokens += completion.input_tokens
         self.stats.output_tokens += completion.output_tokens
@@ -373,7 +388,8 @@ class Runner:
 
 
 def _progress_bar(total: int, desc: str | None):  # type: ignore[no-untyped-def]
-    if desc is None or total == 0:
+    """A tqdm bar on stderr, off under --quiet (the logger then shows only warnings)."""
+    if desc is None or total == 0 or not logging.getLogger("llava_pose").isEnabledFor(logging.INFO):
         return None
     from tqdm.auto import tqdm
 

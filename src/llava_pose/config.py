@@ -132,7 +132,7 @@ def _groups(parser: argparse.ArgumentParser, cls: type) -> dict[str, Any]:
         own = [n for n in inspect.get_annotations(klass) if n not in out]
         if not dataclasses.is_dataclass(klass) or not own:
             continue
-        title = (klass.__doc__ or klass.__name__).strip().splitlines()[0].rstrip(".")
+        title = (klass.__doc__ or klass.__name__).strip().splitlines()[0].split(". ")[0].rstrip(".")
         group = parser.add_argument_group(title)
         out.update(dict.fromkeys(own, group))
     return out

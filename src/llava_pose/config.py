@@ -132,8 +132,11 @@ def _groups(parser: argparse.ArgumentParser, cls: type) -> dict[str, Any]:
         own = [n for n in inspect.get_annotations(klass) if n not in out]
         if not dataclasses.is_dataclass(klass) or not own:
             continue
-        title = (klass.__doc__ or klass.__name__).strip().splitlines()[0].split(". ")[0].rstrip(".")
-        group = parser.add_argument_group(title)
+        doc = (klass.__doc__ or "").strip()
+        if not doc or doc.startswith(f"{klass.__name__}("):  # dataclass's generated docstring
+            out.update(dict.fromkeys(own, parser))
+            continue
+        group = parser.add_argument_group(doc.splitlines()[0].split(". ")[0].rstrip("."))
         out.update(dict.fromkeys(own, group))
     return out
 

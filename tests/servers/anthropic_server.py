@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from .core import (
-    IMAGE_TOKENS,
     Body,
     ClientError,
     LoopbackServer,
@@ -139,7 +138,9 @@ class AnthropicServer(LoopbackServer):
                 total += count_tokens(content)
                 continue
             for block in content:
-                total += count_tokens(block["text"]) if block["type"] == "text" else IMAGE_TOKENS
+                total += (
+                    count_tokens(block["text"]) if block["type"] == "text" else self.image_tokens
+                )
         return total
 
     def max_tokens(self, body: Body) -> int | None:

@@ -182,8 +182,10 @@ class LoopbackServer:
         log_path: str | Path | None = None,
         port: int = 0,
         models: Iterable[str] | None = None,
+        image_tokens: int = IMAGE_TOKENS,
     ) -> None:
         self._lock = threading.Lock()
+        self.image_tokens = image_tokens  # prompt tokens billed per image part
         self._latency = float(latency)
         self._responder: Responder | None = None
         self._scripted: collections.deque[str] = collections.deque()
@@ -211,6 +213,7 @@ class LoopbackServer:
     def start(self) -> LoopbackServer:
         if self._httpd is not None:
             return self
+        _encoding()  # load the tokenizer now, not in the first requests' threads
         self._stop_r, self._stop_w = os.pipe()
         handler = type("Handler", (_Handler,), {"owner": self})
         httpd = _HTTPServer(("127.0.0.1", self._port), handler)

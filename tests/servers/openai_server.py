@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 from .core import (
-    IMAGE_TOKENS,
     Body,
     ClientError,
     LoopbackServer,
@@ -176,7 +175,7 @@ class OpenAIServer(LoopbackServer):
                 if part["type"] == "text":
                     total += count_tokens(part["text"])
                 else:
-                    total += IMAGE_TOKENS
+                    total += self.image_tokens
         return total
 
     def max_tokens(self, body: Body) -> int | None:

@@ -223,7 +223,11 @@ class Runner:
             raise ConfigError(f"duplicate request id {dup!r}")
         self.stats.requests += len(requests)
         spec = self.backend.spec
-        keys = [request_key(spec, r) for r in requests] if self.cache is not None else [""] * len(requests)
+        keys = (
+            [request_key(spec, r) for r in requests]
+            if self.cache is not None
+            else [""] * len(requests)
+        )
         hits = self.cache.get_many(keys) if self.cache is not None else {}
         results: dict[str, Result] = {}
         bar = _progress_bar(len(requests), self.progress)

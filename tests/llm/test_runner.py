@@ -1,0 +1,272 @@
+"""The Runner against the loopback OpenAI server: concurrency, order, rate limits, 429
+cooldown, budget and stats, all observed from the server's side of the wire."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.servers import Fault, OpenAIServer
+
+from llava_pose.errors import ConfigError
+from llava_pose.llm.openai_api import OpenAIBackend
+from llava_pose.llm.pricing import Price, PriceTable
+from llava_pose.llm.runner import Result, Runner, RunnerOptions
+from llava_pose.records import ChatRequest, Completion, Message
+
+KEY = "sk-test-SECRET-123456"
+FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0}
+PRICES = PriceTable({"gpt-4o": Price(input=2.5, output=10.0)})
+
+
+def chat(i: int, model: str = "gpt-4o", **kw: object) -> ChatRequest:
+    messages = (
+        Message("system", "You are an AI visual assistant that can analyze a single image."),
+        Message("user", f"Request {i}: describe the pose of the person in the image."),
+    )
+    return ChatRequest(id=f"r{i}", model=model, messages=messages, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAIServer]:
+    with OpenAIServer(latency=0.02) as s:
+        yield s
+
+
+def runner_for(
+    server: OpenAIServer, model: str = "gpt-4o", prices: PriceTable = PRICES, **options: object
+) -> Runner:
+    backend = OpenAIBackend(model, base_url=server.url, api_key=KEY, timeout=30)
+    opts = RunnerOptions(**{**FAST, **options})  # type: ignore[arg-type]
+    return Runner(backend, options=opts, prices=prices)
+
+
+def test_concurrency_bound_is_respected_and_used(server: OpenAIServer) -> None:
+    server.latency = 0.15
+    results = runner_for(server, concurrency=4).run([chat(i) for i in range(20)])
+    assert all(r.ok for r in results)
+    assert server.max_in_flight == 4
+    # 20 requests, 4 at a time, 0.15 s each: ~0.75 s, far from the 3 s of one at a time.
+    seen = server.requests
+    assert max(r.finished or 0 for r in seen) - min(r.arrived for r in seen) < 20 * 0.15 / 2
+
+
+def test_results_come_back_in_input_order(server: OpenAIServer) -> None:
+    def slow_for_early_ones(body: dict) -> str:
+        text = body["messages"][1]["content"]
+        i = int(text.split(":")[0].split()[1])
+        time.sleep((7 - i % 8) * 0.02)
+        return f"answer {i}"
+
+    server.responder = slow_for_early_ones
+    finished: list[str] = []
+    requests = [chat(i) for i in range(16)]
+    results = runner_for(server, concurrency=8).run(
+        requests, on_result=lambda req, res: finished.append(req.id)
+    )
+    assert [r.request_id for r in results] == [r.id for r in requests]
+    assert [r.completion.text for r in results if r.completion] == [
+        f"answer {i}" for i in range(16)
+    ]
+    # The calls really did finish out of order; the runner put them back.
+    assert finished != [r.id for r in requests] and sorted(finished) == sorted(
+        r.id for r in requests
+    )
+
+
+def test_duplicate_ids_are_rejected_before_any_call(server: OpenAIServer) -> None:
+    requests = [
+        chat(1),
+        chat(2),
+        ChatRequest(id="r1", model="gpt-4o", messages=(Message("user", "x"),)),
+    ]
+    with pytest.raises(ConfigError, match="duplicate request id 'r1'"):
+        runner_for(server).run(requests)
+    assert server.requests == []
+
+
+class TimedBackend(OpenAIBackend):
+    """The real OpenAI backend, noting when the runner starts each call."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.calls: list[float] = []
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        self.calls.append(time.monotonic())
+        return await super().complete(request)
+
+
+def fits_bucket(times: list[float], rate: float, burst: float, slack: float) -> bool:
+    """Any k consecutive events fit a token bucket of `burst` refilled at `rate` per second."""
+    times = sorted(times)
+    return all(
+        j - i + 1 <= burst + rate * (times[j] - times[i] + slack) + 1e-9
+        for i in range(len(times))
+        for j in range(i, len(times))
+    )
+
+
+def test_rpm_limit_is_respected_and_nearly_fully_used(server: OpenAIServer) -> None:
+    rpm, n = 600.0, 30  # 10 per second; the bucket holds one second's worth
+    rate = burst = rpm / 60
+    backend = TimedBackend("gpt-4o", base_url=server.url, api_key=KEY, timeout=30)
+    Runner(backend, options=RunnerOptions(concurrency=16, rpm=rpm, **FAST)).run(  # type: ignore[arg-type]
+        [chat(i) for i in range(n)]
+    )
+    arrivals = [r.arrived for r in server.requests]
+    assert len(arrivals) == n == len(backend.calls)
+    # Never faster than the limit, exactly as the runner starts calls; as the server sees
+    # them, with 0.2 s for the client's first connections (they make a burst arrive late).
+    assert fits_bucket(backend.calls, rate, burst, slack=0.0)
+    assert fits_bucket(arrivals, rate, burst, slack=0.2)
+    # And nearly all of it is used: after the first second's burst, the rest arrive at
+    # >= 90% of the allowed rate.
+    span = max(arrivals) - min(arrivals)
+    assert (n - burst) / (rate * span) >= 0.9
+
+
+def test_429_retry_after_pauses_every_worker(server: OpenAIServer) -> None:
+    server.latency = 0.1
+    server.add_fault(Fault("rate_limit", retry_after=0.5), at=[0])
+    results = runner_for(server, concurrency=3).run([chat(i) for i in range(9)])
+    assert all(r.ok for r in results)
+    limited = server.requests[0]
+    assert limited.status == 429 and limited.finished is not None
+    # The first three were sent together; every later send (the retry and the six not yet
+    # started) waits out the Retry-After, whichever worker makes it.
+    later = server.requests[3:]
+    assert len(later) == 7
+    assert all(r.arrived - limited.finished >= 0.5 for r in later)
+
+
+def test_retries_exhausted_is_a_failure_with_a_reason(server: OpenAIServer) -> None:
+    server.add_fault("server_error", when=lambda body: "Request 2:" in str(body))
+    runner = runner_for(server, max_retries=3)
+    results = runner.run([chat(i) for i in range(4)])
+    assert [r.kind for r in results] == ["ok", "ok", "failed", "ok"]
+    assert results[2].error is not None and results[2].error.startswith("gave up after 3 retries")
+    assert sum(1 for r in server.requests if "Request 2:" in str(r.body)) == 4
+    assert runner.stats.failed == 1 and runner.stats.retries == 3
+    assert runner.stats.failures_by_reason == {"gave up after 3 retries": 1}
+
+
+def test_backoff_is_jittered_exponential_and_honours_retry_after(server: OpenAIServer) -> None:
+    runner = runner_for(server, backoff_base=1.0, backoff_max=8.0)
+    for attempt, ceiling in [(0, 1.0), (1, 2.0), (2, 4.0), (3, 8.0), (6, 8.0)]:
+        delays = [runner._backoff(attempt, None) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1
+    assert runner._backoff(0, 7.5) == 7.5
+    assert runner._backoff(0, 10_000) == 80.0  # an absurd Retry-After is capped
+
+
+def test_stats_count_tokens_and_cost_from_the_server_usage(server: OpenAIServer) -> None:
+    runner = runner_for(server)
+    results = runner.run([chat(i) for i in range(6)])
+    assert all(r.ok for r in results)
+    usage = [r.usage for r in server.completed]
+    input_tokens = sum(u[0] for u in usage if u)
+    output_tokens = sum(u[1] for u in usage if u)
+    stats = runner.stats
+    assert (stats.requests, stats.called, stats.cached, stats.failed) == (6, 6, 0, 0)
+    assert (stats.input_tokens, stats.output_tokens) == (input_tokens, output_tokens)
+    assert stats.cost == pytest.approx((input_tokens * 2.5 + output_tokens * 10.0) / 1e6)
+    assert not stats.unpriced and stats.elapsed > 0
+    assert stats.as_dict()["called"] == 6
+
+
+def test_unknown_price_with_max_cost_is_a_config_error(server: OpenAIServer) -> None:
+    with pytest.raises(ConfigError, match=r"--max-cost needs a price for 'my-local-llm'"):
+        runner_for(server, model="my-local-llm", max_cost=1.0)
+
+
+def test_unknown_price_without_max_cost_runs_unpriced(server: OpenAIServer) -> None:
+    runner = runner_for(server, model="my-local-llm")
+    assert all(r.ok for r in runner.run([chat(i, model="my-local-llm") for i in range(2)]))
+    assert runner.stats.unpriced and runner.stats.cost == 0.0
+
+
+def budget_run(
+    server: OpenAIServer, max_cost: float, n: int, **options: object
+) -> tuple[Runner, list[Result]]:
+    runner = runner_for(server, max_cost=max_cost, **options)
+    return runner, runner.run([chat(i, max_tokens=50) for i in range(n)])
+
+
+def test_max_cost_stops_before_the_budget_is_passed(server: OpenAIServer) -> None:
+    max_cost = 0.002
+    runner, results = budget_run(server, max_cost, 20, concurrency=1)
+    kinds = [r.kind for r in results]
+    done = kinds.count("ok")
+    assert 0 < done < 20
+    assert kinds == ["ok"] * done + ["budget"] * (20 - done)
+    assert all(r.error == "budget reached (--max-cost)" for r in results[done:])
+    assert runner.stats.skipped_budget == 20 - done
+    # Never passed, by the server's own accounting; nothing past the stop was sent.
+    billed = sum(PRICES.prices["gpt-4o"].cost(*r.usage) for r in server.completed if r.usage)
+    assert billed == pytest.approx(runner.stats.cost) and billed <= max_cost
+    assert len(server.requests) == done
+    # And it stopped only when the next call's worst case would have passed the budget.
+    worst_next = PRICES.prices["gpt-4o"].cost(*runner._estimate(chat(done, max_tokens=50)))
+    assert runner.stats.cost + worst_next > max_cost
+
+
+def test_max_cost_holds_with_many_calls_in_flight(server: OpenAIServer) -> None:
+    server.latency = 0.05
+    runner, results = budget_run(server, 0.004, 60, concurrency=8)
+    assert 0 < sum(r.ok for r in results) < 60
+    assert runner.stats.cost <= 0.004
+    assert sum(r.kind == "budget" for r in results) == runner.stats.skipped_budget
+
+
+@pytest.mark.parametrize(
+    ("image_tokens", "concurrency", "max_cost"),
+    [
+        (1500, 4, 0.03),  # a text-only reservation would pass the budget by far
+        (5000, 1, 0.05),  # more than the per-image reserve: later calls reserve what was billed
+    ],
+)
+def test_max_cost_counts_images(
+    server: OpenAIServer, coco_mini: Path, image_tokens: int, concurrency: int, max_cost: float
+) -> None:
+    server.image_tokens = image_tokens
+    image = str(next((coco_mini / "val2017").glob("*.jpg")))
+    requests = [chat(i, max_tokens=20) for i in range(20)]
+    requests = [ChatRequest(**{**_fields(r), "images": (image,)}) for r in requests]
+    runner = runner_for(server, max_cost=max_cost, concurrency=concurrency)
+    results = runner.run(requests)
+    assert any(r.ok for r in results) and any(r.kind == "budget" for r in results)
+    billed = sum(PRICES.prices["gpt-4o"].cost(*r.usage) for r in server.completed if r.usage)
+    assert billed <= max_cost
+
+
+def test_server_sees_what_the_runner_reports_under_load(server: OpenAIServer) -> None:
+    """64 slow calls at once: the servers and the runner keep up (no lost or doubled call)."""
+    server.latency = 0.3
+    runner = runner_for(server, concurrency=64)
+    results = runner.run([chat(i) for i in range(128)])
+    assert all(r.ok for r in results)
+    assert server.max_in_flight == 64
+    assert max(server.paid_counts().values()) == 1 and len(server.completed) == 128
+
+
+def test_on_result_sees_each_result_once_as_it_finishes(server: OpenAIServer) -> None:
+    seen: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def record(request: ChatRequest, result: Result) -> None:
+        with lock:
+            seen.append((request.id, result.kind))
+
+    server.context_limit = 40
+    long = ChatRequest(id="long", model="gpt-4o", messages=(Message("user", "word " * 100),))
+    runner_for(server, concurrency=3).run([chat(0), long, chat(2)], on_result=record)
+    assert sorted(seen) == [("long", "failed"), ("r0", "ok"), ("r2", "ok")]
+
+
+def _fields(request: ChatRequest) -> dict[str, object]:
+    return {f: getattr(request, f) for f in request.__struct_fields__}

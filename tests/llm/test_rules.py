@@ -1,0 +1,290 @@
+"""The offline `rules` teacher on real COCO-MINI contexts: formats, grounding, determinism."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from llava_pose import pose
+from llava_pose.coco import load_split
+from llava_pose.filters import check_text, context_numbers
+from llava_pose.llm import make_backend
+from llava_pose.llm.base import PermanentError
+from llava_pose.llm.rules import (
+    DESCRIPTION,
+    RulesBackend,
+    _counted,
+    caption_activity,
+    clean_caption,
+    number_word,
+    person_names,
+    write,
+)
+from llava_pose.llm.runner import Runner
+from llava_pose.parse import parse_qa
+from llava_pose.prompts import build_request, load_prompts
+from llava_pose.records import TASKS, ChatRequest, ImageContext, Message, Person
+
+PAIR = r"Question:\n[^\n]+\n===\nAnswer:\n[^\n]+"
+CONVERSATION = re.compile(rf"{PAIR}(?:\n===\n{PAIR}){{2,5}}")
+REASONING = re.compile(PAIR)
+
+
+@pytest.fixture(scope="module")
+def contexts(coco_mini: Path) -> list[ImageContext]:
+    """Every image of COCO-MINI, with or without people."""
+    return [
+        ctx
+        for split in ("train2017", "val2017")
+        for ctx in load_split(coco_mini, split, human_only=False, check_images=False)
+    ]
+
+
+@pytest.fixture(scope="module")
+def human(contexts: list[ImageContext]) -> list[ImageContext]:
+    return [c for c in contexts if any(p.num_labelled for p in c.persons)]
+
+
+def answers(task: str, text: str) -> list[str]:
+    """The answer texts of a reply, checking its exact format on the way."""
+    if task == "detail":
+        assert "Question:" not in text and "===" not in text
+        return [text]
+    pattern = CONVERSATION if task == "conversation" else REASONING
+    assert pattern.fullmatch(text), text
+    parsed = parse_qa(text)
+    assert parsed.problem is None
+    expected = (3, 6) if task == "conversation" else (1, 1)
+    assert expected[0] <= len(parsed.pairs) <= expected[1]
+    return [p.answer for p in parsed.pairs] + [p.question for p in parsed.pairs]
+
+
+def test_every_image_and_task_has_the_format_and_passes_the_filters(
+    contexts: list[ImageContext],
+) -> None:
+    for ctx in contexts:
+        numbers = context_numbers(ctx)
+        for task in TASKS:
+            text = write(ctx, task, seed=3)
+            for answer in answers(task, text):
+                assert check_text(answer, numbers) is None, answer
+                assert not re.search(r"\d", answer), answer
+                assert "{" not in answer and "  " not in answer and ".." not in answer
+
+
+def test_detail_covers_every_labelled_person(human: list[ImageContext]) -> None:
+    for ctx in human:
+        text = write(ctx, "detail", seed=0)
+        names = person_names(ctx)
+        assert len(set(names)) == len(names)
+        paragraphs = text.split("\n\n")
+        for i, p in enumerate(ctx.persons):
+            if p.num_labelled == 0:
+                continue
+            mine = [par for par in paragraphs[1:] if par.lower().startswith(names[i])]
+            assert mine, (ctx.image_id, names[i], text)
+        labelled = sum(1 for p in ctx.persons if p.num_labelled)
+        # intro + one paragraph per labelled person (+ a closing one)
+        assert labelled + 1 <= len(paragraphs) <= labelled + 2
+
+
+def test_detail_describes_the_pose_facts(human: list[ImageContext]) -> None:
+    """What pose.py knows shows up in the text: a standing person is said to stand, etc."""
+    words = {
+        "standing": ("standing",),
+        "sitting": ("sitting", "seated"),
+        "lying": ("lying",),
+        "crouching": ("crouch", "squatting"),
+        "kneeling": ("kneeling", "knees"),
+        "bending": ("bending", "bent forward"),
+    }
+    seen = 0
+    for ctx in human:
+        text = write(ctx, "detail", seed=1).lower()
+        for f in pose.scene_facts(ctx).persons:
+            if f.posture:
+                seen += 1
+                assert any(w in text for w in words[f.posture]), (ctx.image_id, f.posture)
+            if f.facing == "camera":
+                assert any(
+                    w in text
+                    for w in ("facing the camera", "towards the viewer", "facing the viewer")
+                )
+    assert seen > 10
+
+
+def test_same_context_and_seed_give_identical_text(human: list[ImageContext]) -> None:
+    for ctx in human[:10]:
+        for task in TASKS:
+            assert write(ctx, task, 5) == write(ctx, task, 5)
+
+
+def test_text_does_not_depend_on_the_process(human: list[ImageContext]) -> None:
+    """No hash-order leaks: another interpreter with another hash seed writes the same."""
+    ctxs = human[:4]
+    payload = msgspec.json.encode(ctxs).decode()
+    code = (
+        "import sys, json, msgspec\n"
+        "from llava_pose.records import ImageContext\n"
+        "from llava_pose.llm.rules import write\n"
+        "ctxs = msgspec.json.decode(sys.stdin.read(), type=list[ImageContext])\n"
+        "print(json.dumps([write(c, t, 2) for c in ctxs for t in ('conversation', 'detail', 'reasoning')]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        input=payload,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "12345", "PATH": ""},
+    )
+    assert json.loads(out.stdout) == [write(c, t, 2) for c in ctxs for t in TASKS]
+
+
+def test_different_seeds_vary_the_wording(human: list[ImageContext]) -> None:
+    ctx = max(human, key=lambda c: sum(p.num_labelled for p in c.persons))
+    for task in TASKS:
+        texts = {write(ctx, task, seed) for seed in range(8)}
+        assert len(texts) >= 3, task
+
+
+def test_persons_without_labelled_joints_still_get_sensible_text(human: list[ImageContext]) -> None:
+    ctx = human[0]
+    blank = tuple(Person(box=p.box, keypoints=((0.0, 0.0, 0),) * 17) for p in ctx.persons)
+    ctx = msgspec.structs.replace(ctx, persons=blank)
+    n = len(blank)
+    for task in TASKS:
+        text = write(ctx, task, 0)
+        body = " ".join(answers(task, text)).lower()
+        # (the scene descriptions quoted may say "sitting"; no pose claim may be made)
+        for word in ("arm", "arms", "knee", "leg", "facing", "turned", "leaning", "upright"):
+            assert not re.search(rf"\b{word}\b", body), (task, word, text)
+        assert check_text(body) is None
+    detail = write(ctx, "detail", 0).lower()
+    assert ("single person" in detail or "one person" in detail) if n == 1 else "people" in detail
+
+
+def test_image_without_people(contexts: list[ImageContext]) -> None:
+    ctx = next(c for c in contexts if not c.persons)
+    for task in TASKS:
+        answers(task, write(ctx, task, 0))
+
+
+def test_hidden_limbs_are_not_described() -> None:
+    """A lone person whose legs are not labelled: nothing is said about legs or stance."""
+    pts = {
+        "nose": (0.5, 0.15, 2),
+        "left eye": (0.51, 0.14, 2),
+        "right eye": (0.49, 0.14, 2),
+        "left shoulder": (0.56, 0.25, 2),
+        "right shoulder": (0.44, 0.25, 2),
+        "left elbow": (0.6, 0.35, 2),
+        "left wrist": (0.62, 0.2, 2),
+        "left hip": (0.54, 0.5, 2),
+        "right hip": (0.46, 0.5, 2),
+    }
+    from llava_pose.records import KEYPOINT_NAMES
+
+    kps = tuple(pts.get(n, (0.0, 0.0, 0)) for n in KEYPOINT_NAMES)
+    ctx = ImageContext(
+        image_id=1,
+        image="train2017/000000000001.jpg",
+        width=640,
+        height=480,
+        captions=("A woman waving at someone in a park.",),
+        persons=(Person(box=(0.4, 0.05, 0.65, 0.55), keypoints=kps),),
+    )
+    for seed in range(5):
+        for task in TASKS:
+            body = " ".join(answers(task, write(ctx, task, seed))).lower()
+            for word in ("leg", "legs", "knee", "knees", "foot", "feet", "stride", "right arm"):
+                assert not re.search(rf"\b{word}\b", body), (task, word, body)
+    assert "left arm" in write(ctx, "detail", 0)
+
+
+async def test_backend_answers_from_context(human: list[ImageContext]) -> None:
+    backend = RulesBackend("")
+    assert backend.describe() == DESCRIPTION
+    assert (backend.provider, backend.paid, backend.options) == ("rules", False, ())
+    ctx = human[0]
+    request = ChatRequest(
+        id="x",
+        model="",
+        messages=(Message("user", "hi"),),
+        seed=4,
+        meta={"task": "detail"},
+        context=ctx,
+    )
+    done = await backend.complete(request)
+    assert done.text == write(ctx, "detail", 4)
+    assert (done.finish_reason, done.input_tokens, done.output_tokens) == ("stop", 0, 0)
+
+
+def test_missing_context_or_unknown_task_is_permanent(human: list[ImageContext]) -> None:
+    backend = RulesBackend("")
+    no_context = ChatRequest(id="a", model="", messages=(), meta={"task": "detail"})
+    with pytest.raises(PermanentError, match="context"):
+        asyncio.run(backend.complete(no_context))
+    bad_task = ChatRequest(id="b", model="", messages=(), meta={"task": "poem"}, context=human[0])
+    with pytest.raises(PermanentError, match="poem"):
+        asyncio.run(backend.complete(bad_task))
+
+
+def test_make_backend_builds_the_rules_teacher() -> None:
+    backend = make_backend("rules", api_key="ignored", base_url="ignored")
+    assert isinstance(backend, RulesBackend)
+    assert backend.spec == "rules"
+
+
+def test_runner_runs_real_requests(human: list[ImageContext]) -> None:
+    prompts = load_prompts("paper")
+    ctxs = human[:6]
+    requests = [build_request(c, t, model="", prompts=prompts, seed=9) for c in ctxs for t in TASKS]
+    requests.append(ChatRequest(id="no-context", model="", messages=(), meta={"task": "detail"}))
+    runner = Runner(RulesBackend(""), cache=None)
+    results = runner.run(requests)
+    for request, result in zip(requests[:-1], results[:-1], strict=True):
+        assert result.ok, result.error
+        assert result.completion is not None
+        assert request.context is not None
+        assert result.completion.text == write(request.context, request.meta["task"], 9)
+    assert results[-1].kind == "failed" and "context" in (results[-1].error or "")
+    assert runner.stats.failed == 1 and runner.stats.cost == 0
+
+
+def test_caption_helpers() -> None:
+    assert clean_caption("A PERSON IS SKIING ON THE SLOPE") == "a person is skiing on the slope"
+    assert (
+        clean_caption("A picture of a man riding a bike on a a road.")
+        == "a man riding a bike on a road"
+    )
+    assert clean_caption("A clock on a building that says 8:25.") is None  # digits are never quoted
+    assert clean_caption("Two dogs") is None  # too short to say anything
+    assert caption_activity("two men riding a wave on surfboards") == (
+        "riding a wave on surfboards",
+        True,
+    )
+    assert caption_activity("a man is standing next to a bike") == (
+        "standing next to a bike",
+        False,
+    )
+    assert caption_activity("a plane floating on top of a lake") is None  # nobody does this
+    assert caption_activity("a building with a man") is None
+
+
+def test_counts_and_plurals_are_words() -> None:
+    assert number_word(3) == "three" and number_word(99) == "many"
+    assert [_counted(c, 2) for c in ("wine glass", "skis", "bench", "knife")] == [
+        "two wine glasses",
+        "two sets of skis",
+        "two benches",
+        "two knives",
+    ]
+    assert _counted("umbrella", 1) == "an umbrella"

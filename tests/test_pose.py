@@ -241,6 +241,39 @@ def test_crouching_and_kneeling() -> None:
     assert facts(kneel).posture == "kneeling"
 
 
+def test_pitcher_wind_up_is_not_kneeling() -> None:
+    # From a real COCO pitcher: the right shin swings up level behind a straight, planted
+    # left leg. A horizontal shin under a vertical thigh alone would read as a kneel.
+    points = {
+        "left shoulder": (424, 166),
+        "right shoulder": (379, 140),
+        "left hip": (392, 215),
+        "right hip": (374, 203),
+        "left knee": (383, 244),
+        "right knee": (379, 237),
+        "left ankle": (367, 302),
+        "right ankle": (418, 243),
+    }
+    f = facts(points, width=640, height=480)
+    assert f.legs[1].knee == "bent"
+    assert f.posture != "kneeling"
+
+
+def test_ski_tuck_is_not_sitting() -> None:
+    # From a real COCO skier seen from behind: sloping thighs over half-bent knees.
+    points = {
+        "left shoulder": (213, 299),
+        "right shoulder": (233, 296),
+        "left hip": (200, 327),
+        "right hip": (217, 325),
+        "left knee": (225, 344),
+        "right knee": (241, 337),
+        "left ankle": (234, 370),
+        "right ankle": (247, 367),
+    }
+    assert facts(points, width=640, height=480).posture != "sitting"
+
+
 def test_seen_from_the_back_faces_away() -> None:
     back = {k: (W - x, y) for k, (x, y) in FRONT.items()}  # left shoulder now on image left
     f = facts(back, v={"nose": 0, "left eye": 0, "right eye": 0})

@@ -95,6 +95,10 @@ STANDING_LEG_MAX_DEG = 30.0
 SIT_THIGH_MIN_DEG = 55.0
 SIT_THIGH_MIN_LENGTH = 0.35
 SIT_TILT_MAX = 45.0
+# ... and the knee is bent like on a chair (a seat puts it near 90 deg), or the whole leg is
+# stretched out flat on the ground. In between (~120-150 deg, a ski tuck, a lunge) is no seat.
+SIT_KNEE_MAX = 120.0
+SIT_FLAT_KNEE_MIN = 150.0
 # Sitting seen from the front: the thigh points at the camera (shorter than this) while the
 # shin hangs down at full length below it.
 SIT_FRONT_THIGH_MAX = 0.35
@@ -106,6 +110,8 @@ CROUCH_HIP_DROP_MAX = 0.5
 KNEEL_SHIN_MIN_DEG = 60.0
 KNEEL_THIGH_MAX_DEG = 35.0
 KNEEL_KNEE_MAX = 130.0
+# ... with that knee down at ground level (the lowest knee or ankle), not lifted behind.
+KNEEL_KNEE_ABOVE_GROUND_MAX = 0.3
 # Shoulders further apart than this along the body's left-right axis decide front/back;
 # closer, the person is side-on (a frontal shoulder span is ~0.6-0.8 torso lengths).
 SHOULDER_ORDER_MIN = 0.25
@@ -532,21 +538,33 @@ def posture_of(body: Body) -> tuple[Posture | None, bool]:
             return "bending", occluded or leg_occluded
         return None, False
     occluded = occluded or leg_occluded
-    knees: list[float] = []
-    kneel = False
-    for hip, knee, ankle in legs:
-        angle = limb_angle(body, hip, knee, ankle)
-        if angle is not None:
-            knees.append(angle)
-            assert hip is not None and knee is not None and ankle is not None
-            if (
-                angle <= KNEEL_KNEE_MAX
-                and _dir_from_vertical(knee, ankle) >= KNEEL_SHIN_MIN_DEG
-                and _dir_from_vertical(hip, knee) <= KNEEL_THIGH_MAX_DEG
-            ):
-                kneel = True
-    if kneel:
-        return "kneeling", occluded
+    knee_angles = _knee_angles(body, legs)
+    knees = [k for k in knee_angles if k is not None]
+    # A straight leg planted under the hip carries the weight: whatever the other leg does
+    # (a kick, a pitcher's wind-up, a knee raised mid-run), the person is not down on a knee
+    # or seated.
+    planted = any(
+        k is not None
+        and k >= STANDING_KNEE_MIN
+        and hip is not None
+        and ankle is not None
+        and _dir_from_vertical(hip, ankle) <= STANDING_LEG_MAX_DEG
+        for k, (hip, _, ankle) in zip(knee_angles, legs, strict=True)
+    )
+    # The ground is at the lowest labelled knee or ankle; a kneeling knee rests on it.
+    low = [j.y for _, knee, ankle in legs for j in (knee, ankle) if j is not None]
+    ground = max(low) if low else None
+    for k, (hip, knee, ankle) in zip(knee_angles, legs, strict=True):
+        if k is None or planted or ground is None:
+            continue
+        assert hip is not None and knee is not None and ankle is not None
+        if (
+            k <= KNEEL_KNEE_MAX
+            and _dir_from_vertical(knee, ankle) >= KNEEL_SHIN_MIN_DEG
+            and _dir_from_vertical(hip, knee) <= KNEEL_THIGH_MAX_DEG
+            and (ground - knee.y) / body.scale <= KNEEL_KNEE_ABOVE_GROUND_MAX
+        ):
+            return "kneeling", occluded
     # Crouching: every known knee sharply bent and the hips down at the feet.
     drops = [
         (ankle.y - hip.y) / body.scale
@@ -560,26 +578,26 @@ def posture_of(body: Body) -> tuple[Posture | None, bool]:
         and max(drops) <= CROUCH_HIP_DROP_MAX
     ):
         return "crouching", occluded
-    # A straight leg planted under the hip carries the weight: whatever the other leg does
-    # (a kick, a knee raised mid-run), the person is not seated.
-    planted = any(
-        k >= STANDING_KNEE_MIN
-        and hip is not None
-        and ankle is not None
-        and _dir_from_vertical(hip, ankle) <= STANDING_LEG_MAX_DEG
-        for k, (hip, _, ankle) in zip(_knee_angles(body, legs), legs, strict=True)
-        if k is not None
-    )
     if tilt <= SIT_TILT_MAX and not planted:
-        for hip, knee, _ankle in legs:
+        for k, (hip, knee, ankle) in zip(knee_angles, legs, strict=True):
             if hip is None or knee is None:
                 continue
             thigh = _norm(_sub(_xy(knee), _xy(hip))) / body.scale
             thigh_dir = _dir_from_vertical(hip, knee)
-            if thigh >= SIT_THIGH_MIN_LENGTH and thigh_dir >= SIT_THIGH_MIN_DEG:
-                if thigh_dir > 90 + (90 - SIT_THIGH_MIN_DEG):
-                    continue  # knee far above the hip: a kick or a climb, not a seat
-                return "sitting", occluded
+            if thigh < SIT_THIGH_MIN_LENGTH or thigh_dir < SIT_THIGH_MIN_DEG:
+                continue
+            if thigh_dir > 90 + (90 - SIT_THIGH_MIN_DEG):
+                continue  # knee far above the hip: a kick or a climb, not a seat
+            if k is not None and ankle is not None:
+                # On a seat the shin drops from a clearly bent knee; sitting on the ground the
+                # whole leg lies flat. A half-bent knee under a sloping thigh is a ski tuck or
+                # a lunge, not a seat.
+                legs_flat = (
+                    k >= SIT_FLAT_KNEE_MIN and _dir_from_vertical(knee, ankle) >= SIT_THIGH_MIN_DEG
+                )
+                if not (k <= SIT_KNEE_MAX or legs_flat):
+                    continue
+            return "sitting", occluded
         # Seen from the front: short (foreshortened) thighs over long, hanging shins, on
         # every leg whose three joints are known.
         front = []

@@ -46,7 +46,8 @@ def request_key(backend: str, request: ChatRequest) -> str:
         "backend": backend,
         "messages": [(m.role, m.content) for m in request.messages],
         "images": list(request.images),
-        "temperature": request.temperature,
+        # 1 and 1.0 are one temperature (a YAML config gives an int, a decoded request a float).
+        "temperature": None if request.temperature is None else float(request.temperature),
         "max_tokens": request.max_tokens,
         "seed": request.seed,
     }

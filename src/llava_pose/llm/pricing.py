@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import random
+import re
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 import yaml
@@ -15,17 +17,25 @@ import yaml
 from ..errors import ConfigError
 from ..records import ChatRequest, Message
 
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+# What may follow a priced name for a model to share its price: dated or versioned snapshots
+# ("-2024-08-06", "-20250514", "-0613", "@20240620", "-latest", "-preview"). Anything else
+# ("-pro", "-mini", "-32k", ".5") is another model that may cost more: unknown, not guessed.
+_SNAPSHOT = re.compile(r"([-@](\d+|latest|preview))+")
+
 
 class Price(msgspec.Struct, frozen=True):
-    input: float  # USD per 1M prompt tokens
-    output: float  # USD per 1M completion tokens
+    input: NonNegative  # USD per 1M prompt tokens
+    output: NonNegative  # USD per 1M completion tokens
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
 
 
 class PriceTable:
-    """Model name -> Price, matched exactly or by the longest prefix."""
+    """Model name -> Price, matched exactly or by the longest name it extends with a snapshot
+    suffix (so "gpt-4o-2024-08-06" is priced as "gpt-4o", but "o3-pro" is not "o3")."""
 
     def __init__(self, prices: dict[str, Price]) -> None:
         self.prices = prices
@@ -39,6 +49,10 @@ class PriceTable:
                 data = yaml.safe_load(Path(override).read_text("utf-8"))
             except FileNotFoundError:
                 raise ConfigError(f"{override}: prices file not found") from None
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(
+                    f"{override}: cannot read prices file ({e.__class__.__name__})"
+                ) from None
             except yaml.YAMLError as e:
                 raise ConfigError(f"{override}: invalid YAML ({str(e).splitlines()[0]})") from None
             prices.update(_parse(data, str(override)))
@@ -48,7 +62,9 @@ class PriceTable:
         name = model.split("/")[-1].lower()
         if name in self.prices:
             return self.prices[name]
-        matches = [k for k in self.prices if name.startswith(k)]
+        matches = [
+            k for k in self.prices if name.startswith(k) and _SNAPSHOT.fullmatch(name[len(k) :])
+        ]
         return self.prices[max(matches, key=len)] if matches else None
 
 

@@ -1,0 +1,141 @@
+"""Price table: exact and snapshot-prefix matching, override files, bad files, and the
+offline token count against what the loopback server bills."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.servers import OpenAIServer
+
+from llava_pose.errors import ConfigError
+from llava_pose.llm.openai_api import OpenAIBackend
+from llava_pose.llm.pricing import Price, PriceTable, count_message_tokens, encoding_name
+from llava_pose.llm.runner import Runner, RunnerOptions
+from llava_pose.records import ChatRequest, Message
+
+
+@pytest.fixture(scope="module")
+def table() -> PriceTable:
+    return PriceTable.load()
+
+
+def test_exact_names(table: PriceTable) -> None:
+    assert table.get("gpt-4o") == Price(2.5, 10.0)
+    assert table.get("gpt-4o-mini") == Price(0.15, 0.6)  # its own entry, not gpt-4o's
+    assert table.get("gpt-4o-2024-05-13") == Price(5.0, 15.0)  # an exact snapshot entry wins
+    assert table.get("claude-sonnet-4") == Price(3.0, 15.0)
+
+
+@pytest.mark.parametrize(
+    ("model", "priced_as"),
+    [
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),  # the longest matching name
+        ("gpt-4-0613", "gpt-4"),
+        ("gpt-4-turbo-2024-04-09", "gpt-4-turbo"),
+        ("gpt-4-turbo-preview", "gpt-4-turbo"),
+        ("o1-preview-2024-09-12", "o1"),
+        ("claude-sonnet-4-20250514", "claude-sonnet-4"),
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+        ("claude-3-5-sonnet-latest", "claude-3-5-sonnet"),
+        ("claude-3-5-sonnet@20240620", "claude-3-5-sonnet"),  # Vertex AI spelling
+        ("openai/gpt-4o", "gpt-4o"),  # a router's provider prefix
+        ("GPT-4o-2024-08-06", "gpt-4o"),
+    ],
+)
+def test_snapshots_share_the_price_of_their_model(
+    table: PriceTable, model: str, priced_as: str
+) -> None:
+    assert table.get(model) == table.prices[priced_as]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "o3-pro",  # not o3: ten times its price
+        "gpt-5-pro",
+        "gpt-4.5-preview",  # not gpt-4
+        "gpt-4-32k",
+        "gpt-5.1",
+        "gpt-4o-audio-preview",
+        "llama3.1:8b",
+        "my-local-llm",
+    ],
+)
+def test_other_models_are_unknown_not_guessed(table: PriceTable, model: str) -> None:
+    assert table.get(model) is None
+
+
+def test_override_file_replaces_and_adds(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("gpt-4o: {input: 1.25, output: 5}\nLlama3-70B: {input: 0, output: 0}\n")
+    table = PriceTable.load(prices)
+    assert table.get("gpt-4o") == Price(1.25, 5.0)
+    assert table.get("gpt-4o-2024-08-06") == Price(1.25, 5.0)
+    assert table.get("llama3-70b") == Price(0.0, 0.0)
+    assert table.get("gpt-4o-mini") == Price(0.15, 0.6)  # untouched entries stay
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("gpt-4o: {input: 1, output: [", "invalid YAML"),
+        ("- gpt-4o\n- gpt-4o-mini\n", "expected a mapping of model name"),
+        ("", "expected a mapping of model name"),
+        ("gpt-4o: {input: cheap, output: 1}", "gpt-4o: Expected `float`"),
+        ("gpt-4o: {input: 1}", "gpt-4o: Object missing required field `output`"),
+        ("gpt-4o: {input: -1, output: 1}", "gpt-4o: Expected `float` >= 0"),
+        ("gpt-4o:\n", "gpt-4o: Expected `object`"),
+    ],
+)
+def test_bad_override_file_is_a_config_error_naming_it(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    prices = tmp_path / "my-prices.yaml"
+    prices.write_text(content)
+    with pytest.raises(ConfigError, match=r"my-prices\.yaml") as info:
+        PriceTable.load(prices)
+    assert message in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_unreadable_override_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="prices file not found"):
+        PriceTable.load(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="cannot read prices file"):
+        PriceTable.load(tmp_path)  # a directory
+    binary = tmp_path / "prices.bin"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match="cannot read prices file"):
+        PriceTable.load(binary)
+
+
+def test_cost_arithmetic() -> None:
+    assert Price(2.5, 10.0).cost(1_000_000, 0) == 2.5
+    assert Price(2.5, 10.0).cost(2_000, 500) == pytest.approx(0.01)
+
+
+def test_encoding_by_model() -> None:
+    assert encoding_name("gpt-4o") == "o200k_base"
+    assert encoding_name("gpt-4-0613") == "cl100k_base"
+    assert encoding_name("gpt-3.5-turbo") == "cl100k_base"
+    assert encoding_name("claude-sonnet-4") == "o200k_base"
+
+
+def test_offline_count_equals_what_the_server_bills() -> None:
+    """The estimate used for --max-cost is OpenAI's chat-message count, exactly."""
+    messages = (
+        Message("system", "You are an AI visual assistant, and you are seeing a single image."),
+        Message(
+            "user", "The person's left wrist is at (0.412, 0.388) and is raised above the head."
+        ),
+        Message("assistant", "The person is waving."),
+        Message("user", "What is the person doing? Answer in one sentence."),
+    )
+    request = ChatRequest(id="r", model="gpt-4o", messages=messages)
+    with OpenAIServer() as server:
+        backend = OpenAIBackend("gpt-4o", base_url=server.url, api_key="sk-test-SECRET-123456")
+        [result] = Runner(backend, options=RunnerOptions(timeout=5)).run([request])
+    assert result.completion is not None
+    assert result.completion.input_tokens == count_message_tokens(messages, "gpt-4o")

@@ -1,9 +1,44 @@
-"""`llava-pose chat` (placeholder until the stage lands)."""
+"""`llava-pose chat`: talk to a model about one image (torch loads only when it runs)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+EXAMPLES = """
+  llava-pose chat --model runs/llava-pose --image street.jpg "What is the person on the left doing?"
+
+  # several questions: one conversation, each answer is context for the next
+  llava-pose chat --model runs/llava-pose --image street.jpg "Describe the scene." "Who is running?"
+
+  # interactive: questions from standard input, one per line
+  llava-pose chat --model runs/llava-pose-lora --image street.jpg
+
+  # another vision-language model through its own chat template
+  llava-pose chat --model Qwen/Qwen2-VL-7B-Instruct --image street.jpg "What are they doing?"
+"""
+
+
+def _run(config: Any) -> int:
+    from ..train.infer import run_chat
+
+    return run_chat(config)
+
 
 def register(subparsers: Any) -> None:
     """Add the `chat` command."""
+    from ..train.config import ChatConfig
+    from . import add_command
+
+    add_command(
+        subparsers,
+        "chat",
+        ChatConfig,
+        _run,
+        help="ask a model about an image (answers stream to the terminal)",
+        description=(
+            "Load a trained run (full, LoRA or exported), a checkpoint or a hub model and answer "
+            "questions about one image as a multi-turn chat. LLaVA models get the Vicuna-v1 prompt "
+            "they were trained with; greedy decoding unless --temperature > 0."
+        ),
+        examples=EXAMPLES,
+    )

@@ -1,9 +1,90 @@
-"""`llava-pose train` (placeholder until the stage lands)."""
+"""`llava-pose train` and `llava-pose export` (fine-tuning; torch loads only when they run)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+TRAIN_EXAMPLES = """
+  # the paper's recipe (full fine-tuning of LLaVA-1.5-7B, vision tower frozen), one machine
+  llava-pose train --data out/llava_pose_all.json --image-root /data/coco \\
+      --model llava-hf/llava-1.5-7b-hf --output runs/llava-pose --deepspeed zero3
+
+  # LoRA (LLaVA-1.5's LoRA recipe: r 128, alpha 256, lr 2e-4, connector lr 2e-5)
+  llava-pose train --config configs/llava_pose_lora.yaml --data out/llava_pose_all.json \\
+      --image-root /data/coco --output runs/llava-pose-lora
+
+  # 8 GPUs (the YAML holds the recipe; flags after it override it)
+  accelerate launch --config_file configs/accelerate/multi_gpu.yaml --num_processes 8 \\
+      -m llava_pose.train --config configs/llava_pose_full.yaml
+
+  # check the data first (images, turns, <image> tokens, lengths): seconds, no GPU
+  llava-pose train --check --data out/llava_pose_all.json --image-root /data/coco
+
+  # continue after a crash or preemption from the last checkpoint
+  llava-pose train --config configs/llava_pose_full.yaml --resume
+
+  # a tiny random model on the CPU: the whole path in a minute
+  llava-pose train --model tiny --data out/llava_pose_all.json --image-root /data/coco \\
+      --output runs/tiny --max-steps 20 --batch-size 2 --grad-accum 1 --lr 1e-3
+"""
+
+EXPORT_EXAMPLES = """
+  # merge LoRA adapters (and the trained connector) into a plain llava-hf checkpoint
+  llava-pose export runs/llava-pose-lora --output runs/llava-pose-merged
+"""
+
+
+def _train(config: Any) -> int:
+    from ..train.trainer import run_train
+
+    return run_train(config)
+
+
+def _export(config: Any) -> int:
+    from ..train.infer import resolve_dtype
+    from ..train.model import export_merged
+
+    dtype = None if config.dtype == "auto" else resolve_dtype(config.dtype, _cpu())
+    out = export_merged(config.run, config.output, dtype)
+    print(out)
+    return 0
+
+
+def _cpu() -> Any:
+    import torch
+
+    return torch.device("cpu")
+
 
 def register(subparsers: Any) -> None:
-    """Add the `train` command."""
+    """Add the `train` and `export` commands."""
+    from ..train.config import ExportConfig, TrainConfig
+    from . import add_command
+
+    add_command(
+        subparsers,
+        "train",
+        TrainConfig,
+        _train,
+        help="fine-tune LLaVA-1.5 on keypoint-integrated data (full, LoRA or QLoRA)",
+        description=(
+            "Fine-tune a llava-hf checkpoint on LLaVA-format data as the LLaVA-Pose paper does: "
+            "vision tower frozen, connector and language model trained, Vicuna-v1 template, loss on "
+            "answers only. Every record is checked first; bad ones are listed and stop the run "
+            "(exit 2) unless --skip-bad. Defaults are the paper's recipe."
+        ),
+        examples=TRAIN_EXAMPLES,
+    )
+    add_command(
+        subparsers,
+        "export",
+        ExportConfig,
+        _export,
+        help="merge a LoRA run into a plain checkpoint",
+        description=(
+            "Load a LoRA run on its base model, merge the adapters and the trained connector, "
+            "and save a llava-hf checkpoint that needs no PEFT. (chat and `bench answer --model "
+            "hf:RUN` also load LoRA runs directly, merging in memory.)"
+        ),
+        examples=EXPORT_EXAMPLES,
+    )

@@ -1,0 +1,136 @@
+"""Options of `llava-pose train`, `chat` and `export` (no heavy imports: `--help` must stay fast).
+
+Defaults are the paper's recipe (Section 5): LLaVA-1.5's fine-tuning hyperparameters with a
+per-device batch of 8 and gradient accumulation 2. configs/llava_pose_full.yaml and
+configs/llava_pose_lora.yaml restate them; flags override a --config file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import option
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tune a llava-hf checkpoint on LLaVA-format instruction data."""
+
+    data: list[str] = option(
+        [],
+        "LLaVA JSON file(s) to train on, mixed (the generator's output, llava_v1_5_mix665k.json, ...)",
+        nargs="+",
+        metavar="FILE.json",
+    )
+    image_root: str | None = option(
+        None,
+        "folder the records' relative 'image' paths are joined to (default: each data file's folder)",
+        metavar="DIR",
+    )
+    model: str = option(
+        "llava-hf/llava-1.5-7b-hf",
+        "llava-hf checkpoint to start from: a local folder, a Hugging Face hub id, or 'tiny' "
+        "(a small random model for CPU tests and demos)",
+    )
+    output: str = option(
+        "runs/llava-pose", "run folder: checkpoints, final model, logs", metavar="DIR"
+    )
+    lora: bool = option(
+        False,
+        "train LoRA adapters on the language model (connector fully trained) instead of all weights",
+    )
+    qlora: bool = option(
+        False, "LoRA on a 4-bit quantised language model (bitsandbytes, CUDA only); implies --lora"
+    )
+    lora_r: int = option(128, "LoRA rank (LLaVA-1.5's LoRA recipe: 128)")
+    lora_alpha: int = option(256, "LoRA alpha (LLaVA-1.5's LoRA recipe: 256)")
+    lora_dropout: float = option(0.05, "LoRA dropout")
+    lr: float = option(2e-5, "peak learning rate (LoRA recipe: 2e-4)")
+    projector_lr: float | None = option(
+        None, "learning rate of the vision-language connector (default: --lr; LoRA recipe: 2e-5)"
+    )
+    epochs: float = option(1.0, "passes over the data")
+    max_steps: int | None = option(
+        None, "stop after this many optimizer steps (overrides --epochs)"
+    )
+    batch_size: int = option(8, "samples per device per step (paper: 8)")
+    grad_accum: int = option(2, "gradient accumulation steps (paper: 2)")
+    warmup_ratio: float = option(0.03, "share of steps spent warming up the learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay (not applied to biases and norms)")
+    lr_scheduler: str = option("cosine", "learning-rate schedule (any transformers SchedulerType)")
+    max_grad_norm: float = option(1.0, "gradient clipping norm")
+    max_length: int = option(
+        2048, "tokens per sample, image tokens included; longer samples are cut"
+    )
+    precision: str = option(
+        "auto", "bf16, fp16 or fp32; auto: bf16 on a GPU that has it, else fp32", choices=PRECISIONS
+    )
+    gradient_checkpointing: bool = option(True, "recompute activations in backward to save memory")
+    deepspeed: str | None = option(
+        None,
+        "DeepSpeed ZeRO config: zero2, zero3, zero3_offload (shipped in configs/deepspeed/) or a JSON path",
+        metavar="PRESET|FILE.json",
+    )
+    pad_to_square: bool = option(
+        True, "pad images to a square with the image mean colour, as LLaVA-1.5 ('pad')"
+    )
+    group_by_length: bool = option(
+        True,
+        "batch samples of similar length together (LLaVA's group_by_modality_length, approximately)",
+    )
+    save_steps: int = option(500, "save a resumable checkpoint every N optimizer steps")
+    save_total_limit: int = option(2, "keep only the last N checkpoints")
+    logging_steps: int = option(10, "log loss, learning rate and throughput every N steps")
+    seed: int = option(42, "random seed (model init of presets, data order, dropout)")
+    num_workers: int = option(4, "data-loading worker processes per device")
+    attn_implementation: str = option("sdpa", "attention kernel: sdpa, eager or flash_attention_2")
+    report_to: str = option(
+        "none", "also log to: none, tensorboard, wandb, ... (transformers' report_to)"
+    )
+    resume: bool = option(False, "continue from the last checkpoint in --output")
+    skip_bad: bool = option(
+        False, "leave out the records the validation pass rejects instead of stopping"
+    )
+    check: bool = option(
+        False, "only validate the data (images, turns, lengths), print statistics and exit"
+    )
+    max_samples: int | None = option(None, "use only the first N records (quick runs)")
+
+
+@dataclass
+class ChatConfig:
+    """Ask a model about one image, streaming the answers."""
+
+    questions: list[str] = option(
+        [],
+        "questions, asked in turn as one conversation (none: read them from standard input)",
+        positional=True,
+        nargs="*",
+    )
+    model: str = option(
+        "runs/llava-pose",
+        "a model folder (a run, a checkpoint, a LoRA run, an exported model) or a hub id",
+    )
+    image: str | None = option(None, "the image to talk about", metavar="FILE")
+    max_new_tokens: int = option(512, "longest answer, in tokens")
+    temperature: float = option(0.0, "0 answers greedily (deterministic); above 0 samples")
+    device: str = option("auto", "cpu, cuda, cuda:1, ... (auto: cuda if available)")
+    dtype: str = option("auto", "bf16, fp16 or fp32 (auto: bf16 on GPU, fp32 on CPU)")
+    template: str = option(
+        "auto",
+        "prompt format: vicuna_v1 (LLaVA-1.5's), chat (the processor's chat template); auto: vicuna_v1 for llava models",
+        choices=("auto", "vicuna_v1", "chat"),
+    )
+    system: str | None = option(None, "replace the template's system line")
+
+
+@dataclass
+class ExportConfig:
+    """Merge a LoRA run into a plain checkpoint that needs no PEFT."""
+
+    run: str = option(help="LoRA run folder (or one of its checkpoint-N folders)", positional=True)
+    output: str = option(help="folder for the merged model (required)", metavar="DIR")
+    dtype: str = option("auto", "weights' dtype: bf16, fp16, fp32 (auto: the base model's)")

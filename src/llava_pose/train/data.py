@@ -1,0 +1,514 @@
+"""LLaVA-format records -> model inputs, exactly as LLaVA-1.5 fine-tunes.
+
+* Template: Vicuna-v1 (package data ``data/train/conv_vicuna_v1.yaml``), rendered as LLaVA's
+  ``conv_vicuna_v1.get_prompt()``; ``<image>`` is moved to the front of its turn as LLaVA's
+  ``preprocess_multimodal`` does.
+* Labels: only assistant answers and the ``</s>`` after each are learned; everything else is
+  -100. Targets are found from the tokenizer's character offsets of ONE tokenization of the
+  whole prompt, so the labels cannot drift from the input ids (LLaVA's "tokenization mismatch").
+* ``<image>`` becomes the model's image tokens (their number is asked of the processor once).
+* Images are padded to a square with the image processor's mean colour (LLaVA's ``pad`` mode)
+  before the processor resizes them.
+* `validate` checks every record before training and says which ones are bad and why.
+
+Nothing here imports torch at module import; tensors are made in the collator.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from ..errors import ConfigError, InputError
+from ..io import read_bytes
+
+log = logging.getLogger("llava_pose.train")
+
+IGNORE_INDEX = -100
+HUMAN, GPT = "human", "gpt"
+
+
+# -- template ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Template:
+    """A SeparatorStyle.TWO conversation template (LLaVA's conv_vicuna_v1)."""
+
+    name: str
+    system: str
+    roles: tuple[str, str]
+    sep: str
+    sep2: str
+    image_token: str = "<image>"
+
+    @classmethod
+    @functools.cache
+    def load(cls, name: str = "vicuna_v1") -> Template:
+        try:
+            text = (
+                resources.files("llava_pose")
+                .joinpath(f"data/train/conv_{name}.yaml")
+                .read_text("utf-8")
+            )
+        except FileNotFoundError:
+            raise ConfigError(f"unknown conversation template {name!r}") from None
+        data = yaml.safe_load(text)
+        return cls(
+            name=data["name"],
+            system=data["system"],
+            roles=(data["roles"][0], data["roles"][1]),
+            sep=data["sep"],
+            sep2=data["sep2"],
+            image_token=data.get("image_token", "<image>"),
+        )
+
+    def render(
+        self, turns: Sequence[tuple[str, str | None]], system: str | None = None
+    ) -> tuple[str, list[tuple[int, int]]]:
+        """The prompt text and the character spans the model learns (each answer plus sep2).
+
+        `turns` alternate human/gpt; a final gpt turn of None leaves "ASSISTANT:" open for
+        generation, as LLaVA's get_prompt does.
+        """
+        text = (self.system if system is None else system) + self.sep
+        spans: list[tuple[int, int]] = []
+        seps = (self.sep, self.sep2)
+        for i, (speaker, message) in enumerate(turns):
+            role = self.roles[0] if speaker == HUMAN else self.roles[1]
+            if message is None:
+                text += role + ":"
+                continue
+            text += role + ": "
+            start = len(text)
+            text += message + seps[i % 2]
+            if speaker == GPT:
+                spans.append((start, len(text)))
+        return text, spans
+
+
+def move_image_token_first(value: str, image_token: str = "<image>") -> str:
+    """LLaVA's preprocess_multimodal: '<image>' leads its turn, followed by a newline."""
+    if image_token not in value:
+        return value
+    return (image_token + "\n" + value.replace(image_token, "").strip()).strip()
+
+
+# -- records -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One training conversation, normalized. `image` is an absolute path or None (text-only)."""
+
+    id: str
+    source: str
+    image: str | None
+    turns: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Bad:
+    """A record the validation pass rejects, and why."""
+
+    id: str
+    source: str
+    reason: str
+
+
+def load_records(
+    paths: Sequence[str],
+    image_root: str | None = None,
+    max_samples: int | None = None,
+    image_token: str = "<image>",
+) -> tuple[list[Record], list[Bad]]:
+    """Read and structurally check LLaVA JSON files (a list of records each).
+
+    A file that is not JSON or not a list stops the run (InputError); a record with a bad
+    shape becomes a `Bad` with its reason, so that all of them are reported at once.
+    """
+    if not paths:
+        raise ConfigError("--data: give at least one LLaVA JSON file")
+    records: list[Record] = []
+    bad: list[Bad] = []
+    for path in paths:
+        try:
+            rows = msgspec.json.decode(read_bytes(path))
+        except msgspec.DecodeError as e:
+            raise InputError(path, f"invalid JSON ({e})") from None
+        if not isinstance(rows, list):
+            raise InputError(path, "expected a JSON list of records (LLaVA format)")
+        root = Path(image_root) if image_root else Path(path).resolve().parent
+        for index, row in enumerate(rows):
+            record, reason = _parse_record(row, index, path, root, image_token)
+            if reason is not None:
+                rid = str(row.get("id", f"#{index}")) if isinstance(row, dict) else f"#{index}"
+                bad.append(Bad(rid, path, reason))
+            elif record is not None:
+                records.append(record)
+            if max_samples is not None and len(records) >= max_samples:
+                break
+        if max_samples is not None and len(records) >= max_samples:
+            break
+    return records, bad
+
+
+def _parse_record(
+    row: Any, index: int, path: str, root: Path, image_token: str
+) -> tuple[Record | None, str | None]:
+    if not isinstance(row, dict):
+        return None, "not a JSON object"
+    rid = str(row.get("id", f"#{index}"))
+    conversations = row.get("conversations")
+    if not isinstance(conversations, list) or not conversations:
+        return None, "no 'conversations' list"
+    turns: list[tuple[str, str]] = []
+    for k, turn in enumerate(conversations):
+        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+            return None, f"turn {k}: expected {{'from', 'value'}} with a string value"
+        speaker = turn.get("from")
+        expected = HUMAN if k % 2 == 0 else GPT
+        if speaker != expected:
+            return (
+                None,
+                f"turn {k} is from {speaker!r}, expected {expected!r} (turns alternate, starting with human)",
+            )
+        if speaker == GPT and not turn["value"].strip():
+            return None, f"turn {k}: empty answer"
+        turns.append((speaker, turn["value"]))
+    if turns[-1][0] != GPT:
+        return None, "ends with a human turn (no answer to learn)"
+    counts = [value.count(image_token) for _, value in turns]
+    image = row.get("image")
+    if image is not None:
+        if not isinstance(image, str) or not image:
+            return None, "'image' is not a path"
+        if sum(counts) != 1 or counts[0] != 1:
+            where = ", ".join(f"turn {k}" for k, c in enumerate(counts) if c)
+            return None, (
+                f"{sum(counts)} {image_token} tokens ({where or 'none'}): an image record needs exactly one, "
+                "in the first human turn"
+            )
+        turns[0] = (HUMAN, move_image_token_first(turns[0][1], image_token))
+        image = str(root / image)
+    elif sum(counts):
+        return None, f"has {image_token} but no 'image' file"
+    return Record(rid, path, image, tuple(turns)), None
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+def expand2square(image: Any, background: tuple[int, int, int]) -> Any:
+    """Pad a PIL image to a square, centred, as LLaVA's expand2square."""
+    from PIL import Image
+
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    result = Image.new(image.mode, (side, side), background)
+    result.paste(image, ((side - width) // 2, (side - height) // 2))
+    return result
+
+
+def mean_colour(image_processor: Any) -> tuple[int, int, int]:
+    """The padding colour LLaVA uses: the processor's mean, in 0-255 (CLIP: 122, 116, 104)."""
+    mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
+    r, g, b = (int(x * 255) for x in mean)
+    return (r, g, b)
+
+
+def load_image(path: str, pad_colour: tuple[int, int, int] | None) -> Any:
+    """Open as RGB; pad to a square with `pad_colour` unless None."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        image = im.convert("RGB")
+    return expand2square(image, pad_colour) if pad_colour is not None else image
+
+
+def _check_image(path: str) -> str | None:
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        return f"image not found: {path}"
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - reading the header is the check
+    except (UnidentifiedImageError, OSError) as e:
+        return f"image cannot be opened: {path} ({type(e).__name__})"
+    return None
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    full_length: int  # before truncation to max_length
+
+
+class Encoder:
+    """Renders and tokenizes records; the one place where labels are made."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        image_token_id: int,
+        num_image_tokens: int,
+        max_length: int,
+        template: Template | None = None,
+    ) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ConfigError(
+                "training needs a fast (tokenizers-backed) tokenizer: it maps labels by character offsets"
+            )
+        self.tokenizer = tokenizer
+        self.template = template or Template.load()
+        self.image_token_id = image_token_id
+        self.num_image_tokens = num_image_tokens
+        self.max_length = max_length
+
+    def render(self, record: Record) -> tuple[str, list[tuple[int, int]]]:
+        return self.template.render(record.turns)
+
+    def encode(self, record: Record) -> Encoded:
+        return self.encode_many([record])[0]
+
+    def encode_many(self, records: Sequence[Record]) -> list[Encoded]:
+        import numpy as np
+
+        rendered = [self.render(r) for r in records]
+        batch = self.tokenizer(
+            [text for text, _ in rendered], return_offsets_mapping=True, add_special_tokens=True
+        )
+        out = []
+        for ids, offsets, (_, spans) in zip(
+            batch["input_ids"], batch["offset_mapping"], rendered, strict=True
+        ):
+            ids_arr = np.asarray(ids, dtype=np.int64)
+            off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+            target = np.zeros(len(ids_arr), dtype=bool)
+            for start, end in spans:
+                target |= (off[:, 0] < end) & (off[:, 1] > start) & (off[:, 1] > off[:, 0])
+            labels = np.where(target, ids_arr, IGNORE_INDEX)
+            where = np.flatnonzero(ids_arr == self.image_token_id)
+            if len(where):  # one placeholder -> the model's N image tokens
+                p = int(where[0])
+                fill = np.full(self.num_image_tokens, self.image_token_id, dtype=np.int64)
+                ids_arr = np.concatenate([ids_arr[:p], fill, ids_arr[p + 1 :]])
+                labels = np.concatenate(
+                    [labels[:p], np.full(self.num_image_tokens, IGNORE_INDEX), labels[p + 1 :]]
+                )
+            full = len(ids_arr)
+            out.append(
+                Encoded(
+                    ids_arr[: self.max_length].tolist(), labels[: self.max_length].tolist(), full
+                )
+            )
+        return out
+
+    def problem(self, record: Record, encoded: Encoded) -> str | None:
+        """Why this encoded record must not be trained on, or None."""
+        ids, labels = encoded.input_ids, encoded.labels
+        expected = self.num_image_tokens if record.image else 0
+        if ids.count(self.image_token_id) != expected:
+            if encoded.full_length > self.max_length and record.image:
+                return f"--max-length {self.max_length} cuts into the image tokens"
+            return f"{ids.count(self.image_token_id)} image tokens after tokenization, expected {expected}"
+        if all(label == IGNORE_INDEX for label in labels):
+            return (
+                f"answer truncated away: {encoded.full_length} tokens > --max-length {self.max_length}, "
+                "no assistant token left to learn from"
+            )
+        return None
+
+
+# -- validation --------------------------------------------------------------------------------
+
+
+@dataclass
+class DataReport:
+    """What the validation pass found."""
+
+    records: int = 0
+    image_records: int = 0
+    text_records: int = 0
+    bad: list[Bad] = field(default_factory=list)
+    truncated: int = 0  # kept, but cut to max_length
+    lengths: list[int] = field(default_factory=list)  # tokens per kept record, after truncation
+
+    def reasons(self) -> Counter[str]:
+        return Counter(_reason_kind(b.reason) for b in self.bad)
+
+    def summary(self) -> str:
+        kept = len(self.lengths)
+        text = f"{self.records} records: {kept} usable ({self.image_records} with an image, {self.text_records} text-only)"
+        if self.bad:
+            kinds = ", ".join(f"{n} {k}" for k, n in self.reasons().most_common())
+            text += f"; {len(self.bad)} bad ({kinds})"
+        if self.lengths:
+            ordered = sorted(self.lengths)
+            pct = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+            text += f"; tokens per sample: median {pct(0.5)}, p95 {pct(0.95)}, max {ordered[-1]}"
+        if self.truncated:
+            text += f"; {self.truncated} cut to --max-length"
+        return text
+
+
+def _reason_kind(reason: str) -> str:
+    for key in (
+        "image not found",
+        "image cannot be opened",
+        "truncated away",
+        "cuts into the image",
+        "<image>",
+    ):
+        if key in reason:
+            return {"<image>": "wrong <image> count"}.get(key, key)
+    return reason.split(":")[0][:50]
+
+
+def validate(
+    records: Sequence[Record],
+    encoder: Encoder,
+    *,
+    structural: Iterable[Bad] = (),
+    check_images: bool = True,
+    workers: int = 16,
+    batch: int = 512,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[Record], DataReport]:
+    """Check images, turns and lengths of every record; return the good ones and a report."""
+    report = DataReport(bad=list(structural))
+    report.records = len(records) + len(report.bad)
+    reasons: dict[int, str] = {}
+    if check_images:
+        paths = sorted({r.image for r in records if r.image})
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            image_problem = dict(zip(paths, pool.map(_check_image, paths), strict=True))
+        for i, r in enumerate(records):
+            if r.image and image_problem.get(r.image):
+                reasons[i] = image_problem[r.image]  # type: ignore[assignment]
+    kept: list[Record] = []
+    for start in range(0, len(records), batch):
+        chunk = records[start : start + batch]
+        for offset, (record, encoded) in enumerate(
+            zip(chunk, encoder.encode_many(chunk), strict=True)
+        ):
+            i = start + offset
+            reason = reasons.get(i) or encoder.problem(record, encoded)
+            if reason:
+                report.bad.append(Bad(record.id, record.source, reason))
+                continue
+            kept.append(record)
+            report.lengths.append(len(encoded.input_ids))
+            report.truncated += encoded.full_length > encoder.max_length
+            if record.image:
+                report.image_records += 1
+            else:
+                report.text_records += 1
+        if progress:
+            progress(len(chunk))
+    return kept, report
+
+
+# -- dataset and collator ----------------------------------------------------------------------
+
+
+class LlavaDataset:
+    """Map-style dataset (what torch's DataLoader needs: __len__ and __getitem__)."""
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        encoder: Encoder,
+        image_processor: Any,
+        *,
+        pad_to_square: bool = True,
+        lengths: Sequence[int] | None = None,
+    ) -> None:
+        self.records = list(records)
+        self.encoder = encoder
+        self.image_processor = image_processor
+        self.pad_colour = mean_colour(image_processor) if pad_to_square else None
+        self.lengths = list(lengths) if lengths is not None else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        import torch
+
+        record = self.records[index]
+        encoded = self.encoder.encode(record)
+        item: dict[str, Any] = {
+            "input_ids": torch.tensor(encoded.input_ids, dtype=torch.long),
+            "labels": torch.tensor(encoded.labels, dtype=torch.long),
+        }
+        if record.image:
+            image = load_image(record.image, self.pad_colour)
+            item["pixel_values"] = self.image_processor(images=image, return_tensors="pt")[
+                "pixel_values"
+            ][0]
+        return item
+
+
+class Collator:
+    """Right-pads a batch; image tensors of the samples that have one, in batch order."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        longest = max(len(item["input_ids"]) for item in batch)
+        input_ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), longest), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        for row, item in enumerate(batch):
+            n = len(item["input_ids"])
+            input_ids[row, :n] = item["input_ids"]
+            labels[row, :n] = item["labels"]
+            attention_mask[row, :n] = 1
+        out: dict[str, Any] = {
+            "input_ids": input_ids,
+            "labels": labels,
+            "attention_mask": attention_mask,
+        }
+        images = [item["pixel_values"] for item in batch if "pixel_values" in item]
+        if images:
+            out["pixel_values"] = torch.stack(images)
+        return out
+
+
+def count_image_tokens(processor: Any) -> tuple[int, int]:
+    """(image token id, tokens one image becomes), asked of the processor itself."""
+    from PIL import Image
+
+    size = getattr(processor.image_processor, "crop_size", None) or {"height": 336, "width": 336}
+    side = (
+        int(size.get("height", 336))
+        if isinstance(size, dict)
+        else int(getattr(size, "height", 336))
+    )
+    token = getattr(processor, "image_token", "<image>")
+    token_id = processor.tokenizer.convert_tokens_to_ids(token)
+    ids = processor(text=token, images=Image.new("RGB", (side, side)))["input_ids"][0]
+    return token_id, sum(1 for t in ids if t == token_id)

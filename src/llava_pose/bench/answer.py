@@ -1,0 +1,258 @@
+"""`llava-pose bench answer`: run a vision-language model on every benchmark question.
+
+Any OpenAI-compatible vision endpoint (the image goes as a base64 data URL: GPT-4o, or vLLM,
+SGLang, llama.cpp serving LLaVA, Qwen2-VL, InternVL...), Claude (base64 image block), or a
+local Hugging Face model (``hf:PATH``). Greedy by default (temperature 0), like LLaVA's
+``model_vqa.py``.
+
+Resumable twice over: paid calls are in the SQLite cache, and every answer is appended to
+``OUT.partial`` the moment it arrives, so a local model that crashed after 200 of 270 questions
+answers only the last 70 on the rerun. An answer is reused only if it was made by the same model
+with the same settings and question text. The final file is written atomically, in question
+order, and the partial file removed.
+
+Output lines have the shape of LLaVA's answer files: ``question_id``, ``prompt``, ``text``,
+``answer_id``, ``model_id``, ``metadata`` (the model spec and generation settings, tokens,
+finish reason), plus ``category``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .. import __version__
+from ..config import option
+from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError, InputError
+from ..io import append_jsonl, read_bytes, write_jsonl
+from ..llm import make_backend
+from ..llm.cache import Cache
+from ..llm.pricing import PriceTable
+from ..llm.runner import ModelOptions, Result, Runner
+from ..records import ChatRequest, Message
+from .files import Answer, Question, load_bench, qid_key
+
+log = logging.getLogger("llava_pose")
+
+
+@dataclass
+class AnswerConfig(ModelOptions):
+    """Options of `llava-pose bench answer`."""
+
+    model: str | None = option(
+        None,
+        "model to benchmark: openai:MODEL (with --base-url for vLLM/SGLang/llama.cpp), "
+        "anthropic:MODEL, or hf:PATH (a local Hugging Face vision-language model)",
+        short="-m",
+    )
+    out: str | None = option(None, "answers JSONL to write, e.g. answers/MODEL.jsonl")
+    bench: str | None = option(
+        None, "benchmark folder from `bench build` (or a questions JSONL such as LLaVA's)"
+    )
+    questions: str | None = option(None, "questions JSONL instead of BENCH/questions.jsonl")
+    image_root: str | None = option(
+        None,
+        "folder the questions' image paths are relative to (default: the manifest's COCO root)",
+    )
+    model_id: str | None = option(
+        None, "name of the model in the answers and the report (default: from --model)"
+    )
+    temperature: float = option(0.0, "sampling temperature; 0 is greedy decoding")
+    max_tokens: int = option(1024, "max new tokens per answer (LLaVA's model_vqa uses 1024)")
+    seed: int = option(0, "sampling seed, sent where the backend takes one")
+    system: str | None = option(None, "system message before each question (default: none)")
+
+
+def default_model_id(spec: str) -> str:
+    """``openai:gpt-4o`` -> ``gpt-4o``; ``hf:/ckpt/llava-pose-7b/`` -> ``llava-pose-7b``."""
+    _, _, model = spec.partition(":")
+    model = model.rstrip("/")
+    return Path(model).name if "/" in model else model or spec
+
+
+def settings(cfg: AnswerConfig, spec: str) -> dict[str, Any]:
+    """What decides an answer besides the question: reused answers must match it."""
+    return {
+        "model": spec,
+        "temperature": cfg.temperature,
+        "max_tokens": cfg.max_tokens,
+        "seed": cfg.seed,
+        "system": cfg.system,
+    }
+
+
+def answer_request(q: Question, image: Path, model: str, cfg: AnswerConfig) -> ChatRequest:
+    """One question as a vision request: the image with the (only) user message. Pure."""
+    messages = [Message("system", cfg.system)] if cfg.system else []
+    messages.append(Message("user", q.text))
+    return ChatRequest(
+        id=qid_key(q.question_id),
+        model=model,
+        messages=tuple(messages),
+        temperature=cfg.temperature,
+        max_tokens=cfg.max_tokens,
+        seed=cfg.seed,
+        images=(str(image),),
+        meta={"question_id": q.question_id, "category": q.category},
+    )
+
+
+def answer_line(
+    q: Question, text: str, model_id: str, meta: dict[str, Any], extra: dict[str, Any]
+) -> dict[str, Any]:
+    digest = hashlib.sha256(f"{meta['model']}|{q.question_id}|{text}".encode()).hexdigest()
+    return {
+        "question_id": q.question_id,
+        "prompt": q.text,
+        "text": text,
+        "answer_id": digest[:22],
+        "model_id": model_id,
+        "category": q.category,
+        "metadata": {**meta, **extra, "llava_pose_version": __version__},
+    }
+
+
+def _image_root(cfg: AnswerConfig, manifest: dict[str, Any]) -> Path:
+    if cfg.image_root:
+        return Path(cfg.image_root)
+    root = manifest.get("image_root")
+    if not root:
+        raise ConfigError(
+            "--image-root: required (no manifest.json with the COCO root beside the questions)"
+        )
+    return Path(root)
+
+
+def _check_images(questions: list[Question], root: Path, questions_path: Path) -> list[Path]:
+    paths = [root / q.image for q in questions]
+    missing = [(i, p) for i, p in enumerate(paths) if not p.is_file()]
+    if missing:
+        i, path = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(
+            questions_path,
+            f"image file not found: {path}{more}; is --image-root {root} right?",
+            field=f"question_id {questions[i].question_id!r}: image",
+        )
+    return paths
+
+
+def _reusable(
+    paths: list[Path], want: dict[str, Any], known: dict[str, Question]
+) -> dict[str, dict[str, Any]]:
+    """Answers from an earlier run (final file, then partial) that still fit."""
+    done: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        if not path.is_file():
+            continue
+        for line_no, raw in enumerate(read_bytes(path).splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                row = msgspec.json.decode(raw)
+                a = msgspec.convert(row, Answer)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                log.warning(
+                    "%s: line %d unreadable, that question is answered again", path, line_no
+                )
+                continue  # a line cut by a crash
+            key = qid_key(a.question_id)
+            q = known.get(key)
+            meta = a.metadata
+            same = all(meta.get(k) == v for k, v in want.items())
+            if q is not None and same and a.prompt == q.text:
+                done[key] = row
+    return done
+
+
+def run_answer(cfg: AnswerConfig) -> int:
+    if not cfg.model:
+        raise ConfigError("--model: required, e.g. openai:gpt-4o-mini or hf:/path/to/model")
+    if not cfg.out:
+        raise ConfigError("--out: required, e.g. answers/MODEL.jsonl")
+    bench = load_bench(cfg.bench, questions=cfg.questions, need_context=False, need_reference=False)
+    root = _image_root(cfg, bench.manifest)
+    images = _check_images(bench.questions, root, bench.questions_path)
+    backend = make_backend(cfg.model, **cfg.backend_options())
+    log.info("answering %d questions with %s", len(bench.questions), backend.describe())
+    model_id = cfg.model_id or default_model_id(backend.spec)
+    want = settings(cfg, backend.spec)
+
+    out = Path(cfg.out)
+    partial = out.with_name(out.name + ".partial")
+    failed_path = out.with_name(out.stem + ".failed.jsonl")
+    known = bench.by_id()
+    done = _reusable([out, partial], want, known)
+    if done:
+        log.info("%d answers reused from an earlier run", len(done))
+    todo = [
+        (q, img)
+        for q, img in zip(bench.questions, images, strict=True)
+        if qid_key(q.question_id) not in done
+    ]
+    requests = [answer_request(q, img, backend.model, cfg) for q, img in todo]
+    by_id = {qid_key(q.question_id): q for q, _ in todo}
+    failed_path.unlink(missing_ok=True)
+
+    def on_result(request: ChatRequest, result: Result) -> None:
+        q = by_id[request.id]
+        if result.completion is None:
+            if result.kind == "failed":
+                append_jsonl(failed_path, {"question_id": q.question_id, "reason": result.error})
+            return
+        c = result.completion
+        extra = {
+            "finish_reason": c.finish_reason,
+            "input_tokens": c.input_tokens,
+            "output_tokens": c.output_tokens,
+        }
+        row = answer_line(q, c.text.strip(), model_id, want, extra)
+        done[request.id] = row
+        append_jsonl(partial, row)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cache = Cache(cfg.cache or out.with_name(out.stem + ".cache.sqlite")) if backend.paid else None
+    try:
+        runner = Runner(
+            backend,
+            cache=cache,
+            options=cfg.runner_options(),
+            prices=PriceTable.load(cfg.prices),
+            progress="answer",
+        )
+        runner.run(requests, on_result=on_result)
+    finally:
+        if cache is not None:
+            cache.close()
+
+    rows = [done[qid_key(q.question_id)] for q in bench.questions if qid_key(q.question_id) in done]
+    write_jsonl(out, rows)
+    partial.unlink(missing_ok=True)
+    s = runner.stats
+    log.info(
+        "wrote %d of %d answers to %s; cost this run $%.4f",
+        len(rows),
+        len(bench.questions),
+        out,
+        s.cost,
+    )
+    if s.skipped_budget:
+        log.warning(
+            "budget reached: %d questions not answered. Rerun with a higher --max-cost to continue.",
+            s.skipped_budget,
+        )
+        return EXIT_BUDGET
+    if len(rows) < len(bench.questions):
+        log.warning(
+            "%d questions failed (reasons in %s): the judge records them as missing answers; "
+            "rerun to retry them",
+            len(bench.questions) - len(rows),
+            failed_path,
+        )
+        return EXIT_SOME_FAILED
+    return EXIT_OK

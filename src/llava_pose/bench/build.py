@@ -1,0 +1,470 @@
+"""`llava-pose bench build`: E-HPAUB, reproducibly (paper section 5.2).
+
+N human-centric images of a COCO split, picked with a fixed seed; for each image one question
+of each type, written with the data pipeline's own prompts and teacher (Tables 1-4), and the
+teacher's reply as the reference answer:
+
+* conversation (``conv``): the teacher's conversation reply is parsed into Q/A pairs, the
+  quality filters drop bad pairs, and one remaining pair is chosen by a hash of (seed, image id);
+* detailed description (``detail``): the question is the image's Table 4 instruction (chosen
+  from (seed, image id) as in `generate`), the answer the teacher's description;
+* complex reasoning (``complex``): the teacher's generated question and its answer.
+
+Which images: the seeded, prefix-stable order of `coco.select_images` over the images that
+pass a stricter human-centric rule than `generate`'s: at least ``--min-persons`` (1) persons
+each with at least ``--min-keypoints`` (10 of 17) labelled keypoints *and* a box covering at
+least ``--min-person-area`` (5%) of the image. A benchmark about poses needs a person whose pose
+can be seen, not a few labelled points on a figure in the distance.
+
+A reply that cannot be used (failed call, cut at max tokens, no Q/A structure, every pair
+dropped by the filters) is asked again with a seed derived from (seed, image, task, attempt),
+up to ``--max-attempts`` (3) asks in all. If one of an image's three questions still fails,
+the whole image is dropped (every image keeps all three types) and the next image in the seeded
+order takes its place. Every rejected reply is listed with its reason in ``rejected.jsonl``, and
+the manifest counts them. Calls go through the shared runner and cache: a rerun pays for nothing
+twice and, with the same cache, writes the same files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .. import __version__
+from ..coco import filter_rule, select_images
+from ..config import option
+from ..context import FORMATS
+from ..dataset import IMAGE_TOKEN, assemble
+from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError
+from ..generate import SourceOptions, _expected_output, load_source
+from ..io import write_json, write_jsonl
+from ..llm import make_backend
+from ..llm.cache import Cache
+from ..llm.pricing import PriceTable, estimate
+from ..llm.runner import ModelOptions, Result, Runner
+from ..prompts import PromptSet, build_request, load_prompts
+from ..records import TASKS, ChatRequest, ImageContext
+from .files import (
+    CATEGORIES,
+    CONTEXT_FILE,
+    MANIFEST_FILE,
+    QUESTIONS_FILE,
+    REFERENCE_FILE,
+    context_line,
+)
+
+log = logging.getLogger("llava_pose")
+
+REJECTED_FILE = "rejected.jsonl"
+BENCH_MIN_KEYPOINTS = 10
+BENCH_MIN_PERSON_AREA = 0.05
+
+
+@dataclass
+class BuildConfig(SourceOptions, ModelOptions):
+    """Options of `llava-pose bench build`."""
+
+    out: str = option(
+        "ehpaub",
+        "output folder: questions.jsonl, answers_ref.jsonl, context.jsonl, manifest.json, "
+        "rejected.jsonl, cache",
+    )
+    teacher: str = option(
+        "openai:gpt-4o",
+        "teacher that writes questions and reference answers: openai:MODEL, anthropic:MODEL, rules",
+        short="-t",
+    )
+    images: int = option(90, "images in the benchmark; each gives one question of each type")
+    seed: int = option(
+        0, "seed of the image order, the Table 4 instruction, the conversation pair and the teacher"
+    )
+    split: str = option("val2014", "COCO split to draw images from (the paper: val2014)")
+    min_keypoints: int = option(
+        BENCH_MIN_KEYPOINTS,
+        "an image qualifies if a person has at least this many labelled keypoints ...",
+    )
+    min_person_area: float = option(
+        BENCH_MIN_PERSON_AREA,
+        "... and that person's box covers at least this fraction of the image",
+    )
+    format: str = option(
+        "paper", "prompt format: paper (Tables 1-4 exactly) or compact", choices=FORMATS
+    )
+    fewshot: bool = option(False, "put worked examples before each teacher query")
+    temperature: float | None = option(
+        None, "teacher temperature (default: the provider's); re-asks need it above 0 to differ"
+    )
+    max_tokens: int = option(1024, "teacher max completion tokens; cut replies are re-asked")
+    max_attempts: int = option(
+        3, "asks per image and question type before the image is replaced by the next one"
+    )
+    dry_run: bool = option(False, "print requests, tokens and cost, and call nothing")
+    # Not for the benchmark: its size is --images, and it is human-centric by definition.
+    max_images: int | None = option(None, cli=False)
+    all_images: bool = option(False, cli=False)
+
+
+# -- pure: selection, requests, replies -------------------------------------------------------
+
+
+def box_area(box: tuple[float, float, float, float]) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def qualifies(ctx: ImageContext, min_keypoints: int, min_persons: int, min_area: float) -> bool:
+    """The benchmark's human-centric rule (see the module docstring)."""
+    clear = sum(
+        1 for p in ctx.persons if p.num_labelled >= min_keypoints and box_area(p.box) >= min_area
+    )
+    return clear >= min_persons
+
+
+def selection_rule(cfg: BuildConfig) -> str:
+    return (
+        filter_rule(cfg.min_keypoints, cfg.min_persons)
+        + f", each box >= {cfg.min_person_area:.0%} of the image"
+    )
+
+
+def _hash_int(*parts: object) -> int:
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def teacher_request(
+    ctx: ImageContext,
+    task: str,
+    attempt: int,
+    cfg: BuildConfig,
+    model: str,
+    prompts: PromptSet,
+) -> ChatRequest:
+    """The pipeline's request; a re-ask changes only the sampling seed (and the id)."""
+    request = build_request(
+        ctx,
+        task,
+        model=model,
+        prompts=prompts,
+        seed=cfg.seed,
+        fewshot=cfg.fewshot,
+        temperature=cfg.temperature,
+        max_tokens=cfg.max_tokens,
+    )
+    if attempt == 0:
+        return request
+    return msgspec.structs.replace(
+        request,
+        id=f"{request.id}-retry{attempt}",
+        seed=_hash_int(cfg.seed, ctx.image_id, task, attempt),
+        meta={**request.meta, "attempt": attempt},
+    )
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark question made from one teacher reply."""
+
+    question: str
+    answer: str
+
+
+def extract(
+    request: ChatRequest, result: Result, seed: int
+) -> tuple[Item | None, str, Counter[str]]:
+    """(item, reason, filtered): the question and reference answer in a teacher reply, or why
+    there is none. Parsing and filtering are the data pipeline's (`dataset.assemble`)."""
+    if result.completion is None:
+        return None, f"call failed: {result.error}", Counter()
+    assembly = assemble(request, result.completion)
+    if not assembly.samples:
+        reason = ", ".join(sorted(assembly.filtered)) or "no usable question/answer"
+        return None, f"unusable reply ({reason})", assembly.filtered
+    turns = assembly.samples[0].conversations
+    pairs = [
+        (turns[i].value.removeprefix(IMAGE_TOKEN + "\n"), turns[i + 1].value)
+        for i in range(0, len(turns) - 1, 2)
+    ]
+    task = request.meta["task"]
+    if task == "conversation":
+        rng = random.Random(_hash_int(seed, request.meta["image_id"], "conversation-pair"))
+        question, answer = pairs[rng.randrange(len(pairs))]
+    else:
+        question, answer = pairs[0]
+    return Item(question.strip(), answer.strip()), "", assembly.filtered
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Image:
+    ctx: ImageContext
+    rank: int  # position in the seeded order
+    items: dict[str, Item] = dataclasses.field(default_factory=dict)
+    meta: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    dropped: bool = False
+
+
+def _prompts_digest(prompts: PromptSet) -> str:
+    payload = json.dumps(
+        [prompts.format, prompts.system, prompts.conversation_request, prompts.detail_instructions],
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_build(cfg: BuildConfig) -> int:
+    if not cfg.coco and not cfg.contexts:
+        raise ConfigError(
+            "--coco: required (the COCO root holding annotations/ and the image folders), "
+            "or --contexts FILE from `llava-pose prepare`"
+        )
+    if cfg.images < 1:
+        raise ConfigError(f"--images: must be at least 1, got {cfg.images}")
+    if cfg.max_attempts < 1:
+        raise ConfigError(f"--max-attempts: must be at least 1, got {cfg.max_attempts}")
+    if not 0 <= cfg.min_person_area <= 1:
+        raise ConfigError(f"--min-person-area: must be 0 to 1, got {cfg.min_person_area}")
+    if cfg.split.startswith("val2014"):
+        log.warning(
+            "val2014: about 35k of its 40.5k images are in train2017, so a model trained on "
+            "data generated from train2017 has seen most of them; --split val2017 is disjoint"
+        )
+    backend = make_backend(cfg.teacher, **cfg.backend_options())
+    log.info("teacher: %s", backend.describe())
+    prompts = load_prompts(cfg.format)
+    contexts = load_source(cfg, cfg.seed)
+    eligible = [
+        c for c in contexts if qualifies(c, cfg.min_keypoints, cfg.min_persons, cfg.min_person_area)
+    ]
+    order = select_images(eligible, len(eligible), cfg.seed)
+    log.info(
+        "%d of %d images pass the benchmark rule (%s)",
+        len(order),
+        len(contexts),
+        selection_rule(cfg),
+    )
+    if len(order) < cfg.images:
+        log.warning("only %d images qualify, fewer than --images %d", len(order), cfg.images)
+
+    if cfg.dry_run:
+        expected = _expected_output()
+        requests = [
+            teacher_request(c, t, 0, cfg, backend.model, prompts)
+            for c in order[: cfg.images]
+            for t in TASKS
+        ]
+        price = PriceTable.load(cfg.prices).get(backend.model) if backend.paid else None
+        est = estimate(
+            requests, backend.model or "gpt-4o", price, lambda r: expected[r.meta["task"]]
+        )
+        print("\n".join(est.lines()))
+        return EXIT_OK
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    active = [_Image(c, i) for i, c in enumerate(order[: cfg.images])]
+    next_rank = len(active)
+    images = list(active)
+    pending: list[tuple[_Image, str, int]] = [(im, t, 0) for im in active for t in TASKS]
+    rejected: list[dict[str, Any]] = []
+    filtered: Counter[str] = Counter()
+    dropped: list[dict[str, Any]] = []
+    budget_stopped = False
+
+    cache = Cache(cfg.cache or out / "cache.sqlite") if backend.paid else None
+    try:
+        runner = Runner(
+            backend,
+            cache=cache,
+            options=cfg.runner_options(),
+            prices=PriceTable.load(cfg.prices),
+            progress="teacher",
+        )
+        while pending and not budget_stopped:
+            requests = [
+                teacher_request(im.ctx, t, a, cfg, backend.model, prompts) for im, t, a in pending
+            ]
+            results = runner.run(requests)
+            again: list[tuple[_Image, str, int]] = []
+            for (im, task, attempt), request, result in zip(
+                pending, requests, results, strict=True
+            ):
+                if result.kind == "budget":
+                    budget_stopped = True
+                    continue
+                if im.dropped:
+                    continue
+                item, reason, counts = extract(request, result, cfg.seed)
+                filtered.update(counts)
+                if item is not None:
+                    im.items[task] = item
+                    c = result.completion
+                    assert c is not None
+                    im.meta[task] = {
+                        "attempt": attempt,
+                        "seed": request.seed,
+                        "finish_reason": c.finish_reason,
+                        "input_tokens": c.input_tokens,
+                        "output_tokens": c.output_tokens,
+                        **(
+                            {"instruction": request.meta["instruction"]} if task == "detail" else {}
+                        ),
+                    }
+                    continue
+                rejected.append(
+                    {
+                        "image_id": im.ctx.image_id,
+                        "task": task,
+                        "attempt": attempt,
+                        "reason": reason,
+                    }
+                )
+                if attempt + 1 < cfg.max_attempts:
+                    again.append((im, task, attempt + 1))
+                    continue
+                im.dropped = True
+                dropped.append({"image_id": im.ctx.image_id, "task": task, "reason": reason})
+                if next_rank < len(order):
+                    new = _Image(order[next_rank], next_rank)
+                    next_rank += 1
+                    images.append(new)
+                    again += [(new, t, 0) for t in TASKS]
+                    log.info(
+                        "image %d dropped (%s failed %d times): image %d takes its place",
+                        im.ctx.image_id,
+                        task,
+                        cfg.max_attempts,
+                        new.ctx.image_id,
+                    )
+                else:
+                    log.warning(
+                        "image %d dropped and no image is left to take its place", im.ctx.image_id
+                    )
+            pending = [(im, t, a) for im, t, a in again if not im.dropped]
+    finally:
+        if cache is not None:
+            cache.close()
+
+    write_jsonl(out / REJECTED_FILE, rejected)
+    if budget_stopped:
+        log.warning(
+            "budget reached: the benchmark is not written. Rerun with a higher --max-cost; "
+            "finished calls come from the cache."
+        )
+        return EXIT_BUDGET
+    built = sorted((im for im in images if not im.dropped), key=lambda im: im.rank)
+    built = [im for im in built if len(im.items) == len(TASKS)][: cfg.images]
+    files = _write_bench(out, built, backend.spec)
+    s = runner.stats
+    complete = len(built) == cfg.images
+    manifest = {
+        "benchmark": "E-HPAUB",
+        "llava_pose_version": __version__,
+        "complete": complete,
+        "images": len(built),
+        "images_requested": cfg.images,
+        "questions": len(built) * len(TASKS),
+        "categories": list(CATEGORIES.values()),
+        "seed": cfg.seed,
+        "split": cfg.split,
+        "image_root": str(Path(cfg.coco).resolve()) if cfg.coco else None,
+        "source": {"coco": cfg.coco, "contexts": cfg.contexts},
+        "selection": {
+            "rule": selection_rule(cfg),
+            "min_keypoints": cfg.min_keypoints,
+            "min_persons": cfg.min_persons,
+            "min_person_area": cfg.min_person_area,
+            "images_loaded": len(contexts),
+            "images_eligible": len(order),
+            "order": "coco.select_images (blake2b of seed:image_id), prefix-stable",
+        },
+        "teacher": backend.spec,
+        "prompts": {
+            "format": cfg.format,
+            "fewshot": cfg.fewshot,
+            "sha256": _prompts_digest(prompts),
+        },
+        "temperature": cfg.temperature,
+        "max_tokens": cfg.max_tokens,
+        "max_attempts": cfg.max_attempts,
+        "rejected_replies": len(rejected),
+        "dropped_images": dropped,
+        "filtered": dict(sorted(filtered.items())),
+        "requests": {
+            "total": s.requests,
+            "cached": s.cached,
+            "called": s.called,
+            "failed": s.failed,
+            "retries": s.retries,
+        },
+        "tokens": {"input": s.input_tokens, "output": s.output_tokens},
+        "cost_usd": {"this_run": round(s.cost, 4), "from_cache": round(s.cached_cost, 4)},
+        "files": files,
+    }
+    write_json(out / MANIFEST_FILE, manifest)
+    log.info(
+        "wrote %d images x 3 = %d questions to %s (%d replies re-asked, %d images replaced); "
+        "cost this run $%.4f",
+        len(built),
+        len(built) * 3,
+        out,
+        len(rejected),
+        len(dropped),
+        s.cost,
+    )
+    if not complete:
+        log.warning(
+            "only %d of %d images could be built: manifest.json says complete: false",
+            len(built),
+            cfg.images,
+        )
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def _write_bench(out: Path, built: list[_Image], teacher: str) -> dict[str, str]:
+    questions: list[dict[str, Any]] = []
+    answers: list[dict[str, Any]] = []
+    contexts: list[dict[str, Any]] = []
+    for i, im in enumerate(built):
+        contexts.append(context_line(im.ctx, im.ctx.image))
+        for k, task in enumerate(TASKS):
+            qid = len(TASKS) * i + k
+            category = CATEGORIES[task]
+            item = im.items[task]
+            questions.append(
+                {
+                    "question_id": qid,
+                    "image": im.ctx.image,
+                    "text": item.question,
+                    "category": category,
+                }
+            )
+            answers.append(
+                {
+                    "question_id": qid,
+                    "text": item.answer,
+                    "category": category,
+                    "answer_id": f"ref-{qid}",
+                    "model_id": teacher,
+                    "metadata": {"image_id": im.ctx.image_id, "task": task, **im.meta[task]},
+                }
+            )
+    write_jsonl(out / QUESTIONS_FILE, questions)
+    write_jsonl(out / REFERENCE_FILE, answers)
+    write_jsonl(out / CONTEXT_FILE, contexts)
+    return {name: _digest(out / name) for name in (QUESTIONS_FILE, REFERENCE_FILE, CONTEXT_FILE)}

@@ -1,0 +1,319 @@
+"""The benchmark's files, in LLaVA-Bench's shapes, read and checked in one place.
+
+A benchmark folder (``llava-pose bench build --out ehpaub/``) holds:
+
+* ``questions.jsonl``   ``{"question_id", "image", "text", "category"}``; category is ``conv``,
+  ``detail`` or ``complex`` (LLaVA-Bench's names), image is relative to the image root.
+* ``answers_ref.jsonl`` the teacher's reference answers ``{"question_id", "text", "category",
+  "answer_id", "model_id", "metadata"}``.
+* ``context.jsonl``     what the judge reads: ``{"id", "image", "captions", "instances"}`` where an
+  instance is ``{"category", "bbox"}`` (x1, y1, x2, y2 in [0, 1]) and a person's instance also
+  carries ``"keypoints"``: 17 ``[x, y, v]``. LLaVA's own scripts read it (they ignore keypoints).
+* ``manifest.json``     seed, split, COCO root, teacher, selection rule, versions, file hashes.
+
+LLaVA-Bench COCO's own files (``qa90_questions.jsonl``, ``qa90_gpt4_answer.jsonl``,
+``caps_boxes_coco2014_val_80.jsonl``) have the same shapes and load through the same functions;
+LLaVA-Bench in-the-wild's context spells ``caption`` (a string or a list), which is accepted too.
+
+Every problem is an `InputError` naming the file, the line and the field; nothing is dropped
+without a word.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..errors import ConfigError, InputError
+from ..io import read_bytes, read_json, read_jsonl
+from ..records import NUM_KEYPOINTS, ImageContext, Obj, Person
+
+QUESTIONS_FILE = "questions.jsonl"
+REFERENCE_FILE = "answers_ref.jsonl"
+CONTEXT_FILE = "context.jsonl"
+MANIFEST_FILE = "manifest.json"
+
+# Our task names -> LLaVA-Bench's categories, in the order questions are written.
+CATEGORIES: dict[str, str] = {"conversation": "conv", "detail": "detail", "reasoning": "complex"}
+CATEGORY_TITLES: dict[str, str] = {
+    "conv": "Conversation",
+    "detail": "Detail description",
+    "complex": "Complex reasoning",
+}
+
+QuestionId = int | str
+
+
+class Question(msgspec.Struct, frozen=True):
+    question_id: QuestionId
+    image: str
+    text: str
+    category: str
+
+
+class Answer(msgspec.Struct, frozen=True):
+    """One line of an answers file (a model's, or the reference)."""
+
+    question_id: QuestionId
+    text: str
+    answer_id: str | int | None = None
+    model_id: str | None = None
+    category: str | None = None
+    prompt: str | None = None
+    metadata: dict[str, Any] = {}
+
+
+class Instance(msgspec.Struct, frozen=True):
+    category: str
+    bbox: tuple[float, float, float, float]
+    keypoints: list[tuple[float, float, int]] | None = None
+
+
+class ContextLine(msgspec.Struct, frozen=True):
+    image: str
+    captions: list[str] | None = None
+    caption: str | list[str] | None = None  # LLaVA-Bench in-the-wild
+    instances: list[Instance] = []
+    id: str | int | None = None
+    image_id: int | None = None
+    width: int = 0
+    height: int = 0
+
+
+def qid_key(question_id: QuestionId) -> str:
+    """Ids match across files whether written as 7 or "7"."""
+    return str(question_id)
+
+
+def _line_numbers(path: Path) -> list[int]:
+    """1-based line number of each non-empty line, the rows `read_jsonl` returns."""
+    return [n for n, line in enumerate(read_bytes(path).splitlines(), 1) if line.strip()]
+
+
+def _unique(path: Path, ids: list[QuestionId]) -> None:
+    lines = _line_numbers(path)
+    seen: dict[str, int] = {}
+    for i, qid in enumerate(ids):
+        key = qid_key(qid)
+        if key in seen:
+            raise InputError(
+                path,
+                f"duplicate question_id {qid!r} (first on line {seen[key]})",
+                field=f"line {lines[i]}",
+            )
+        seen[key] = lines[i]
+
+
+def read_questions(path: str | Path) -> list[Question]:
+    path = Path(path)
+    questions = read_jsonl(path, Question)
+    if not questions:
+        raise InputError(path, "no questions in the file")
+    _unique(path, [q.question_id for q in questions])
+    return questions
+
+
+def read_answers(path: str | Path) -> list[Answer]:
+    path = Path(path)
+    answers = read_jsonl(path, Answer)
+    _unique(path, [a.question_id for a in answers])
+    return answers
+
+
+def _image_id(line: ContextLine) -> int:
+    if line.image_id is not None:
+        return line.image_id
+    for text in (str(line.id or ""), Path(line.image).stem):
+        digits = re.findall(r"\d+", text)
+        if digits:
+            return int(digits[-1])
+    return 0
+
+
+def to_image_context(line: ContextLine) -> ImageContext:
+    """A context line as the `ImageContext` the renderers of `context` take. Instances without
+    keypoints (every object, and LLaVA's persons) stay objects, so their order is kept."""
+    if line.captions is not None:
+        captions = tuple(line.captions)
+    elif isinstance(line.caption, list):
+        captions = tuple(line.caption)
+    else:
+        captions = (line.caption,) if line.caption else ()
+    objects: list[Obj] = []
+    persons: list[Person] = []
+    for inst in line.instances:
+        if inst.keypoints is not None:
+            persons.append(Person(box=inst.bbox, keypoints=tuple(inst.keypoints)))
+        else:
+            objects.append(Obj(category=inst.category, box=inst.bbox))
+    return ImageContext(
+        image_id=_image_id(line),
+        image=line.image,
+        width=line.width,
+        height=line.height,
+        captions=captions,
+        objects=tuple(objects),
+        persons=tuple(persons),
+    )
+
+
+def context_line(ctx: ImageContext, image: str) -> dict[str, Any]:
+    """The LLaVA-shaped context line of one image (objects first, then persons, as rendered)."""
+    instances: list[dict[str, Any]] = [
+        {"category": o.category, "bbox": list(o.box)} for o in ctx.objects
+    ]
+    instances += [
+        {"category": "person", "bbox": list(p.box), "keypoints": [list(k) for k in p.keypoints]}
+        for p in ctx.persons
+    ]
+    return {
+        "id": f"{ctx.image_id:012d}",
+        "image": image,
+        "image_id": ctx.image_id,
+        "width": ctx.width,
+        "height": ctx.height,
+        "captions": list(ctx.captions),
+        "instances": instances,
+    }
+
+
+def read_context(path: str | Path) -> dict[str, ImageContext]:
+    """Contexts by the ``image`` field, which questions refer to."""
+    path = Path(path)
+    lines = read_jsonl(path, ContextLine)
+    numbers = _line_numbers(path)
+    out: dict[str, ImageContext] = {}
+    for n, line in zip(numbers, lines, strict=True):
+        for j, inst in enumerate(line.instances):
+            if inst.keypoints is not None and len(inst.keypoints) != NUM_KEYPOINTS:
+                raise InputError(
+                    path,
+                    f"expected {NUM_KEYPOINTS} keypoints, got {len(inst.keypoints)}",
+                    field=f"line {n}: instances[{j}].keypoints",
+                )
+        if line.image in out:
+            raise InputError(path, f"duplicate image {line.image!r}", field=f"line {n}")
+        out[line.image] = to_image_context(line)
+    return out
+
+
+@dataclass
+class Bench:
+    """A loaded benchmark: questions in file order, contexts by image, references by id."""
+
+    questions: list[Question]
+    questions_path: Path
+    contexts: dict[str, ImageContext]
+    context_path: Path | None
+    reference: dict[str, Answer]
+    reference_path: Path | None
+    manifest: dict[str, Any]
+    folder: Path | None
+
+    def by_id(self) -> dict[str, Question]:
+        return {qid_key(q.question_id): q for q in self.questions}
+
+    def categories(self) -> list[str]:
+        """Categories in order of first appearance (conv, detail, complex for ours)."""
+        return list(dict.fromkeys(q.category for q in self.questions))
+
+
+def load_bench(
+    bench: str | Path | None,
+    *,
+    questions: str | Path | None = None,
+    context: str | Path | None = None,
+    reference: str | Path | None = None,
+    need_context: bool = True,
+    need_reference: bool = True,
+) -> Bench:
+    """A benchmark folder, or LLaVA-Bench-style files named one by one (those win)."""
+    folder = Path(bench) if bench else None
+    if folder is not None and not folder.is_dir():
+        if folder.is_file() and questions is None:  # --bench qa90_questions.jsonl
+            questions, folder = folder, None
+        else:
+            raise InputError(folder, "benchmark folder not found (run `llava-pose bench build`)")
+
+    def pick(given: str | Path | None, name: str, needed: bool) -> Path | None:
+        if given:
+            return Path(given)
+        if folder is not None:
+            return folder / name
+        if needed:
+            flag = {QUESTIONS_FILE: "--questions", CONTEXT_FILE: "--context"}.get(
+                name, "--reference"
+            )
+            raise ConfigError(f"no --bench folder given: pass --bench DIR or {flag} FILE")
+        return None
+
+    q_path = pick(questions, QUESTIONS_FILE, True)
+    assert q_path is not None
+    c_path = pick(context, CONTEXT_FILE, need_context)
+    r_path = pick(reference, REFERENCE_FILE, need_reference)
+    qs = read_questions(q_path)
+    manifest: dict[str, Any] = {}
+    if folder is not None and (folder / MANIFEST_FILE).is_file():
+        manifest = read_json(folder / MANIFEST_FILE)
+    contexts = read_context(c_path) if c_path is not None and need_context else {}
+    q_lines = _line_numbers(q_path)
+    if need_context:
+        for n, q in zip(q_lines, qs, strict=True):
+            if q.image not in contexts:
+                raise InputError(
+                    q_path, f"image {q.image!r} has no line in {c_path}", field=f"line {n}: image"
+                )
+    ref: dict[str, Answer] = {}
+    if r_path is not None and need_reference:
+        answers = read_answers(r_path)
+        ref = {qid_key(a.question_id): a for a in answers}
+        known = {qid_key(q.question_id) for q in qs}
+        for a in answers:
+            if qid_key(a.question_id) not in known:
+                raise InputError(
+                    r_path, f"question_id {a.question_id!r} is not in {q_path}", "question_id"
+                )
+        missing = [q.question_id for q in qs if qid_key(q.question_id) not in ref]
+        if missing:
+            raise InputError(
+                r_path,
+                f"no reference answer for {len(missing)} question(s), e.g. question_id "
+                f"{missing[0]!r}: the judge needs one per question",
+            )
+    return Bench(qs, q_path, contexts, c_path, ref, r_path, manifest, folder)
+
+
+@dataclass
+class AnswerSet:
+    """One model's answers checked against the benchmark."""
+
+    path: Path
+    model_id: str
+    answers: dict[str, Answer]
+    missing: list[QuestionId]
+
+
+def load_answers(path: str | Path, bench: Bench) -> AnswerSet:
+    """A model's answers: duplicates and unknown ids are errors, missing ones are listed."""
+    path = Path(path)
+    answers = read_answers(path)
+    known = bench.by_id()
+    lines = _line_numbers(path)
+    for n, a in zip(lines, answers, strict=True):
+        if qid_key(a.question_id) not in known:
+            raise InputError(
+                path,
+                f"question_id {a.question_id!r} is not in {bench.questions_path} "
+                "(answers of another benchmark?)",
+                field=f"line {n}",
+            )
+    by_id = {qid_key(a.question_id): a for a in answers}
+    missing = [q.question_id for q in bench.questions if qid_key(q.question_id) not in by_id]
+    ids = Counter(a.model_id for a in answers if a.model_id)
+    model_id = ids.most_common(1)[0][0] if ids else path.stem
+    return AnswerSet(path, model_id, by_id, missing)

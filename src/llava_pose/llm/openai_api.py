@@ -133,8 +133,13 @@ class OpenAIBackend(Backend):
         try:
             if self._client is None:
                 self._client = openai.AsyncOpenAI(**self._client_args)
-            body = await self._client.chat.completions.create(
-                **build_params(request, self.model, urls)
+            # The SDK's low-level post sends our plain JSON as is. `chat.completions.create`
+            # would first walk it against the SDK's TypedDicts (~5 ms of CPU per paper-format
+            # prompt), which with 64 calls in flight delays each wave of sends by ~0.3 s.
+            body = await self._client.post(
+                "/chat/completions",
+                body=build_params(request, self.model, urls),
+                cast_to=openai.types.chat.ChatCompletion,
             )
         except openai.APIStatusError as e:
             raise classify_http_error(

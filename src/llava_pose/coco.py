@@ -18,7 +18,8 @@ What goes into a context, and why:
   from COCO ``[x, y, w, h]`` into ``(x1, y1, x2, y2)``; unlabelled keypoints (v=0) become
   ``(0.0, 0.0, 0)``. A box or keypoint up to `TOLERANCE_PX` outside the image is clamped to
   it (float rounding in the annotation tools); further out is a bad-input error.
-- Captions: all of them, in annotation-id order, whitespace-stripped.
+- Captions: all of them, in annotation-id order, whitespace collapsed to single spaces
+  (some COCO captions hold newlines; prompts and the compact format are line-based).
 
 Human-centric filter (the paper's data): an image is kept when it has at least
 ``min_persons`` non-crowd persons with at least ``min_keypoints`` labelled (v>0) keypoints each.
@@ -42,6 +43,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import mmap
+import operator
 import os
 import re
 import time
@@ -49,12 +52,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
 from .errors import ConfigError, InputError
-from .io import read_bytes, read_jsonl, write_jsonl
+from .io import read_jsonl, write_jsonl
 from .records import KEYPOINT_NAMES, NUM_KEYPOINTS, Box, ImageContext, Keypoint, Obj, Person
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ TOLERANCE_PX = 1.0  # how far outside the image a box or keypoint may be and sti
 SAMPLE_SPLIT = "train2017"
 
 _ZERO_KEYPOINT: Keypoint = (0.0, 0.0, 0)
+_ZEROS: tuple[Keypoint, ...] = (_ZERO_KEYPOINT,) * NUM_KEYPOINTS
 _COCO2014_NAME = re.compile(r"COCO_[A-Za-z0-9]+_0*(\d+)\.jpg")
 
 # -- what is decoded from the files (anything not named here is skipped unmaterialised) ----
@@ -127,6 +131,8 @@ _DECODERS = {
     "captions": msgspec.json.Decoder(_CaptionsFile),
 }
 _FLOATS = msgspec.json.Decoder(list[float])
+_ANY_LIST = msgspec.json.Decoder(list)
+_VISIBILITY = {1: 1, 2: 2}
 
 
 class _Bad(Exception):
@@ -225,8 +231,11 @@ def read_split(
                 f"annotations/{{captions,instances,person_keypoints}}_{split}.json under {root})",
             )
     stats = LoadStats(split=split)
+    # A load makes millions of small, acyclic, long-lived objects (tuples, records). The
+    # collector would walk them again and again for nothing: keep it off while loading, then
+    # move what exists to the permanent generation (gc.freeze) so later passes skip it.
     gc_was_enabled = gc.isenabled()
-    gc.disable()  # millions of small tuples, no cycles: collections would only cost time
+    gc.disable()
     try:
         contexts = _load(
             root,
@@ -239,6 +248,7 @@ def read_split(
             check_images,
             image_ids,
         )
+        gc.freeze()
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -258,7 +268,9 @@ def _load(
     image_ids: Iterable[int] | None,
 ) -> list[ImageContext]:
     inst_path, kp_path, cap_path = paths["instances"], paths["person_keypoints"], paths["captions"]
+    lap = _Lap()
     instances: _InstancesFile = _decode(inst_path, "instances")
+    lap("decoded instances")
     images: dict[int, _Image] = {}
     image_index: dict[int, int] = {}
     for i, im in enumerate(instances.images):
@@ -268,11 +280,17 @@ def _load(
         image_index[im.id] = i
     stats.images = len(images)
     categories = {c.id: c.name for c in instances.categories}
+    scale = _Scale()
+    sizes = {
+        i: (im.width, im.height, scale(im.width), scale(im.height)) for i, im in images.items()
+    }
 
+    lap("images")
     # Persons first: they decide which images are kept.
     persons, crowd_persons, qualified, unlabelled = _read_persons(
-        kp_path, inst_path, images, min_keypoints
+        kp_path, inst_path, sizes, min_keypoints
     )
+    lap("persons")
     kept = {i for i, n in qualified.items() if n >= min_persons} if human_only else set(images)
     if image_ids is not None:
         wanted = set(image_ids)
@@ -283,33 +301,37 @@ def _load(
             )
         kept &= wanted
 
-    objects, crowd_objects = _read_objects(inst_path, instances, images, categories, kept)
-    del instances
+    objects, crowd_objects = _read_objects(inst_path, instances, sizes, categories, kept)
+    del instances, sizes
+    lap("objects")
     captions = _read_captions(cap_path, inst_path, images, kept)
-    for image_id in sorted(kept):
+    lap("captions")
+    kept_ids = sorted(kept)
+    for image_id in kept_ids:
         if image_id not in captions:
             raise InputError(
                 cap_path,
-                f"image {image_id} (images[{image_index[image_id]}] of {inst_path.name}) has no caption",
+                f"image {image_id} (images[{image_index[image_id]}] of {inst_path.name}) "
+                "has no caption",
                 "annotations",
             )
     files = _ImageFiles(root, split, check_images)
 
     contexts = []
-    for image_id in sorted(kept):
+    for image_id in kept_ids:
         im = images[image_id]
-        people = [p for _, p in sorted(persons.get(image_id, ()), key=_first)]
-        things = [o for _, o in sorted(objects.get(image_id, ()), key=_first)]
-        texts = [c for _, c in sorted(captions[image_id], key=_first)]
+        people = tuple(persons.pop(image_id, ()))
+        things = tuple(objects.pop(image_id, ()))
+        texts = tuple(captions.pop(image_id))
         contexts.append(
             ImageContext(
                 image_id=image_id,
                 image=files.resolve(im, image_index[image_id], inst_path),
                 width=im.width,
                 height=im.height,
-                captions=tuple(texts),
-                objects=tuple(things),
-                persons=tuple(people),
+                captions=texts,
+                objects=things,
+                persons=people,
             )
         )
         stats.persons += len(people)
@@ -318,91 +340,152 @@ def _load(
         stats.captions += len(texts)
         stats.crowd += crowd_persons.get(image_id, 0) + crowd_objects.get(image_id, 0)
     stats.kept = len(contexts)
+    lap("contexts")
     return contexts
 
 
-def _first(pair: tuple[int, object]) -> int:
-    return pair[0]
+class _Lap:
+    """Debug log of how long each step took (``llava-pose -v``)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        log.debug("%s: %.2f s", step, now - self.last)
+        self.last = now
+
+
+def _id_order(annotations: Sequence[_Caption | _Instance | _PersonAnnotation]) -> Sequence[int]:
+    """Indices of `annotations` by annotation id (file order for equal ids).
+
+    Walking a file in id order fills each image's lists already sorted, with no sort per
+    image; COCO files are mostly in id order already, which the sort finds in one pass.
+    """
+    ids = [a.id for a in annotations]
+    if all(map(operator.le, ids, ids[1:])):
+        return range(len(ids))
+    return sorted(range(len(ids)), key=ids.__getitem__)
+
+
+# (width, height, normalized-x cache, normalized-y cache) of each image
+_Size = tuple[int, int, dict[float, float], dict[float, float]]
 
 
 def _read_persons(
-    path: Path, inst_path: Path, images: dict[int, _Image], min_keypoints: int
-) -> tuple[dict[int, list[tuple[int, Person]]], dict[int, int], dict[int, int], dict[int, int]]:
+    path: Path, inst_path: Path, sizes: dict[int, _Size], min_keypoints: int
+) -> tuple[dict[int, list[Person]], dict[int, int], dict[int, int], dict[int, int]]:
     """By image: persons, crowd regions, persons with enough keypoints, persons with none."""
     data: _KeypointsFile = _decode(path, "person_keypoints")
-    persons: dict[int, list[tuple[int, Person]]] = {}
+    log.debug("decoded person keypoints")
+    persons: dict[int, list[Person]] = {}
     crowd: dict[int, int] = {}
     qualified: dict[int, int] = {}
     unlabelled: dict[int, int] = {}
-    for i, a in enumerate(data.annotations):
-        im = images.get(a.image_id)
-        if im is None:
-            raise _unknown_image(path, inst_path, i, a.image_id)
+    annotations = data.annotations
+    for i in _id_order(annotations):
+        a = annotations[i]
+        image_id = a.image_id
+        size = sizes.get(image_id)
+        if size is None:
+            raise _unknown_image(path, inst_path, i, image_id)
         if a.iscrowd:
-            crowd[a.image_id] = crowd.get(a.image_id, 0) + 1
+            crowd[image_id] = crowd.get(image_id, 0) + 1
             continue
         try:
-            box = _box(a.bbox, im.width, im.height)
-            keypoints, labelled = _keypoints(a.keypoints, im.width, im.height)
+            box = _box(a.bbox, size)
+            keypoints, labelled = _keypoints(a.keypoints, size)
         except _Bad as e:
             raise InputError(path, e.problem, f"annotations[{i}].{e.field}") from None
-        persons.setdefault(a.image_id, []).append((a.id, Person(box=box, keypoints=keypoints)))
+        person = Person(box=box, keypoints=keypoints)
+        people = persons.get(image_id)
+        if people is None:
+            persons[image_id] = [person]
+        else:
+            people.append(person)
         if labelled == 0:
-            unlabelled[a.image_id] = unlabelled.get(a.image_id, 0) + 1
+            unlabelled[image_id] = unlabelled.get(image_id, 0) + 1
         elif labelled >= min_keypoints:
-            qualified[a.image_id] = qualified.get(a.image_id, 0) + 1
+            qualified[image_id] = qualified.get(image_id, 0) + 1
     return persons, crowd, qualified, unlabelled
 
 
 def _read_objects(
     path: Path,
     data: _InstancesFile,
-    images: dict[int, _Image],
+    sizes: dict[int, _Size],
     categories: dict[int, str],
     kept: set[int],
-) -> tuple[dict[int, list[tuple[int, Obj]]], dict[int, int]]:
+) -> tuple[dict[int, list[Obj]], dict[int, int]]:
     """Non-person objects of kept images; every annotation is checked."""
     person_ids = {cid for cid, name in categories.items() if name == "person"}
-    objects: dict[int, list[tuple[int, Obj]]] = {}
+    objects: dict[int, list[Obj]] = {}
     crowd: dict[int, int] = {}
-    for i, a in enumerate(data.annotations):
-        im = images.get(a.image_id)
-        if im is None:
-            raise _unknown_image(path, path, i, a.image_id)
-        name = categories.get(a.category_id)
+    tol = TOLERANCE_PX
+    annotations = data.annotations
+    for i in _id_order(annotations):
+        a = annotations[i]
+        image_id = a.image_id
+        size = sizes.get(image_id)
+        if size is None:
+            raise _unknown_image(path, path, i, image_id)
+        category = a.category_id
+        name = categories.get(category)
         if name is None:
             raise InputError(
                 path,
-                f"unknown category {a.category_id} (not in categories)",
+                f"unknown category {category} (not in categories)",
                 f"annotations[{i}].category_id",
             )
-        if a.category_id in person_ids:
+        if category in person_ids:
             continue  # persons (and their crowd regions) come from the keypoints file
         if a.iscrowd:
-            if a.image_id in kept:
-                crowd[a.image_id] = crowd.get(a.image_id, 0) + 1
+            if image_id in kept:
+                crowd[image_id] = crowd.get(image_id, 0) + 1
             continue
-        try:
-            box = _box(a.bbox, im.width, im.height)
-        except _Bad as e:
-            raise InputError(path, e.problem, f"annotations[{i}].{e.field}") from None
-        if a.image_id in kept:
-            objects.setdefault(a.image_id, []).append((a.id, Obj(category=name, box=box)))
+        if image_id in kept:
+            try:
+                box = _box(a.bbox, size)
+            except _Bad as e:
+                raise InputError(path, e.problem, f"annotations[{i}].{e.field}") from None
+            things = objects.get(image_id)
+            if things is None:
+                objects[image_id] = [Obj(category=name, box=box)]
+            else:
+                things.append(Obj(category=name, box=box))
+        else:  # checked all the same: a bad file is bad wherever the error is
+            x, y, w, h = a.bbox
+            if (
+                w < 0 or h < 0 or x < -tol or y < -tol
+                or x + w > size[0] + tol or y + h > size[1] + tol
+            ):  # fmt: skip
+                # _box raises the error with its message
+                try:
+                    _box(a.bbox, size)
+                except _Bad as e:
+                    raise InputError(path, e.problem, f"annotations[{i}].{e.field}") from None
     return objects, crowd
 
 
 def _read_captions(
     path: Path, inst_path: Path, images: dict[int, _Image], kept: set[int]
-) -> dict[int, list[tuple[int, str]]]:
+) -> dict[int, list[str]]:
     data: _CaptionsFile = _decode(path, "captions")
-    captions: dict[int, list[tuple[int, str]]] = {}
-    for i, a in enumerate(data.annotations):
-        if a.image_id not in images:
-            raise _unknown_image(path, inst_path, i, a.image_id)
-        if a.image_id in kept:
-            text = a.caption.strip()
+    captions: dict[int, list[str]] = {}
+    annotations = data.annotations
+    for i in _id_order(annotations):
+        a = annotations[i]
+        image_id = a.image_id
+        if image_id in kept:
+            text = " ".join(a.caption.split())  # COCO has captions with newlines inside
             if text:
-                captions.setdefault(a.image_id, []).append((a.id, text))
+                texts = captions.get(image_id)
+                if texts is None:
+                    captions[image_id] = [text]
+                else:
+                    texts.append(text)
+        elif image_id not in images:
+            raise _unknown_image(path, inst_path, i, image_id)
     return captions
 
 
@@ -414,28 +497,122 @@ def _unknown_image(path: Path, inst_path: Path, index: int, image_id: int) -> In
     )
 
 
-def _box(b: tuple[float, float, float, float], width: int, height: int) -> Box:
+class _Scale:
+    """Caches of x / size rounded to 3 decimals, one per size.
+
+    COCO coordinates repeat a lot (integer keypoints, 2-decimal boxes, a few hundred image
+    sizes), so the caches save most `round` calls and share the result's float objects. Keys
+    are values clamped to [0, size]: a cache hit also proves the value is inside the image.
+    """
+
+    def __init__(self) -> None:
+        self._by_size: dict[int, dict[float, float]] = {}
+
+    def __call__(self, size: int) -> dict[float, float]:
+        cache = self._by_size.get(size)
+        if cache is None:
+            cache = self._by_size[size] = {}
+        return cache
+
+
+def _norm(cache: dict[float, float], value: float, size: int) -> float | None:
+    """The slow path of a cache miss: clamp, divide, round, remember; None when outside."""
+    if value < -TOLERANCE_PX or value > size + TOLERANCE_PX:
+        return None
+    if value <= 0.0:
+        value = 0.0  # also turns -0.0 into 0.0
+    elif value > size:
+        value = float(size)
+    out = cache.get(value)
+    if out is None:
+        out = cache[value] = _round3(value / size)
+    return out
+
+
+def _box(b: tuple[float, float, float, float], size: _Size) -> Box:
+    """COCO [x, y, w, h] in pixels -> normalized (x1, y1, x2, y2).
+
+    Not cached: box values have 2 decimals and x + w adds float noise, so they rarely repeat.
+    """
     x, y, w, h = b
     x2, y2 = x + w, y + h
-    if w < 0 or h < 0:
-        raise _Bad("bbox", f"negative size in [x, y, w, h] = {_fmt(b)}")
+    width, height = size[0], size[1]
     tol = TOLERANCE_PX
-    if x < -tol or y < -tol or x2 > width + tol or y2 > height + tol:
+    if w < 0 or h < 0 or x < -tol or y < -tol or x2 > width + tol or y2 > height + tol:
+        if w < 0 or h < 0:
+            raise _Bad("bbox", f"negative size in [x, y, w, h] = {_fmt(b)}")
         raise _Bad(
             "bbox",
             f"box [x, y, w, h] = {_fmt(b)} reaches outside the {width}x{height} image "
             f"(more than {tol:g} px)",
         )
-    return (
-        round(max(x, 0.0) / width, 3),
-        round(max(y, 0.0) / height, 3),
-        round(min(x2, width) / width, 3),
-        round(min(y2, height) / height, 3),
+    return (  # clamped into the image; 0.0 also stands for -0.0
+        0.0 if x <= 0.0 else 1.0 if x >= width else _round3(x / width),
+        0.0 if y <= 0.0 else 1.0 if y >= height else _round3(y / height),
+        0.0 if x2 <= 0.0 else 1.0 if x2 >= width else _round3(x2 / width),
+        0.0 if y2 <= 0.0 else 1.0 if y2 >= height else _round3(y2 / height),
     )
 
 
-def _keypoints(raw: msgspec.Raw, width: int, height: int) -> tuple[tuple[Keypoint, ...], int]:
-    """17 normalized (x, y, v) and how many are labelled."""
+def _round3(a: float) -> float:
+    """Exactly `round(a, 3)` for 0 <= a <= 1, in half the time (round formats decimals).
+
+    r = a * 1000.0 is within 1e-13 of the exact product, so unless r is within 1e-4 of a
+    half-integer, the exact product rounds to the same integer k as r; k / 1000 (int / int,
+    correctly rounded) is then the same double `round` returns. Near a tie, `round` decides.
+    """
+    r = a * 1000.0
+    k = round(r)
+    return k / 1000 if -0.4999 < r - k < 0.4999 else round(a, 3)
+
+
+class _Outside(Exception):
+    pass
+
+
+def _norm_inside(cache: dict[float, float], value: float, size: int) -> float:
+    out = _norm(cache, value, size)
+    if out is None:
+        raise _Outside
+    return out
+
+
+def _keypoints(raw: msgspec.Raw, size: _Size) -> tuple[tuple[Keypoint, ...], int]:
+    """17 normalized (x, y, v) and how many are labelled.
+
+    The fast path decodes untyped (COCO's integer coordinates stay ints: half the time of
+    floats) and builds the tuple in one comprehension; anything unusual goes the slow way.
+    """
+    try:
+        k = _ANY_LIST.decode(raw)
+        if len(k) == 3 * NUM_KEYPOINTS:
+            vs = k[2::3]
+            unlabelled = vs.count(0)
+            if unlabelled == NUM_KEYPOINTS:
+                return _ZEROS, 0
+            if unlabelled + vs.count(2) + vs.count(1) == NUM_KEYPOINTS:
+                width, height, cx, cy = size
+                # a cached 0.0 is falsy: _norm_inside then returns it again
+                out = tuple(
+                    [
+                        _ZERO_KEYPOINT
+                        if v == 0
+                        else (
+                            cx.get(x) or _norm_inside(cx, x, width),
+                            cy.get(y) or _norm_inside(cy, y, height),
+                            _VISIBILITY[v],
+                        )
+                        for x, y, v in zip(k[0::3], k[1::3], vs, strict=True)
+                    ]
+                )
+                return out, NUM_KEYPOINTS - unlabelled
+    except (_Outside, TypeError, KeyError, msgspec.ValidationError):
+        pass  # a string, null, nested array, out of the image...: the slow path says which
+    return _keypoints_checked(raw, size)
+
+
+def _keypoints_checked(raw: msgspec.Raw, size: _Size) -> tuple[tuple[Keypoint, ...], int]:
+    """`_keypoints` the slow way, with typed decoding: says exactly what is wrong."""
     try:
         k = _FLOATS.decode(raw)
     except msgspec.ValidationError as e:
@@ -445,29 +622,32 @@ def _keypoints(raw: msgspec.Raw, width: int, height: int) -> tuple[tuple[Keypoin
         raise _Bad("keypoints", f"expected {3 * NUM_KEYPOINTS} numbers, {problem}") from None
     if len(k) != 3 * NUM_KEYPOINTS:
         raise _Bad("keypoints", f"expected {3 * NUM_KEYPOINTS} numbers, got {len(k)}")
+    width, height, cx, cy = size
     out: list[Keypoint] = []
+    append = out.append
     labelled = 0
-    tol = TOLERANCE_PX
-    for j in range(0, 3 * NUM_KEYPOINTS, 3):
-        v = k[j + 2]
+    for j, (x, y, v) in enumerate(zip(k[0::3], k[1::3], k[2::3], strict=True)):
         if v == 0:
-            out.append(_ZERO_KEYPOINT)
+            append(_ZERO_KEYPOINT)  # one shared tuple: most keypoints of COCO are unlabelled
             continue
-        if v != 1 and v != 2:
+        if v != 2 and v != 1:
             raise _Bad(
-                f"keypoints[{j + 2}]",
-                f"visibility v of {KEYPOINT_NAMES[j // 3]} must be 0, 1 or 2, got {v:g}",
+                f"keypoints[{3 * j + 2}]",
+                f"visibility v of {KEYPOINT_NAMES[j]} must be 0, 1 or 2, got {v:g}",
             )
-        x, y = k[j], k[j + 1]
-        if x < -tol or y < -tol or x > width + tol or y > height + tol:
+        nx = cx.get(x)
+        if nx is None:
+            nx = _norm(cx, x, width)
+        ny = cy.get(y)
+        if ny is None:
+            ny = _norm(cy, y, height)
+        if nx is None or ny is None:
             raise _Bad(
-                f"keypoints[{j}]",
-                f"{KEYPOINT_NAMES[j // 3]} at ({x:g}, {y:g}) is outside the {width}x{height} "
-                f"image (more than {tol:g} px)",
+                f"keypoints[{3 * j}]",
+                f"{KEYPOINT_NAMES[j]} at ({x:g}, {y:g}) is outside the {width}x{height} image "
+                f"(more than {TOLERANCE_PX:g} px)",
             )
-        x = 0.0 if x < 0 else (float(width) if x > width else x)
-        y = 0.0 if y < 0 else (float(height) if y > height else y)
-        out.append((round(x / width, 3), round(y / height, 3), int(v)))
+        append((nx, ny, 2 if v == 2 else 1))
         labelled += 1
     return tuple(out), labelled
 
@@ -513,11 +693,15 @@ class _ImageFiles:
         )
 
 
-def _decode(path: Path, kind: str) -> msgspec.Struct:
-    size = path.stat().st_size if path.exists() else 0
-    log.info("reading %s (%.1f MB)", path, size / 1e6)
+def _decode(path: Path, kind: str) -> Any:
+    """Decode one annotation file from a read-only memory map.
+
+    A map skips copying hundreds of MB into a bytes object; the pages are the OS file cache.
+    The map closes when nothing refers to it any more (`msgspec.Raw` values do).
+    """
+    data = _map(path)
+    log.info("reading %s (%.1f MB)", path, len(data) / 1e6)
     start = time.perf_counter()
-    data = read_bytes(path)
     try:
         result = _DECODERS[kind].decode(data)
     except msgspec.ValidationError as e:
@@ -527,6 +711,20 @@ def _decode(path: Path, kind: str) -> msgspec.Struct:
         raise InputError(path, _json_problem(str(e), data)) from None
     log.debug("decoded %s in %.2f s", path.name, time.perf_counter() - start)
     return result
+
+
+def _map(path: Path) -> mmap.mmap | bytes:
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return b""
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a directory, expected a file") from None
+    except OSError as e:
+        raise InputError(path, f"cannot read ({e.strerror or e})") from None
 
 
 _AT = re.compile(r"^(.*) - at `\$(.*)`$", re.DOTALL)
@@ -549,12 +747,13 @@ def _split_validation(e: msgspec.ValidationError) -> tuple[str, str]:
 _BYTE = re.compile(r"\(byte (\d+)\)")
 
 
-def _json_problem(message: str, data: bytes) -> str:
+def _json_problem(message: str, data: mmap.mmap | bytes) -> str:
     m = _BYTE.search(message)
     if m:
         offset = int(m.group(1))
-        line = data.count(b"\n", 0, offset) + 1
-        column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+        head = bytes(data[:offset])
+        line = head.count(b"\n") + 1
+        column = offset - (head.rfind(b"\n") + 1) + 1
         message = _BYTE.sub(f"(line {line}, column {column})", message)
     if "truncated" in message:
         message = "the file ends early (empty or cut off)"

@@ -119,14 +119,34 @@ def test_rpm_limit_is_respected_and_nearly_fully_used(server: OpenAIServer) -> N
     )
     arrivals = [r.arrived for r in server.requests]
     assert len(arrivals) == n == len(backend.calls)
-    # Never faster than the limit, exactly as the runner starts calls; as the server sees
-    # them, with 0.2 s for the client's first connections (they make a burst arrive late).
-    assert fits_bucket(backend.calls, rate, burst, slack=0.0)
+    # Never faster than the limit, as the runner starts calls (10 ms for the step from the
+    # limiter to the call); as the server sees them, with 0.2 s for the client's first
+    # connections (they make the first burst arrive late).
+    assert fits_bucket(backend.calls, rate, burst, slack=0.01)
     assert fits_bucket(arrivals, rate, burst, slack=0.2)
     # And nearly all of it is used: after the first second's burst, the rest arrive at
     # >= 90% of the allowed rate.
     span = max(arrivals) - min(arrivals)
     assert (n - burst) / (rate * span) >= 0.9
+
+
+def test_tpm_limit_counts_prompt_plus_max_tokens(server: OpenAIServer) -> None:
+    tpm = 60_000.0  # 1,000 tokens a second, and a bucket of one second's worth
+    requests = [chat(i, max_tokens=50) for i in range(10, 34)]
+    backend = TimedBackend("gpt-4o", base_url=server.url, api_key=KEY, timeout=30)
+    runner = Runner(backend, options=RunnerOptions(concurrency=16, tpm=tpm, **FAST))  # type: ignore[arg-type]
+    amounts = {r.id: sum(runner._estimate(r)) for r in requests}
+    assert min(amounts.values()) > 80 and max(amounts.values()) < 120  # so ~10 fit a second
+    runner.run(requests)
+    calls = sorted(backend.calls)
+    each = max(amounts.values())
+    # Any run of k consecutive calls spends at most a bucket plus the refill meanwhile (10 ms
+    # for the step from the limiter to the call).
+    for i in range(len(calls)):
+        for j in range(i, len(calls)):
+            assert (j - i + 1) * min(amounts.values()) <= 1000 + 1000 * (calls[j] - calls[i] + 0.01)
+    # And the limit is what paces the run: 24 calls of ~90 tokens need ~1.2 s past the burst.
+    assert calls[-1] - calls[0] >= (len(calls) * each - 1000) / 1000 * 0.8
 
 
 def test_429_retry_after_pauses_every_worker(server: OpenAIServer) -> None:

@@ -295,7 +295,7 @@ def child_naive(folder: Path, min_keypoints: int = 5, min_persons: int = 1) -> d
             for a in sorted(by_image["objects"][image_id], key=lambda a: a["id"])
         ]
         texts = [
-            a["caption"].strip()
+            " ".join(a["caption"].split())
             for a in sorted(by_image["captions"][image_id], key=lambda a: a["id"])
             if a["caption"].strip()
         ]

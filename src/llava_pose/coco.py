@@ -67,6 +67,7 @@ DEFAULT_MIN_KEYPOINTS = 5
 DEFAULT_MIN_PERSONS = 1
 TOLERANCE_PX = 1.0  # how far outside the image a box or keypoint may be and still be clamped
 SAMPLE_SPLIT = "train2017"
+_FREEZE_AFTER = 100_000  # records in a load past which the loaded objects are gc-frozen
 
 _ZERO_KEYPOINT: Keypoint = (0.0, 0.0, 0)
 _ZEROS: tuple[Keypoint, ...] = (_ZERO_KEYPOINT,) * NUM_KEYPOINTS
@@ -231,7 +232,7 @@ def read_split(
                 f"annotations/{{captions,instances,person_keypoints}}_{split}.json under {root})",
             )
     stats = LoadStats(split=split)
-    # A load makes millions of small, acyclic, long-lived objects (tuples, records). The
+    # A big load makes millions of small, acyclic, long-lived objects (tuples, records). The
     # collector would walk them again and again for nothing: keep it off while loading, then
     # move what exists to the permanent generation (gc.freeze) so later passes skip it.
     gc_was_enabled = gc.isenabled()
@@ -248,7 +249,8 @@ def read_split(
             check_images,
             image_ids,
         )
-        gc.freeze()
+        if stats.persons + stats.objects + stats.captions > _FREEZE_AFTER:
+            gc.freeze()
     finally:
         if gc_was_enabled:
             gc.enable()

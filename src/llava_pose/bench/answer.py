@@ -180,7 +180,7 @@ def run_answer(cfg: AnswerConfig) -> int:
     images = _check_images(bench.questions, root, bench.questions_path)
     backend = make_backend(cfg.model, **cfg.backend_options())
     log.info("answering %d questions with %s", len(bench.questions), backend.describe())
-    model_id = cfg.model_id or default_model_id(backend.spec)
+    model_id = cfg.model_id or default_model_id(cfg.model)  # the spec as the user wrote it
     want = settings(cfg, backend.spec)
 
     out = Path(cfg.out)

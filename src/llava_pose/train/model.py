@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,8 +34,6 @@ QUANT_SKIP = [VISION, CONNECTOR, "lm_head"]
 
 def quiet_transformers() -> None:
     """No per-shard progress bars or transformers-internal deprecation notes in our output."""
-    import warnings
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -203,6 +202,8 @@ def _load_error(name: str, error: Exception) -> ConfigError:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if Path(name).exists():
         return ConfigError(f"{name}: cannot load the model from this folder ({first})")
+    if name.startswith(("/", ".", "~")) or name.count("/") != 1:  # a path: hub ids are "org/name"
+        return ConfigError(f"{name}: no such model folder")
     return ConfigError(
         f"{name}: not a local folder, and not in the Hugging Face cache or reachable on the hub "
         f"(download it first, e.g. `hf download {name}`, or give a local path) ({first[:200]})"
@@ -382,7 +383,11 @@ def setup_trainable(
             target_modules=lora_target_regex(model),
             modules_to_save=[CONNECTOR],  # the connector is trained in full alongside the adapters
         )
-        model = get_peft_model(model, config)
+        with warnings.catch_warnings():  # peft asks a deprecated transformers property
+            warnings.filterwarnings(
+                "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+            )
+            model = get_peft_model(model, config)
         for name, p in model.named_parameters():  # get_peft_model froze everything else
             if part_of(name) == "vision":
                 p.requires_grad_(False)

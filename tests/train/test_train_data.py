@@ -1,0 +1,292 @@
+"""Template, labels, image padding and the validation pass, on real COCO-MINI images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.train.llava_records import TEXT_ONLY, coco_records, write_records
+
+from llava_pose.errors import ConfigError, InputError
+from llava_pose.train.data import (
+    IGNORE_INDEX,
+    Collator,
+    Encoder,
+    LlavaDataset,
+    Record,
+    Template,
+    count_image_tokens,
+    expand2square,
+    load_records,
+    mean_colour,
+    validate,
+)
+from llava_pose.train.model import build_tiny_processor
+
+pytestmark = pytest.mark.train
+
+# Written out by hand from LLaVA's conv_vicuna_v1 / SeparatorStyle.TWO, not from our template file.
+SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return build_tiny_processor()
+
+
+@pytest.fixture(scope="module")
+def encoder(processor) -> Encoder:
+    token_id, n = count_image_tokens(processor)
+    return Encoder(
+        processor.tokenizer, image_token_id=token_id, num_image_tokens=n, max_length=2048
+    )
+
+
+def _record(image: str | None, *turns: str) -> Record:
+    speakers = ("human", "gpt")
+    return Record("r", "f.json", image, tuple((speakers[i % 2], t) for i, t in enumerate(turns)))
+
+
+def test_template_renders_llava_v1_prompt() -> None:
+    template = Template.load()
+    text, spans = template.render(
+        [
+            ("human", "<image>\nWhat is he doing?"),
+            ("gpt", "Running."),
+            ("human", "Why?"),
+            ("gpt", "A race."),
+        ]
+    )
+    expected = f"{SYSTEM} USER: <image>\nWhat is he doing? ASSISTANT: Running.</s>USER: Why? ASSISTANT: A race.</s>"
+    assert text == expected
+    assert [text[a:b] for a, b in spans] == ["Running.</s>", "A race.</s>"]
+    prompt, _ = template.render([("human", "<image>\nWhat is he doing?"), ("gpt", None)])
+    assert prompt == f"{SYSTEM} USER: <image>\nWhat is he doing? ASSISTANT:"
+
+
+def test_labels_are_the_answers_and_eos_only_token_by_token(
+    encoder: Encoder, processor, coco_mini: Path
+) -> None:
+    image = str(
+        coco_mini / "train2017" / sorted(p.name for p in (coco_mini / "train2017").iterdir())[0]
+    )
+    answers = ["A man rides a wave on a surfboard.", "He is standing, knees bent, arms out."]
+    record = _record(
+        image, "<image>\nWhat is the man doing?", answers[0], "How does he stand?", answers[1]
+    )
+    encoded = encoder.encode(record)
+    ids, labels = encoded.input_ids, encoded.labels
+    tokenizer = processor.tokenizer
+    n_image = encoder.num_image_tokens
+    assert ids[0] == tokenizer.bos_token_id and labels[0] == IGNORE_INDEX
+    assert ids.count(encoder.image_token_id) == n_image
+    # every label is either ignored or the very token at that position
+    assert all(label in (IGNORE_INDEX, token) for label, token in zip(labels, ids, strict=True))
+    # contiguous runs of learned tokens decode to exactly " answer</s>", in order
+    runs, current = [], []
+    for token, label in zip(ids, labels, strict=True):
+        if label != IGNORE_INDEX:
+            current.append(token)
+        elif current:
+            runs.append(current)
+            current = []
+    if current:
+        runs.append(current)
+    assert [tokenizer.decode(run) for run in runs] == [f"{a}</s>" for a in answers]
+    # the word-initial space of each answer is learned with it (Llama's "▁"), as in LLaVA
+    assert all(tokenizer.convert_ids_to_tokens(run[0]).startswith("▁") for run in runs)
+    # and everything else is the prompt: the independently written template with N image tokens
+    expected = (
+        f"{SYSTEM} USER: "
+        + "<image>" * n_image
+        + f"\nWhat is the man doing? ASSISTANT: {answers[0]}</s>"
+        f"USER: How does he stand? ASSISTANT: {answers[1]}</s>"
+    )
+    assert tokenizer.decode(ids[1:]) == expected
+    for token, label in zip(ids, labels, strict=True):
+        if token == encoder.image_token_id or token == tokenizer.bos_token_id:
+            assert label == IGNORE_INDEX
+
+
+def test_encoding_matches_the_processor(
+    encoder: Encoder, processor, coco_mini: Path, tmp_path: Path
+) -> None:
+    from llava_pose.train.data import load_image
+
+    image = str(next((coco_mini / "val2017").iterdir()))
+    row = {
+        "id": "dog",
+        "image": image,
+        "conversations": [
+            {"from": "human", "value": "Where is the dog?\n<image>"},
+            {"from": "gpt", "value": "On the sofa."},
+        ],
+    }
+    (record,), _ = load_records([str(write_records(tmp_path / "d.json", [row]))])
+    text, _ = encoder.render(record)
+    assert text.startswith(
+        f"{SYSTEM} USER: <image>\nWhere is the dog? ASSISTANT:"
+    )  # <image> moved first
+    via_processor = processor(
+        text=text, images=load_image(image, mean_colour(processor.image_processor))
+    )
+    assert encoder.encode(record).input_ids == via_processor["input_ids"][0]
+
+
+def test_image_is_padded_to_a_square_with_the_mean_colour(processor, coco_mini: Path) -> None:
+    from PIL import Image
+
+    colour = mean_colour(processor.image_processor)
+    assert colour == (122, 116, 104)  # CLIP's mean, as LLaVA pads
+    wide = Image.new("RGB", (40, 20), (255, 0, 0))
+    square = expand2square(wide, colour)
+    assert square.size == (40, 40)
+    assert square.getpixel((0, 0)) == colour and square.getpixel((20, 20)) == (255, 0, 0)
+    assert square.getpixel((20, 39)) == colour
+    tall = expand2square(Image.new("RGB", (10, 30), (0, 0, 255)), colour)
+    assert (
+        tall.size == (30, 30)
+        and tall.getpixel((0, 15)) == colour
+        and tall.getpixel((15, 15)) == (0, 0, 255)
+    )
+
+
+def test_dataset_and_collator(encoder: Encoder, processor, tmp_path: Path, coco_mini: Path) -> None:
+    data = write_records(tmp_path / "d.json", [*coco_records(coco_mini, 2), TEXT_ONLY])
+    records, bad = load_records([str(data)], str(coco_mini))
+    assert not bad and [r.image is None for r in records] == [False, False, True]
+    dataset = LlavaDataset(records, encoder, processor.image_processor)
+    items = [dataset[i] for i in range(3)]
+    side = processor.image_processor.crop_size["height"]
+    assert items[0]["pixel_values"].shape == (3, side, side) and "pixel_values" not in items[2]
+    batch = Collator(processor.tokenizer.pad_token_id)([items[2], items[0], items[1]])
+    longest = max(len(i["input_ids"]) for i in items)
+    assert batch["input_ids"].shape == (3, longest) and batch["pixel_values"].shape == (
+        2,
+        3,
+        side,
+        side,
+    )
+    n = len(items[2]["input_ids"])  # the text-only sample is shortest: padded on the right
+    assert batch["attention_mask"][0, :n].all() and not batch["attention_mask"][0, n:].any()
+    assert (batch["labels"][0, n:] == IGNORE_INDEX).all()
+    assert (batch["input_ids"][0, n:] == processor.tokenizer.pad_token_id).all()
+
+
+def test_validation_reports_every_bad_record(
+    encoder: Encoder, tmp_path: Path, coco_mini: Path
+) -> None:
+    good = coco_records(coco_mini, 3)
+    missing = {**good[0], "id": "missing", "image": "train2017/000000999999.jpg"}
+    two_images = {**good[1], "id": "two-images"}
+    two_images["conversations"] = [
+        {"from": "human", "value": "<image>\nLook.<image>"},
+        {"from": "gpt", "value": "I see."},
+    ]
+    long_question = " ".join(["Describe the left wrist and the right knee of every person."] * 40)
+    truncated = {
+        **good[2],
+        "id": "truncated",
+        "conversations": [
+            {"from": "human", "value": f"<image>\n{long_question}"},
+            {"from": "gpt", "value": "Fine."},
+        ],
+    }
+    not_alternating = {
+        "id": "gpt-first",
+        "conversations": [{"from": "gpt", "value": "Hello."}, {"from": "human", "value": "Hi."}],
+    }
+    text_with_image_token = {
+        "id": "no-file",
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat?"},
+            {"from": "gpt", "value": "Nothing."},
+        ],
+    }
+    corrupt = tmp_path / "train2017"
+    corrupt.mkdir()
+    (corrupt / "broken.jpg").write_bytes(b"not a jpeg")
+    broken = {**good[0], "id": "broken", "image": str(corrupt / "broken.jpg")}  # absolute path wins
+    rows = [*good, missing, two_images, truncated, not_alternating, text_with_image_token, broken]
+    data = write_records(tmp_path / "data.json", rows)
+    records, structural = load_records([str(data)], str(coco_mini))
+    short = Encoder(
+        encoder.tokenizer,
+        image_token_id=encoder.image_token_id,
+        num_image_tokens=encoder.num_image_tokens,
+        max_length=400,
+    )
+    kept, report = validate(records, short, structural=structural)
+    reasons = {b.id: b.reason for b in report.bad}
+    assert [r.id for r in kept] == [g["id"] for g in good]
+    assert set(reasons) == {"missing", "two-images", "truncated", "gpt-first", "no-file", "broken"}
+    assert reasons["missing"].startswith("image not found")
+    assert "2 <image> tokens" in reasons["two-images"]
+    assert "truncated away" in reasons["truncated"] and "--max-length 400" in reasons["truncated"]
+    assert "expected 'human'" in reasons["gpt-first"]
+    assert "no 'image' file" in reasons["no-file"]
+    assert reasons["broken"].startswith("image cannot be opened")
+    assert report.records == len(rows) and len(report.lengths) == len(good)
+    assert "6 bad" in report.summary()
+
+
+def test_max_length_that_cuts_image_tokens_is_reported(encoder: Encoder, coco_mini: Path) -> None:
+    image = str(next((coco_mini / "train2017").iterdir()))
+    tiny_limit = Encoder(
+        encoder.tokenizer,
+        image_token_id=encoder.image_token_id,
+        num_image_tokens=encoder.num_image_tokens,
+        max_length=20,
+    )
+    _, report = validate([_record(image, "<image>\nHi", "Hello.")], tiny_limit)
+    assert "cuts into the image tokens" in report.bad[0].reason
+
+
+def test_kept_but_truncated_records_are_counted(encoder: Encoder, coco_mini: Path) -> None:
+    image = str(next((coco_mini / "train2017").iterdir()))
+    long_answer = " ".join(["The person raises the left arm above the head."] * 30)
+    record = _record(image, "<image>\nDescribe.", long_answer)
+    full = encoder.encode(record).full_length
+    limit = Encoder(
+        encoder.tokenizer,
+        image_token_id=encoder.image_token_id,
+        num_image_tokens=encoder.num_image_tokens,
+        max_length=full - 10,
+    )
+    kept, report = validate([record], limit)
+    assert kept == [record] and report.truncated == 1 and report.lengths == [full - 10]
+
+
+def test_several_files_mix_and_image_root_defaults_to_each_files_folder(
+    tmp_path: Path, coco_mini: Path
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "train2017").symlink_to(coco_mini / "train2017")
+    first = write_records(tmp_path / "a" / "pose.json", coco_records(coco_mini, 2))
+    second = write_records(tmp_path / "mix.json", [TEXT_ONLY])
+    records, bad = load_records([str(first), str(second)])
+    assert not bad and len(records) == 3
+    assert records[0].image == str(
+        tmp_path.resolve() / "a" / "train2017" / Path(records[0].image).name
+    )
+    assert records[2].id == "7" and records[2].image is None
+    assert load_records([str(first), str(second)], max_samples=1)[0] == records[:1]
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{not json")
+    with pytest.raises(InputError, match=r"bad\.json: invalid JSON"):
+        load_records([str(bad_json)])
+    not_list = tmp_path / "obj.json"
+    not_list.write_text(json.dumps({"id": 1}))
+    with pytest.raises(InputError, match="expected a JSON list"):
+        load_records([str(not_list)])
+    with pytest.raises(InputError, match="file not found"):
+        load_records([str(tmp_path / "absent.json")])
+    with pytest.raises(ConfigError):
+        load_records([])

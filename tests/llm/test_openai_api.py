@@ -297,8 +297,9 @@ def test_hang_hits_the_runner_timeout_and_is_retried(server: OpenAIServer) -> No
     assert result.ok
     hung, retried = server.requests
     assert hung.fault == "hang" and not hung.completed
-    # The client gave up after its timeout; the server saw it go (it did not hang for 600 s).
-    assert hung.finished is not None and 0.25 <= hung.finished - hung.arrived < 3
+    # The runner's 0.3 s timeout cut it (not the SDK's 30 s, not the server's 600 s hang),
+    # and the server saw the client go.
+    assert hung.finished is not None and hung.finished - hung.arrived < 3
     assert retried.completed
     assert runner.stats.retries == 1
 

@@ -3,6 +3,7 @@ cooldown, budget and stats, all observed from the server's side of the wire."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -14,8 +15,8 @@ from tests.servers import Fault, OpenAIServer
 from llava_pose.errors import ConfigError
 from llava_pose.llm.openai_api import OpenAIBackend
 from llava_pose.llm.pricing import Price, PriceTable
-from llava_pose.llm.runner import Result, Runner, RunnerOptions
-from llava_pose.records import ChatRequest, Completion, Message
+from llava_pose.llm.runner import RateLimiter, Result, Runner, RunnerOptions
+from llava_pose.records import ChatRequest, Message
 
 KEY = "sk-test-SECRET-123456"
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0}
@@ -88,65 +89,89 @@ def test_duplicate_ids_are_rejected_before_any_call(server: OpenAIServer) -> Non
     assert server.requests == []
 
 
-class TimedBackend(OpenAIBackend):
-    """The real OpenAI backend, noting when the runner starts each call."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.calls: list[float] = []
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        self.calls.append(time.monotonic())
-        return await super().complete(request)
-
-
-def fits_bucket(times: list[float], rate: float, burst: float, slack: float) -> bool:
-    """Any k consecutive events fit a token bucket of `burst` refilled at `rate` per second."""
-    times = sorted(times)
-    return all(
-        j - i + 1 <= burst + rate * (times[j] - times[i] + slack) + 1e-9
-        for i in range(len(times))
-        for j in range(i, len(times))
-    )
+def fits_bucket(
+    events: list[tuple[float, float]], rate: float, burst: float, slack: float = 0.0
+) -> bool:
+    """(time, amount) events obey a token bucket of `burst` refilled at `rate` per second:
+    any run of them spends at most the bucket plus the refill meanwhile (the last one may
+    overdraw by what it asks beyond the bucket, as RateLimiter allows)."""
+    events = sorted(events)
+    for i in range(len(events)):
+        spent = 0.0
+        for j in range(i, len(events)):
+            spent += events[j][1]
+            overdraw = max(0.0, events[j][1] - burst)
+            allowed = burst + rate * (events[j][0] - events[i][0] + slack)
+            if spent - overdraw > allowed + 1e-9:
+                return False
+    return True
 
 
-def test_rpm_limit_is_respected_and_nearly_fully_used(server: OpenAIServer) -> None:
+@pytest.mark.parametrize(
+    ("per_minute", "amounts"),
+    [
+        (600, [1] * 25),  # an RPM limit: 10/s, bucket of 10
+        (60_000, [97] * 24),  # a TPM limit: 1,000 tokens/s
+        (60_000, [400, 1200, 100, 300]),  # a request bigger than the bucket goes into debt
+    ],
+)
+def test_rate_limiter_is_a_token_bucket_and_wastes_nothing(
+    per_minute: float, amounts: list[int]
+) -> None:
+    async def take_all() -> tuple[float, list[tuple[float, float]]]:
+        limiter = RateLimiter(per_minute)
+        taken: list[tuple[float, float]] = []
+
+        async def one(amount: int) -> None:
+            await limiter.acquire(amount)
+            taken.append((time.monotonic(), amount))  # no await in between: exact
+
+        start = time.monotonic()
+        await asyncio.gather(*(one(a) for a in amounts))
+        return start, taken
+
+    start, taken = asyncio.run(take_all())
+    rate = burst = per_minute / 60
+    assert fits_bucket(taken, rate, burst)
+    # Served in order, and the last one goes as soon as the bucket allows (20 ms leeway).
+    assert [a for _, a in taken] == amounts
+    ideal = max(0.0, (sum(amounts[:-1]) + min(amounts[-1], burst) - burst) / rate)
+    assert taken[-1][0] - start <= ideal + 0.02
+
+
+def test_rpm_limit_end_to_end(server: OpenAIServer) -> None:
     rpm, n = 600.0, 30  # 10 per second; the bucket holds one second's worth
     rate = burst = rpm / 60
-    backend = TimedBackend("gpt-4o", base_url=server.url, api_key=KEY, timeout=30)
-    Runner(backend, options=RunnerOptions(concurrency=16, rpm=rpm, **FAST)).run(  # type: ignore[arg-type]
-        [chat(i) for i in range(n)]
-    )
-    arrivals = [r.arrived for r in server.requests]
-    assert len(arrivals) == n == len(backend.calls)
-    # Never faster than the limit, as the runner starts calls (10 ms for the step from the
-    # limiter to the call); as the server sees them, with 0.2 s for the client's first
-    # connections (they make the first burst arrive late).
-    assert fits_bucket(backend.calls, rate, burst, slack=0.01)
-    assert fits_bucket(arrivals, rate, burst, slack=0.2)
-    # And nearly all of it is used: after the first second's burst, the rest arrive at
+    start = time.monotonic()
+    runner_for(server, concurrency=16, rpm=rpm).run([chat(i) for i in range(n)])
+    arrivals = sorted(r.arrived for r in server.requests)
+    assert len(arrivals) == n
+    # Never faster than the limit as the server sees it. The limiter is exact (see above);
+    # the first burst reaches the server late, by the client's start-up (new connections),
+    # and bunches with what follows: that delay, plus 50 ms, is the slack.
+    lag = arrivals[int(burst) - 1] - start + 0.05
+    assert fits_bucket([(t, 1) for t in arrivals], rate, burst, slack=lag)
+    # ...and nearly all of it is used: after the first second's burst, the rest arrive at
     # >= 90% of the allowed rate.
     span = max(arrivals) - min(arrivals)
     assert (n - burst) / (rate * span) >= 0.9
 
 
-def test_tpm_limit_counts_prompt_plus_max_tokens(server: OpenAIServer) -> None:
+def test_tpm_limit_end_to_end_counts_prompt_plus_max_tokens(server: OpenAIServer) -> None:
     tpm = 60_000.0  # 1,000 tokens a second, and a bucket of one second's worth
     requests = [chat(i, max_tokens=50) for i in range(10, 34)]
-    backend = TimedBackend("gpt-4o", base_url=server.url, api_key=KEY, timeout=30)
-    runner = Runner(backend, options=RunnerOptions(concurrency=16, tpm=tpm, **FAST))  # type: ignore[arg-type]
-    amounts = {r.id: sum(runner._estimate(r)) for r in requests}
-    assert min(amounts.values()) > 80 and max(amounts.values()) < 120  # so ~10 fit a second
+    runner = runner_for(server, concurrency=16, tpm=tpm)
+    amounts = [sum(runner._estimate(r)) for r in requests]
+    assert min(amounts) > 80 and max(amounts) < 120  # prompt ~40 + 50: ~10 fit a second
+    start = time.monotonic()
     runner.run(requests)
-    calls = sorted(backend.calls)
-    each = max(amounts.values())
-    # Any run of k consecutive calls spends at most a bucket plus the refill meanwhile (10 ms
-    # for the step from the limiter to the call).
-    for i in range(len(calls)):
-        for j in range(i, len(calls)):
-            assert (j - i + 1) * min(amounts.values()) <= 1000 + 1000 * (calls[j] - calls[i] + 0.01)
-    # And the limit is what paces the run: 24 calls of ~90 tokens need ~1.2 s past the burst.
-    assert calls[-1] - calls[0] >= (len(calls) * each - 1000) / 1000 * 0.8
+    by_text = {r.messages[1].content: a for r, a in zip(requests, amounts, strict=True)}
+    events = [(r.arrived, by_text[r.body["messages"][1]["content"]]) for r in server.requests]
+    lag = sorted(t for t, _ in events)[9] - start + 0.05  # as for RPM: the burst's late arrival
+    assert fits_bucket(events, 1000, 1000, slack=lag)
+    # The limit is what paces the run: 24 calls of ~97 tokens need ~1.3 s past the burst.
+    span = max(t for t, _ in events) - min(t for t, _ in events)
+    assert span >= (sum(amounts) - max(amounts) - 1000) / 1000 * 0.9
 
 
 def test_429_retry_after_pauses_every_worker(server: OpenAIServer) -> None:

@@ -4,7 +4,9 @@ openai SDK and the real Runner against the loopback OpenAI server."""
 from __future__ import annotations
 
 import base64
+import email.utils
 import logging
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +14,13 @@ from pathlib import Path
 import pytest
 from tests.servers import Fault, OpenAIServer
 
-from llava_pose.errors import BackendError, InputError
-from llava_pose.llm.base import PermanentError, RetryableError
+from llava_pose.errors import BackendError, ConfigError, InputError
+from llava_pose.llm.base import (
+    PermanentError,
+    RetryableError,
+    classify_http_error,
+    parse_retry_after,
+)
 from llava_pose.llm.openai_api import (
     OpenAIBackend,
     build_messages,
@@ -377,9 +384,60 @@ def test_insufficient_quota_is_fatal(server: OpenAIServer) -> None:
 
 
 def test_no_key_and_no_base_url_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from llava_pose.errors import ConfigError
-
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         OpenAIBackend("gpt-4o")
+
+
+def test_server_down_is_retried_then_a_failure(server: OpenAIServer) -> None:
+    url = server.url
+    server.stop()  # nothing listens on that port any more
+    backend = OpenAIBackend("gpt-4o", base_url=url, api_key=KEY, timeout=5)
+    runner = Runner(backend, options=RunnerOptions(max_retries=1, **FAST))  # type: ignore[arg-type]
+    [result] = runner.run([chat(1)])
+    assert result.kind == "failed"
+    assert result.error == "gave up after 1 retries: connection problem: APIConnectionError"
+
+
+# -- error classification (shared by every SDK backend) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "kind"),
+    [
+        (429, "rate_limit_exceeded Rate limit reached", RetryableError),
+        (429, "insufficient_quota You exceeded your current quota", BackendError),
+        (
+            400,
+            "invalid_request_error Your credit balance is too low to access the API",
+            BackendError,
+        ),
+        (402, "billing_error", BackendError),
+        (500, "server_error", RetryableError),
+        (503, "overloaded", RetryableError),
+        (529, "overloaded_error Overloaded", RetryableError),
+        (408, "timeout", RetryableError),
+        (401, "invalid_api_key", BackendError),
+        (403, "permission_error", BackendError),
+        (404, "model_not_found", BackendError),
+        (400, "context_length_exceeded too long", PermanentError),
+        (413, "request_too_large", PermanentError),
+        (422, "unprocessable", PermanentError),
+    ],
+)
+def test_classify_http_error(status: int, message: str, kind: type) -> None:
+    error = classify_http_error(status, message, {}, model="gpt-4o", key_env="OPENAI_API_KEY")
+    assert type(error) is kind
+    if status == 401:
+        assert "OPENAI_API_KEY" in str(error)
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after({"Retry-After": "2"}) == 2.0
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert parse_retry_after({"retry-after": "-3"}) == 0.0
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= (parse_retry_after({"Retry-After": when}) or 0) <= 30
+    assert parse_retry_after({"Retry-After": "soon"}) is None
+    assert parse_retry_after({}) is None and parse_retry_after(None) is None

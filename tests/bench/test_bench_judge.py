@@ -319,6 +319,20 @@ def test_other_input_errors(openai_server, small_bench, tmp_path, capsys) -> Non
     write_jsonl(small_bench / "questions.jsonl", questions)
     assert judge(small_bench, tmp_path / "r3", [weak], openai_server) == 2
     assert "category 'trivia' has no judge rule" in capsys.readouterr().err
+    questions[0]["category"] = "conv"
+    # a duplicate question id in the benchmark itself
+    write_jsonl(small_bench / "questions.jsonl", [*questions, questions[2]])
+    assert judge(small_bench, tmp_path / "r5", [weak], openai_server) == 2
+    assert (
+        "questions.jsonl: line 7: duplicate question_id 2 (first on line 3)"
+        in capsys.readouterr().err
+    )
+    # an image without a context line
+    questions[5]["image"] = "val2017/000000000000.jpg"
+    write_jsonl(small_bench / "questions.jsonl", questions)
+    assert judge(small_bench, tmp_path / "r6", [weak], openai_server) == 2
+    err = capsys.readouterr().err
+    assert "questions.jsonl: line 6: image: image 'val2017/000000000000.jpg' has no line in" in err
     # two answers files with one name
     other = model_answers(tmp_path / "x" / "weak.jsonl", small_bench, "STRONG")
     assert judge(small_bench, tmp_path / "r4", [weak, other], openai_server) == 2

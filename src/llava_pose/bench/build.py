@@ -109,8 +109,8 @@ class BuildConfig(SourceOptions, ModelOptions):
     )
     dry_run: bool = option(False, "print requests, tokens and cost, and call nothing")
     # Not for the benchmark: its size is --images, and it is human-centric by definition.
-    max_images: int | None = option(None, cli=False)
-    all_images: bool = option(False, cli=False)
+    max_images: int | None = option(None, "not used: the benchmark's size is --images", cli=False)
+    all_images: bool = option(False, "not used: the benchmark is human-centric", cli=False)
 
 
 # -- pure: selection, requests, replies -------------------------------------------------------

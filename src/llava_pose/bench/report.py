@@ -310,6 +310,7 @@ def run_report(cfg: ReportConfig) -> int:
             dict.fromkeys(c for j in judges for m in j.models.values() for c in m.category.values())
         )
     columns = [*categories, ALL]
+    questions = bench.by_id() if bench is not None else {}
     models = list(dict.fromkeys(m for j in judges for m in j.models))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -364,7 +365,7 @@ def run_report(cfg: ReportConfig) -> int:
                     sum(
                         1
                         for q in reviews.problems[p]
-                        if c == ALL or _category(reviews, bench, q) == c
+                        if c == ALL or _category(reviews, questions, q) == c
                     )
                     for p in PROBLEMS
                 ]
@@ -484,15 +485,12 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
 
-def _category(reviews: ModelReviews, bench: Bench | None, qid: QuestionId) -> str:
+def _category(reviews: ModelReviews, questions: dict[str, Any], qid: QuestionId) -> str:
     key = qid_key(qid)
     if key in reviews.category:
         return reviews.category[key]
-    if bench is not None:
-        q = bench.by_id().get(key)
-        if q is not None:
-            return q.category
-    return ""
+    q = questions.get(key)
+    return q.category if q is not None else ""
 
 
 def _describe(bench: Bench, manifest: dict[str, Any]) -> str:

@@ -243,7 +243,9 @@ class LoopbackServer:
         if self._thread is not None:
             self._thread.join(5)
         # Handlers still finishing may read the pipe; close it once they have had a moment.
-        threading.Timer(1.0, self._close_pipe, args=(self._stop_r, self._stop_w)).start()
+        timer = threading.Timer(1.0, self._close_pipe, args=(self._stop_r, self._stop_w))
+        timer.daemon = True  # never holds up interpreter exit
+        timer.start()
 
     @staticmethod
     def _close_pipe(r: int, w: int) -> None:

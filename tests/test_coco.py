@@ -290,3 +290,18 @@ def test_bundled_sample() -> None:
         data = json.loads((root / "annotations" / f"{kind}_{coco.SAMPLE_SPLIT}.json").read_text())
         licences = {lic["id"] for lic in data["licenses"]}
         assert all(im["license"] in licences for im in data["images"])
+
+
+def test_keypoints_within_tolerance_are_clamped(coco_annotations_copy: Path, raw: dict) -> None:
+    root = coco_annotations_copy
+    path = root / "annotations" / f"person_keypoints_{SPLIT}.json"
+    data = json.loads(path.read_text())
+    image_id = min(human_centric(raw))
+    first = raw["persons"][image_id][0]
+    a = next(a for a in data["annotations"] if a["id"] == first["id"])
+    im = raw["images"][image_id]
+    a["keypoints"][0:6] = [im["width"] + 0.9, 12, 2, -0.7, im["height"] + 0.2, 1]
+    path.write_text(json.dumps(data))
+    person = {c.image_id: c for c in coco.load_split(root, SPLIT)}[image_id].persons[0]
+    assert person.keypoints[0] == (1.0, round(12 / im["height"], 3), 2)
+    assert person.keypoints[1] == (0.0, 1.0, 1)

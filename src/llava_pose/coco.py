@@ -29,13 +29,16 @@ says something about a pose; COCO-MINI keeps 25 of 80 train2017 and 29 of 79 val
 
 Bad input raises `InputError` naming the file and a JSON-path-like field, e.g.
 ``person_keypoints_val2017.json: annotations[12].keypoints: expected 51 numbers, got 50``.
-The whole file is checked, not just the images kept, and every image kept must have a caption.
+Every image's annotations are checked, not only the kept images' (crowd regions and the person
+copies in the instances file only for their image and category), and every kept image must
+have a caption.
 
 Speed and memory: the instances file of full train2017 is ~450 MB, mostly segmentation
-polygons. It is decoded by msgspec into typed Structs that leave ``segmentation`` out, so the
-polygons are skipped without ever becoming Python objects; keypoint arrays stay raw JSON
-(`msgspec.Raw`) until their person is converted. ``bench/prepare_scale.py`` measures this
-against a plain ``json.load``.
+polygons. It is memory-mapped and decoded by msgspec into typed Structs that leave
+``segmentation`` out, so the polygons are skipped without ever becoming Python objects;
+keypoint arrays stay raw JSON (`msgspec.Raw`) until their person is converted, and the garbage
+collector stays off while millions of small acyclic objects are made. ``bench/prepare_scale.py``
+measures it against ``json.load`` at train2017 size: about 0.2x the time and memory.
 """
 
 from __future__ import annotations

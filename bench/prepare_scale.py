@@ -15,8 +15,10 @@ Flags: ``--scale F`` fraction of full size (default 1.0); ``--dir DIR`` where th
 files go (default: a new temp folder); files already there from a run of the same scale and
 seed are reused; ``--keep`` leaves the files there afterwards (default: delete what this
 script wrote); ``--seed S`` seed of the synthetic data; ``--repeat N`` runs each reader N times
-and keeps its best time and lowest peak. Exit status: 0 when both readers agree and both
-targets are met, 1 otherwise.
+and keeps its best time and lowest peak (use it on a busy machine). The time ratio compares
+the load itself (interpreter start and exit excluded; the process time is printed too). Exit
+status: 0 when both readers agree and both targets are met, 1 otherwise, 2 when ``--dir``
+holds annotation files this script did not write (it never touches those).
 """
 
 from __future__ import annotations

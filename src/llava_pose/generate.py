@@ -108,7 +108,8 @@ class GenerateConfig(SourceOptions, ModelOptions):
 
 
 @functools.cache
-def _expected_output() -> dict[str, int]:
+def expected_output_tokens() -> dict[str, int]:
+    """Typical teacher reply length per task, for cost estimates (package data)."""
     text = resources.files("llava_pose").joinpath("data/estimates.yaml").read_text("utf-8")
     return yaml.safe_load(text)["output_tokens"]
 
@@ -176,7 +177,7 @@ def run_generate(cfg: GenerateConfig) -> int:
     prices = PriceTable.load(cfg.prices)
     price = prices.get(backend.model) if backend.paid else None
     if backend.paid or cfg.dry_run:
-        expected = _expected_output()
+        expected = expected_output_tokens()
         est = estimate(
             requests, backend.model or "gpt-4o", price, lambda r: expected[r.meta["task"]]
         )

@@ -45,7 +45,7 @@ from ..config import option
 from ..context import FORMATS
 from ..dataset import IMAGE_TOKEN, assemble
 from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError
-from ..generate import SourceOptions, _expected_output, load_source
+from ..generate import SourceOptions, expected_output_tokens, load_source
 from ..io import write_json, write_jsonl
 from ..llm import make_backend
 from ..llm.cache import Cache
@@ -261,7 +261,7 @@ def run_build(cfg: BuildConfig) -> int:
         log.warning("only %d images qualify, fewer than --images %d", len(order), cfg.images)
 
     if cfg.dry_run:
-        expected = _expected_output()
+        expected = expected_output_tokens()
         requests = [
             teacher_request(c, t, 0, cfg, backend.model, prompts)
             for c in order[: cfg.images]

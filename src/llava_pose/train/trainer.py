@@ -368,15 +368,18 @@ def make_trainer(
     *,
     projector_lr: float | None = None,
     lengths: list[int] | None = None,
+    pad_token_id: int | None = None,
 ) -> Any:
-    """The Trainer with our collator, optimizer groups and throughput logging."""
+    """The Trainer with our collator, optimizer groups and throughput logging. The processor
+    is saved with every checkpoint; without one, give the pad token id."""
     from transformers import PrinterCallback
 
+    pad = pad_token_id if pad_token_id is not None else processor.tokenizer.pad_token_id
     trainer = _trainer_cls()(
         model=model,
         args=args,
         train_dataset=dataset,
-        data_collator=Collator(processor.tokenizer.pad_token_id),
+        data_collator=Collator(pad),
         processing_class=processor,
         projector_lr=projector_lr,
         lengths=lengths,
@@ -389,6 +392,33 @@ def make_trainer(
 
 
 # -- the command --------------------------------------------------------------------------------
+
+
+def prepare_model(model: Any, cfg: TrainConfig, *, deepspeed: str | None) -> Any:
+    """The paper's trainable split on a loaded model, ready for the Trainer."""
+    import torch
+
+    model.config.use_cache = model.config.text_config.use_cache = False
+    model = setup_trainable(
+        model, lora=cfg.lora, qlora=cfg.qlora, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+    )  # fmt: skip
+    if (
+        not deepspeed
+    ):  # DeepSpeed keeps fp32 master weights itself; otherwise trainable ones are fp32
+        for p in model.parameters():
+            if p.requires_grad and p.dtype != torch.float32:
+                p.data = p.data.float()
+    return model
+
+
+def weights_dtype(cfg: TrainConfig, precision: str, deepspeed: str | None) -> Any:
+    """bf16/fp16 weights where something keeps fp32 master copies (DeepSpeed) or where they
+    stay frozen (LoRA); fp32 otherwise, autocast doing the low-precision compute."""
+    import torch
+
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return low if low is not None and (deepspeed or cfg.lora) else torch.float32
 
 
 def _processor_only(cfg: TrainConfig, source: str | None = None) -> Any:
@@ -463,10 +493,7 @@ def run_train(cfg: TrainConfig) -> int:
     set_seed(cfg.seed)
     args = build_training_args(cfg, precision=precision, deepspeed=deepspeed)
 
-    # weights: bf16/fp16 where something else keeps fp32 master copies (DeepSpeed) or where
-    # they stay frozen (LoRA); fp32 otherwise, with autocast doing the low-precision compute
-    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    dtype = low if low is not None and (deepspeed or cfg.lora) else torch.float32
+    dtype = weights_dtype(cfg, precision, deepspeed)
     source = cfg.model
     base_dir = Path(cfg.output) / BASE_DIR
     if cfg.model == TINY and resume_from and base_dir.is_dir():
@@ -484,15 +511,7 @@ def run_train(cfg: TrainConfig) -> int:
         processor.save_pretrained(base_dir)
     if cfg.model == TINY:
         model.name_or_path = str(base_dir.resolve())  # what PEFT records as the adapters' base
-    model.config.use_cache = model.config.text_config.use_cache = False
-    model = setup_trainable(
-        model, lora=cfg.lora, qlora=cfg.qlora, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-    )  # fmt: skip
-    if not deepspeed:
-        for p in model.parameters():  # trainable weights keep fp32 master values
-            if p.requires_grad and p.dtype != torch.float32:
-                p.data = p.data.float()
+    model = prepare_model(model, cfg, deepspeed=deepspeed)
     summary = _trainable_line(model)
     dataset = LlavaDataset(
         records,

@@ -1,0 +1,56 @@
+"""The GPU throughput script cannot run here: prove its code path on the CPU (--dry-run), its
+refusal without CUDA, and that its 7B configuration is LLaVA-1.5-7B's size."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.train, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "bench" / "train_throughput_gpu.py"
+
+
+def test_dry_run_trains_both_variants_through_the_real_code() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run"], capture_output=True, text=True, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    lines = {line.split(":")[0]: line for line in done.stdout.splitlines()}
+    for variant in ("lora (dry run)", "full-offload (dry run, no DeepSpeed)"):
+        assert variant in lines, done.stdout
+        assert "samples/s" in lines[variant] and "tokens/s" in lines[variant]
+    assert "0.0M trainable" not in done.stdout
+
+
+def test_without_a_gpu_it_says_so() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the script would run for real")
+    done = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2 and "needs a CUDA GPU" in done.stderr and "--dry-run" in done.stderr
+
+
+def test_the_7b_configuration_is_llava_1_5_7b() -> None:
+    import importlib.util
+
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    spec = importlib.util.spec_from_file_location("train_throughput_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration._from_config(
+            module.llava_7b_config(), dtype=torch.bfloat16
+        )
+    count = lambda key: sum(p.numel() for n, p in model.named_parameters() if key in n)  # noqa: E731
+    assert round(count("") / 1e9, 2) == 7.06
+    assert round(count("vision_tower") / 1e6) == 304  # CLIP ViT-L/14-336
+    assert round(count("multi_modal_projector") / 1e6) == 21  # 1024 -> 4096 -> 4096 MLP
+    assert module.llava_7b_config().image_seq_length == (336 // 14) ** 2 == 576

@@ -61,6 +61,7 @@ import msgspec
 
 from .errors import ConfigError, InputError
 from .io import read_jsonl, write_jsonl
+from .progress import progress_bar
 from .records import KEYPOINT_NAMES, NUM_KEYPOINTS, Box, ImageContext, Keypoint, Obj, Person
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ def _load(
     image_ids: Iterable[int] | None,
 ) -> list[ImageContext]:
     inst_path, kp_path, cap_path = paths["instances"], paths["person_keypoints"], paths["captions"]
-    lap = _Lap()
+    lap = _Lap(split)
     instances: _InstancesFile = _decode(inst_path, "instances")
     lap("decoded instances")
     images: dict[int, _Image] = {}
@@ -350,15 +351,23 @@ def _load(
 
 
 class _Lap:
-    """Debug log of how long each step took (``llava-pose -v``)."""
+    """A progress bar over the load's steps, and a debug log of how long each took (``-v``)."""
 
-    def __init__(self) -> None:
+    STEPS = 6  # the calls in `_load`
+
+    def __init__(self, split: str) -> None:
         self.last = time.perf_counter()
+        self.bar = progress_bar(self.STEPS, f"reading {split}", unit="step")
 
     def __call__(self, step: str) -> None:
         now = time.perf_counter()
         log.debug("%s: %.2f s", step, now - self.last)
         self.last = now
+        if self.bar is not None:
+            self.bar.set_postfix_str(step, refresh=False)
+            self.bar.update(1)
+            if self.bar.n >= self.STEPS:
+                self.bar.close()
 
 
 def _id_order(annotations: Sequence[_Caption | _Instance | _PersonAnnotation]) -> Sequence[int]:
@@ -712,7 +721,7 @@ def _decode(path: Path, kind: str) -> Any:
     The map closes when nothing refers to it any more (`msgspec.Raw` values do).
     """
     data = _map(path)
-    log.info("reading %s (%.1f MB)", path, len(data) / 1e6)
+    log.debug("reading %s (%.1f MB)", path, len(data) / 1e6)
     start = time.perf_counter()
     try:
         result = _DECODERS[kind].decode(data)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import os
 import random
 import time
@@ -26,6 +25,7 @@ import msgspec
 
 from ..config import option
 from ..errors import BackendError, BudgetExceeded, ConfigError, redact
+from ..progress import progress_bar
 from ..records import ChatRequest, Completion
 from .base import Backend, PermanentError, RetryableError
 from .cache import Cache, request_key
@@ -230,7 +230,7 @@ class Runner:
         )
         hits = self.cache.get_many(keys) if self.cache is not None else {}
         results: dict[str, Result] = {}
-        bar = _progress_bar(len(requests), self.progress)
+        bar = progress_bar(len(requests), self.progress, unit="req")
 
         def finish(request: ChatRequest, result: Result) -> None:
             results[request.id] = result
@@ -389,12 +389,3 @@ class Runner:
             return min(retry_after, self.options.backoff_max * 10)
         ceiling = min(self.options.backoff_max, self.options.backoff_base * 2**attempt)
         return random.uniform(ceiling / 2, ceiling)
-
-
-def _progress_bar(total: int, desc: str | None):  # type: ignore[no-untyped-def]
-    """A tqdm bar on stderr, off under --quiet (the logger then shows only warnings)."""
-    if desc is None or total == 0 or not logging.getLogger("llava_pose").isEnabledFor(logging.INFO):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="req", dynamic_ncols=True, leave=True)

@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,7 @@ def _trainer_cls() -> type:
             **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
+            self.samples_seen = 0  # this process's training samples, for samples/s
             self.projector_lr = projector_lr
             self.lengths = lengths
 
@@ -268,6 +270,8 @@ def _trainer_cls() -> type:
             return_outputs: bool = False,
             num_items_in_batch: Any = None,
         ) -> Any:
+            if model.training:
+                self.samples_seen += len(inputs["input_ids"])
             blank = (
                 self._blank_vision_loss(model)
                 if "pixel_values" not in inputs and model.training
@@ -304,7 +308,7 @@ def _trainer_cls() -> type:
     return LlavaPoseTrainer
 
 
-def _throughput_callback(output: str) -> Any:
+def _throughput_callback(output: str, samples_seen: Callable[[], int]) -> Any:
     from transformers import TrainerCallback
 
     class Throughput(TrainerCallback):
@@ -312,10 +316,15 @@ def _throughput_callback(output: str) -> Any:
         and OUTPUT/train_log.jsonl for plotting."""
 
         def __init__(self) -> None:
-            self.mark = (time.perf_counter(), 0, 0)
+            self.mark = (time.perf_counter(), 0, 0, 0)
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.mark = (time.perf_counter(), state.global_step, state.num_input_tokens_seen)
+            self.mark = (
+                time.perf_counter(),
+                state.global_step,
+                state.num_input_tokens_seen,
+                samples_seen(),
+            )
 
         def on_log(
             self,
@@ -328,19 +337,16 @@ def _throughput_callback(output: str) -> Any:
             if logs is None:
                 return
             now = time.perf_counter()
-            then, step, tokens = self.mark
+            then, step, tokens, samples = self.mark
             if state.global_step > step and now > then:
-                samples = (
-                    (state.global_step - step)
-                    * args.per_device_train_batch_size
-                    * args.gradient_accumulation_steps
-                    * args.world_size
-                )
-                logs["samples_per_s"] = round(samples / (now - then), 3)
+                # tokens are gathered over processes by the Trainer; samples are counted here
+                # and scaled (exact unless the processes' last batches differ in size)
+                seen = samples_seen()
+                logs["samples_per_s"] = round((seen - samples) * args.world_size / (now - then), 3)
                 logs["tokens_per_s"] = round(
                     (state.num_input_tokens_seen - tokens) / (now - then), 1
                 )
-                self.mark = (now, state.global_step, state.num_input_tokens_seen)
+                self.mark = (now, state.global_step, state.num_input_tokens_seen, seen)
             if not state.is_world_process_zero:
                 return
             append_jsonl(Path(output) / LOG_FILE, {"step": state.global_step, **logs})
@@ -385,9 +391,8 @@ def make_trainer(
         lengths=lengths,
     )
     trainer.remove_callback(PrinterCallback)  # our callback prints one readable line per log
-    trainer.callback_handler.callbacks.insert(
-        0, _throughput_callback(args.output_dir)
-    )  # first: others see the rates
+    throughput = _throughput_callback(args.output_dir, lambda: trainer.samples_seen)
+    trainer.callback_handler.callbacks.insert(0, throughput)  # first: the others see the rates
     return trainer
 
 
@@ -533,6 +538,8 @@ def run_train(cfg: TrainConfig) -> int:
             f" (connector {cfg.projector_lr:g})" if cfg.projector_lr is not None else "", precision,
             f", DeepSpeed {Path(deepspeed).name}" if deepspeed else "",
         )  # fmt: skip
+    # the validation pass used the tokenizer's threads; data workers are forked processes
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model(cfg.output)  # full model or adapters, plus the processor
     if trainer.is_world_process_zero():

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.servers import AnthropicServer, OpenAIServer
+from tests.servers import AnthropicServer, Fault, OpenAIServer
 
 from llava_pose.cli import main
 from llava_pose.prompts import load_prompts
@@ -258,9 +258,9 @@ def test_permanent_failures_go_to_failed_jsonl_and_the_exit_code(
 
 
 def test_retryable_faults_are_retried_transparently(openai_server, coco_mini, tmp_path) -> None:
-    openai_server.add_fault("rate_limit", times=2)
-    openai_server.add_fault("server_error", times=1)
-    openai_server.add_fault("not_json", times=1)
+    openai_server.add_fault("not_json", times=1)  # no Retry-After: backoff, so let it come first
+    openai_server.add_fault(Fault("rate_limit", retry_after_ms=50), times=2)
+    openai_server.add_fault(Fault("server_error", retry_after=0.05), times=1)
     rc = run(
         "generate",
         "--coco",

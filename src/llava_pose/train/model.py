@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -475,6 +476,7 @@ def export_merged(run: str, output: str, dtype: Any = None) -> Path:
         raise ConfigError(f"{output}: exists and is not empty; choose a new folder")
     model, processor = load_pretrained(run, dtype=dtype)
     tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted export
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     if out.exists():

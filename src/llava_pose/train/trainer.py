@@ -459,8 +459,19 @@ def prepare_data(cfg: TrainConfig, processor: Any) -> tuple[list[Any], Encoder, 
             if len(report.bad) > 10:
                 log.warning("  ... %d more", len(report.bad) - 10)
         if not cfg.skip_bad and not cfg.check:
+            hint = ""
+            with_image = [r for r in records if r.image]
+            if with_image and sum(
+                b.reason.startswith("image not found") for b in report.bad
+            ) == len(with_image):
+                hint = (
+                    f" (no image was found under --image-root {cfg.image_root})"
+                    if cfg.image_root
+                    else " (no image was found: paths are joined to the data file's folder; "
+                    "pass --image-root, e.g. your COCO folder)"
+                )
             raise BadDataError(
-                f"{len(report.bad)} of {report.records} records are bad (all listed in {bad_file}): "
+                f"{len(report.bad)} of {report.records} records are bad (all listed in {bad_file}){hint}: "
                 "fix them, or rerun with --skip-bad to train without them"
             )
     if not kept:
@@ -485,13 +496,13 @@ def run_train(cfg: TrainConfig) -> int:
     quantization = None
     if cfg.qlora:
         quantization = _qlora_config(precision, deepspeed)
-    if deepspeed:
-        _ensure_single_process_env()
     if torch.cuda.device_count() > 1 and "WORLD_SIZE" not in os.environ and is_main_process():
         log.warning(
             "%d GPUs are visible but this is one process: launch with `accelerate launch` or `torchrun` to use them all",
             torch.cuda.device_count(),
         )
+    if deepspeed:
+        _ensure_single_process_env()
 
     from transformers import set_seed
 

@@ -67,6 +67,8 @@ def test_chat_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "none.jpg: image not found" in err
+    assert main(["export", str(tmp_path)]) == 2
+    assert "give --output DIR" in capsys.readouterr().err
 
 
 @pytest.mark.slow

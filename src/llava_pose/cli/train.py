@@ -41,7 +41,11 @@ def _train(config: Any) -> int:
 
 
 def _export(config: Any) -> int:
+    from ..errors import ConfigError
     from ..train.infer import resolve_dtype
+
+    if not config.output:
+        raise ConfigError("export: give --output DIR, the folder for the merged model")
     from ..train.model import export_merged
 
     dtype = None if config.dtype == "auto" else resolve_dtype(config.dtype, _cpu())

@@ -132,5 +132,5 @@ class ExportConfig:
     """Merge a LoRA run into a plain checkpoint that needs no PEFT."""
 
     run: str = option(help="LoRA run folder (or one of its checkpoint-N folders)", positional=True)
-    output: str = option(help="folder for the merged model (required)", metavar="DIR")
+    output: str | None = option(None, "folder for the merged model (required)", metavar="DIR")
     dtype: str = option("auto", "weights' dtype: bf16, fp16, fp32 (auto: the base model's)")

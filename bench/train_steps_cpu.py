@@ -14,7 +14,6 @@ printed with the results).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -27,27 +26,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def coco_records(coco: Path, n: int) -> list[Any]:
-    """Two-turn records about real COCO-MINI images whose answers are their captions."""
-    from llava_pose.train.data import Record, move_image_token_first
+    """Two-turn records about real COCO-MINI images (the tests' records), read back through
+    the same loader as `llava-pose train`."""
+    sys.path.insert(0, str(REPO))
+    from tests.train.llava_records import coco_records as rows
+    from tests.train.llava_records import write_records
 
-    data = json.loads((coco / "annotations" / "captions_train2017.json").read_text())
-    files = {im["id"]: im["file_name"] for im in data["images"]}
-    captions: dict[int, list[str]] = {}
-    for a in sorted(data["annotations"], key=lambda a: a["id"]):
-        captions.setdefault(a["image_id"], []).append(" ".join(a["caption"].split()))
-    out = []
-    for image_id in sorted(captions)[:n]:
-        first, second = captions[image_id][:2]
-        turns = (
-            ("human", move_image_token_first("<image>\nWhat is happening in this image?")),
-            ("gpt", first),
-            ("human", "Describe it in other words."),
-            ("gpt", second),
+    from llava_pose.train.data import load_records
+
+    with tempfile.TemporaryDirectory() as folder:
+        records, bad = load_records(
+            [str(write_records(Path(folder) / "data.json", rows(coco, n)))], str(coco)
         )
-        out.append(
-            Record(str(image_id), "coco-mini", str(coco / "train2017" / files[image_id]), turns)
-        )
-    return out
+    assert not bad, bad
+    return records
 
 
 def setup(variant: str, records: list[Any]) -> tuple[Any, Any, Any]:

@@ -218,7 +218,7 @@ def run_chat(cfg: Any) -> int:
     history: list[tuple[str, str]] = []
     questions = iter(cfg.questions) if not interactive else _stdin_questions()
     for question in questions:
-        print(f"USER: {question}\nASSISTANT:", end="", flush=True)
+        print(f"USER: {question}\nASSISTANT: ", end="", flush=True)
         streamer = TextStreamer(
             loaded.processor.tokenizer, skip_prompt=True, skip_special_tokens=True
         )

@@ -175,8 +175,8 @@ def run_generate(cfg: GenerateConfig) -> int:
     contexts = load_source(cfg, cfg.seed)
     requests = build_requests(contexts, cfg, backend.model)
     prices = PriceTable.load(cfg.prices)
-    price = prices.get(backend.model) if backend.paid else None
-    if backend.paid or cfg.dry_run:
+    price = prices.for_backend(backend)
+    if not backend.free or cfg.dry_run:
         expected = expected_output_tokens()
         est = estimate(
             requests, backend.model or "gpt-4o", price, lambda r: expected[r.meta["task"]]
@@ -200,7 +200,7 @@ def run_generate(cfg: GenerateConfig) -> int:
                 {"id": request.id, "image": request.meta["image"], "reason": result.error},
             )
 
-    cache = Cache(cfg.cache or out / "cache.sqlite") if backend.paid else None
+    cache = Cache(cfg.cache or out / "cache.sqlite") if backend.cached else None
     try:
         runner = Runner(
             backend, cache=cache, options=cfg.runner_options(), prices=prices, progress="teacher"

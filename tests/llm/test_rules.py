@@ -212,7 +212,12 @@ def test_hidden_limbs_are_not_described() -> None:
 async def test_backend_answers_from_context(human: list[ImageContext]) -> None:
     backend = RulesBackend("")
     assert backend.describe() == DESCRIPTION
-    assert (backend.provider, backend.paid, backend.options) == ("rules", False, ())
+    assert (backend.provider, backend.cached, backend.free, backend.options) == (
+        "rules",
+        False,
+        True,
+        (),
+    )
     ctx = human[0]
     request = ChatRequest(
         id="x",

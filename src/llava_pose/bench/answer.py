@@ -216,7 +216,9 @@ def run_answer(cfg: AnswerConfig) -> int:
         append_jsonl(partial, row)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    cache = Cache(cfg.cache or out.with_name(out.stem + ".cache.sqlite")) if backend.paid else None
+    cache = (
+        Cache(cfg.cache or out.with_name(out.stem + ".cache.sqlite")) if backend.cached else None
+    )
     try:
         runner = Runner(
             backend,

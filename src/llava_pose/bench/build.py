@@ -267,7 +267,7 @@ def run_build(cfg: BuildConfig) -> int:
             for c in order[: cfg.images]
             for t in TASKS
         ]
-        price = PriceTable.load(cfg.prices).get(backend.model) if backend.paid else None
+        price = PriceTable.load(cfg.prices).for_backend(backend)
         est = estimate(
             requests, backend.model or "gpt-4o", price, lambda r: expected[r.meta["task"]]
         )
@@ -285,7 +285,7 @@ def run_build(cfg: BuildConfig) -> int:
     dropped: list[dict[str, Any]] = []
     budget_stopped = False
 
-    cache = Cache(cfg.cache or out / "cache.sqlite") if backend.paid else None
+    cache = Cache(cfg.cache or out / "cache.sqlite") if backend.cached else None
     try:
         runner = Runner(
             backend,

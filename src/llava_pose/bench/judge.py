@@ -351,13 +351,13 @@ def run_judge(cfg: JudgeConfig) -> int:
     prices = PriceTable.load(cfg.prices)
     if cfg.dry_run:
         expected = yaml.safe_load(_data("estimates.yaml"))["review_tokens"]
-        price = prices.get(backend.model) if backend.paid else None
+        price = prices.for_backend(backend)
         est = estimate([request(r) for r in reviews], backend.model, price, lambda _: expected)
         print("\n".join(est.lines()))
         return EXIT_OK
 
     out.mkdir(parents=True, exist_ok=True)
-    cache = Cache(cfg.cache or out / "cache.sqlite") if backend.paid else None
+    cache = Cache(cfg.cache or out / "cache.sqlite") if backend.cached else None
     try:
         runner = Runner(
             backend, cache=cache, options=cfg.runner_options(), prices=prices, progress="judge"

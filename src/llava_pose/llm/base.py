@@ -35,8 +35,10 @@ class Backend(abc.ABC):
     """A model behind some API. Subclasses set `provider` and implement `complete`."""
 
     provider: str = ""
-    # Paid backends are cached and priced; a free, deterministic one (rules) is neither.
-    paid: bool = True
+    # Calls worth keeping in the cache: all but the instant, deterministic `rules` teacher.
+    cached: bool = True
+    # No per-token price (local models, rules): costs count as zero, never as "unknown".
+    free: bool = False
 
     def __init__(self, model: str) -> None:
         self.model = model

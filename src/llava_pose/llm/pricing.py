@@ -9,13 +9,16 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 import yaml
 
 from ..errors import ConfigError
 from ..records import ChatRequest, Message
+
+if TYPE_CHECKING:
+    from .base import Backend
 
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
@@ -57,6 +60,10 @@ class PriceTable:
                 raise ConfigError(f"{override}: invalid YAML ({str(e).splitlines()[0]})") from None
             prices.update(_parse(data, str(override)))
         return cls(prices)
+
+    def for_backend(self, backend: Backend) -> Price | None:
+        """Zero for free backends (rules, local models); else the model's price, or None."""
+        return Price(0.0, 0.0) if backend.free else self.get(backend.model)
 
     def get(self, model: str) -> Price | None:
         name = model.split("/")[-1].lower()

@@ -53,7 +53,8 @@ class RulesBackend(Backend):
     """The offline teacher: answers from `request.context`, ignoring the prompt text."""
 
     provider = "rules"
-    paid = False
+    cached = False  # instant and deterministic: nothing to keep
+    free = True
     options: tuple[str, ...] = ()
 
     def __init__(self, model: str = "") -> None:

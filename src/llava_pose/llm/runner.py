@@ -177,11 +177,9 @@ class Runner:
         progress: str | None = None,
     ) -> None:
         self.backend = backend
-        self.cache = cache if backend.paid else None
+        self.cache = cache if backend.cached else None
         self.options = options or RunnerOptions()
-        self.price: Price | None = (
-            (prices or PriceTable.load()).get(backend.model) if backend.paid else Price(0, 0)
-        )
+        self.price: Price | None = (prices or PriceTable.load()).for_backend(backend)
         self.progress = progress
         if self.options.max_cost is not None and self.price is None:
             raise ConfigError(
@@ -238,7 +236,7 @@ class Runner:
                 on_result(request, result)
             if bar is not None:
                 bar.update(1)
-                if self.price is not None and self.backend.paid:
+                if self.price is not None and not self.backend.free:
                     bar.set_postfix(
                         cost=f"${self.stats.cost:.2f}", failed=self.stats.failed, refresh=False
                     )
@@ -294,7 +292,7 @@ class Runner:
     # -- one request ------------------------------------------------------------------------
 
     def _prompt_estimate(self, request: ChatRequest) -> int:
-        if not self.backend.paid:
+        if self.backend.free:
             return 0
         text = count_message_tokens(request.messages, self.backend.model)
         return text + IMAGE_TOKENS_RESERVE * len(request.images)

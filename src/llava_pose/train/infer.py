@@ -9,7 +9,7 @@ text + images may not work).
 
 `HFBackend` is the ``hf:MODEL`` backend of the LLM layer. The Runner's concurrent calls are
 gathered by a micro-batcher into one `generate` per batch, run in a worker thread so that the
-event loop stays free. It is a *paid* backend in the Runner's sense, so its answers are cached
+event loop stays free. It is a cached, free backend in the Runner's sense: its answers are cached
 and a rerun resumes; the cache key includes a fingerprint of the checkpoint's files, so
 retraining into the same folder never serves the old model's answers.
 """
@@ -288,7 +288,8 @@ class HFBackend(Backend):
     """
 
     provider = "hf"
-    paid = True  # GPU time: cached like paid calls, so an interrupted benchmark resumes
+    cached = True  # GPU time: cached like API calls, so an interrupted benchmark resumes
+    free = True  # no per-token price
     options = ("device", "dtype", "batch_size", "max_new_tokens", "template", "batch_wait_ms")
 
     def __init__(

@@ -55,3 +55,17 @@ def test_list_defaults_are_not_shared() -> None:
     a, b = Demo(), Demo()
     a.tasks.append("c")
     assert b.tasks == ["a", "b"]
+
+
+@dataclass
+class Needs:
+    """Options with a required one."""
+
+    bench: str = option(help="benchmark folder")
+    out: str = option("o", "output")
+
+
+def test_a_missing_required_option_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"^--bench is required"):
+        load_config(Needs, {"out": "x"})
+    assert load_config(Needs, {"bench": "b"}) == Needs(bench="b", out="o")

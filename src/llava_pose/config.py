@@ -171,10 +171,12 @@ def load_config(cls: type[C], args: argparse.Namespace | dict[str, Any] | None =
                 else f"--{key.replace('_', '-')}"
             )
             raise ConfigError(f"{where}: {e}") from None
-    try:
-        return cls(**converted)
-    except TypeError as e:  # a required field is missing
-        raise ConfigError(str(e)) from None
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        if required and f.name not in converted:
+            name = f.name if f.metadata.get("positional") else "--" + f.name.replace("_", "-")
+            raise ConfigError(f"{name} is required (see --help)")
+    return cls(**converted)
 
 
 def _read_yaml(path: str, names: set[str]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import find_coco_mini
 from tests.servers import AnthropicServer, Fault, OpenAIServer
 
 from llava_pose.cli import main
@@ -48,8 +49,34 @@ def openai_server(monkeypatch):
         yield server
 
 
-def run(*args: str) -> int:
+def run(*args: object) -> int:
     return main(["-q", *[str(a) for a in args]])
+
+
+def gen(
+    server: OpenAIServer | AnthropicServer,
+    out: object,
+    *extra: object,
+    images: object = 3,
+    teacher: str = "openai:gpt-4o",
+) -> int:
+    """`llava-pose generate` on COCO-MINI val with a teacher at the loopback server."""
+    sample = ("--max-images", images) if images is not None else ()
+    return run(
+        "generate",
+        "--coco",
+        find_coco_mini(),
+        "--split",
+        "val2017",
+        *sample,
+        "--out",
+        out,
+        "--teacher",
+        teacher,
+        "--base-url",
+        server.url,
+        *extra,
+    )
 
 
 def read(path: Path) -> object:
@@ -60,23 +87,7 @@ def test_generate_through_openai_sends_the_paper_prompts_and_writes_all_task_typ
     openai_server, coco_mini, tmp_path
 ) -> None:
     out = tmp_path / "out"
-    rc = run(
-        "generate",
-        "--coco",
-        coco_mini,
-        "--split",
-        "val2017",
-        "--max-images",
-        "6",
-        "--out",
-        out,
-        "--teacher",
-        "openai:gpt-4o",
-        "--base-url",
-        openai_server.url,
-        "--concurrency",
-        "8",
-    )
+    rc = gen(openai_server, out, "--concurrency", "8", images=6)
     assert rc == 0
     requests = openai_server.requests
     assert len(requests) == 18 and all(r.completed for r in requests)
@@ -141,24 +152,9 @@ def _captions(path: Path) -> dict[int, list[str]]:
 def test_rerun_pays_nothing_and_rewrites_identical_files(
     openai_server, coco_mini, tmp_path
 ) -> None:
-    args = (
-        "generate",
-        "--coco",
-        coco_mini,
-        "--split",
-        "val2017",
-        "--max-images",
-        "4",
-        "--out",
-        tmp_path,
-        "--teacher",
-        "openai:gpt-4o",
-        "--base-url",
-        openai_server.url,
-    )
-    assert run(*args) == 0
+    assert gen(openai_server, tmp_path, images=4) == 0
     first = (tmp_path / "llava_pose_all.json").read_bytes()
-    assert run(*args) == 0
+    assert gen(openai_server, tmp_path, images=4) == 0
     assert len(openai_server.requests) == 12  # the second run called nothing
     assert (tmp_path / "llava_pose_all.json").read_bytes() == first
     stats = read(tmp_path / "stats.json")
@@ -167,26 +163,16 @@ def test_rerun_pays_nothing_and_rewrites_identical_files(
 
 
 def test_split_conversations_compact_and_fewshot(openai_server, coco_mini, tmp_path) -> None:
-    rc = run(
-        "generate",
-        "--coco",
-        coco_mini,
-        "--split",
-        "val2017",
-        "--max-images",
-        "3",
-        "--out",
+    rc = gen(
+        openai_server,
         tmp_path,
-        "--teacher",
-        "openai:gpt-4o",
-        "--base-url",
-        openai_server.url,
         "--format",
         "compact",
         "--fewshot",
         "--split-conversations",
         "--tasks",
         "conversation,reasoning",
+        images=3,
     )
     assert rc == 0
     conv = read(tmp_path / "conversation.json")
@@ -210,21 +196,7 @@ def test_permanent_failures_go_to_failed_jsonl_and_the_exit_code(
         "context_too_long",
         when=lambda body: "Design a conversation" in body["messages"][0]["content"],
     )
-    rc = run(
-        "generate",
-        "--coco",
-        coco_mini,
-        "--split",
-        "val2017",
-        "--max-images",
-        "3",
-        "--out",
-        tmp_path,
-        "--teacher",
-        "openai:gpt-4o",
-        "--base-url",
-        openai_server.url,
-    )
+    rc = gen(openai_server, tmp_path, images=3)
     assert rc == 1
     failed = [json.loads(line) for line in (tmp_path / "failed.jsonl").read_text().splitlines()]
     assert sorted(f["id"].split("-")[1] for f in failed) == ["conv"] * 3
@@ -235,24 +207,7 @@ def test_permanent_failures_go_to_failed_jsonl_and_the_exit_code(
     # the fault is gone: a rerun calls only the three that failed
     openai_server.clear_faults()
     openai_server.reset()
-    assert (
-        run(
-            "generate",
-            "--coco",
-            coco_mini,
-            "--split",
-            "val2017",
-            "--max-images",
-            "3",
-            "--out",
-            tmp_path,
-            "--teacher",
-            "openai:gpt-4o",
-            "--base-url",
-            openai_server.url,
-        )
-        == 0
-    )
+    assert gen(openai_server, tmp_path, images=3) == 0
     assert len(openai_server.requests) == 3
     assert not (tmp_path / "failed.jsonl").exists()
 
@@ -261,23 +216,7 @@ def test_retryable_faults_are_retried_transparently(openai_server, coco_mini, tm
     openai_server.add_fault("not_json", times=1)  # no Retry-After: backoff, so let it come first
     openai_server.add_fault(Fault("rate_limit", retry_after_ms=50), times=2)
     openai_server.add_fault(Fault("server_error", retry_after=0.05), times=1)
-    rc = run(
-        "generate",
-        "--coco",
-        coco_mini,
-        "--split",
-        "val2017",
-        "--max-images",
-        "2",
-        "--out",
-        tmp_path,
-        "--teacher",
-        "openai:gpt-4o",
-        "--base-url",
-        openai_server.url,
-        "--concurrency",
-        "1",
-    )
+    rc = gen(openai_server, tmp_path, "--concurrency", "1", images=2)
     assert rc == 0
     stats = read(tmp_path / "stats.json")
     assert stats["requests"]["retries"] == 4 and stats["samples"]["all"] == 6
@@ -285,25 +224,7 @@ def test_retryable_faults_are_retried_transparently(openai_server, coco_mini, tm
 
 def test_max_cost_stops_before_the_budget_is_passed(openai_server, coco_mini, tmp_path) -> None:
     # gpt-4o: $2.5 in / $10 out per 1M; a request reserves ~1.2k prompt + 1024 out ~ $0.013
-    rc = run(
-        "generate",
-        "--coco",
-        coco_mini,
-        "--split",
-        "val2017",
-        "--max-images",
-        "10",
-        "--out",
-        tmp_path,
-        "--teacher",
-        "openai:gpt-4o",
-        "--base-url",
-        openai_server.url,
-        "--max-cost",
-        "0.05",
-        "--concurrency",
-        "2",
-    )
+    rc = gen(openai_server, tmp_path, "--max-cost", "0.05", "--concurrency", "2", images=10)
     assert rc == 3
     stats = read(tmp_path / "stats.json")
     assert 0 < stats["requests"]["called"] < 30 and stats["requests"]["skipped_budget"] > 0
@@ -312,20 +233,7 @@ def test_max_cost_stops_before_the_budget_is_passed(openai_server, coco_mini, tm
 
 
 def test_dry_run_estimates_and_calls_nothing(openai_server, coco_mini, tmp_path, capsys) -> None:
-    rc = run(
-        "generate",
-        "--coco",
-        coco_mini,
-        "--split",
-        "val2017",
-        "--out",
-        tmp_path / "o",
-        "--teacher",
-        "openai:gpt-4o",
-        "--base-url",
-        openai_server.url,
-        "--dry-run",
-    )
+    rc = gen(openai_server, tmp_path / "o", "--dry-run", images=None)
     assert rc == 0
     out = capsys.readouterr().out
     assert re.search(r"requests: \d+", out) and "prompt tokens:" in out and "cost: ~$" in out
@@ -335,21 +243,7 @@ def test_dry_run_estimates_and_calls_nothing(openai_server, coco_mini, tmp_path,
 def test_anthropic_teacher(monkeypatch, coco_mini, tmp_path) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     with AnthropicServer(latency=0.02, responder=teacher_reply, api_key=KEY) as server:
-        rc = run(
-            "generate",
-            "--coco",
-            coco_mini,
-            "--split",
-            "val2017",
-            "--max-images",
-            "2",
-            "--out",
-            tmp_path,
-            "--teacher",
-            "anthropic:claude-sonnet-4-20250514",
-            "--base-url",
-            server.url,
-        )
+        rc = gen(server, tmp_path, teacher="anthropic:claude-sonnet-4-20250514", images=2)
         assert rc == 0
         body = server.requests[0].body
         assert body["system"] in load_prompts("paper").system.values()
@@ -362,21 +256,7 @@ def test_bad_key_stops_the_run_with_one_line_and_no_secret(
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-SECRET-999999")
     with OpenAIServer(latency=0.0, responder=teacher_reply, api_key=KEY) as server:
-        rc = run(
-            "generate",
-            "--coco",
-            coco_mini,
-            "--split",
-            "val2017",
-            "--max-images",
-            "2",
-            "--out",
-            tmp_path,
-            "--teacher",
-            "openai:gpt-4o",
-            "--base-url",
-            server.url,
-        )
+        rc = gen(server, tmp_path, images=2)
     err = capsys.readouterr().err
     assert rc == 2
     assert "OPENAI_API_KEY" in err and "sk-wrong-SECRET-999999" not in err
@@ -455,24 +335,7 @@ def test_resume_after_kill_9_pays_nothing_twice_and_writes_no_duplicate(
     assert stats["requests"]["cached"] == done_before_kill
 
     fresh = tmp_path / "fresh"
-    assert (
-        run(
-            "generate",
-            "--coco",
-            coco_mini,
-            "--split",
-            "val2017",
-            "--max-images",
-            str(n_images),
-            "--out",
-            fresh,
-            "--teacher",
-            "openai:gpt-4o",
-            "--base-url",
-            openai_server.url,
-        )
-        == 0
-    )
+    assert gen(openai_server, fresh, images=str(n_images)) == 0
     assert (fresh / "llava_pose_all.json").read_bytes() == (
         out / "llava_pose_all.json"
     ).read_bytes()

@@ -35,9 +35,8 @@ from .dataset import assemble, write_dataset
 from .errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError
 from .io import append_jsonl, write_json
 from .llm import make_backend
-from .llm.cache import Cache
 from .llm.pricing import PriceTable, estimate
-from .llm.runner import ModelOptions, Result, Runner
+from .llm.runner import ModelOptions, Result
 from .prompts import build_request, load_prompts
 from .records import TASKS, ChatRequest, ImageContext, Sample
 
@@ -200,15 +199,8 @@ def run_generate(cfg: GenerateConfig) -> int:
                 {"id": request.id, "image": request.meta["image"], "reason": result.error},
             )
 
-    cache = Cache(cfg.cache or out / "cache.sqlite") if backend.cached else None
-    try:
-        runner = Runner(
-            backend, cache=cache, options=cfg.runner_options(), prices=prices, progress="teacher"
-        )
+    with cfg.open_runner(backend, out / "cache.sqlite", "teacher", prices) as runner:
         results = runner.run(requests, on_result=on_result)
-    finally:
-        if cache is not None:
-            cache.close()
 
     by_task: dict[str, list[Sample]] = {t: [] for t in cfg.tasks}
     turns: Counter[str] = Counter()

@@ -31,9 +31,7 @@ from ..config import option
 from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError, InputError
 from ..io import append_jsonl, read_bytes, write_jsonl
 from ..llm import make_backend
-from ..llm.cache import Cache
-from ..llm.pricing import PriceTable
-from ..llm.runner import ModelOptions, Result, Runner
+from ..llm.runner import ModelOptions, Result
 from ..records import ChatRequest, Message
 from .files import Answer, Question, load_bench, qid_key
 
@@ -216,21 +214,8 @@ def run_answer(cfg: AnswerConfig) -> int:
         append_jsonl(partial, row)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    cache = (
-        Cache(cfg.cache or out.with_name(out.stem + ".cache.sqlite")) if backend.cached else None
-    )
-    try:
-        runner = Runner(
-            backend,
-            cache=cache,
-            options=cfg.runner_options(),
-            prices=PriceTable.load(cfg.prices),
-            progress="answer",
-        )
+    with cfg.open_runner(backend, out.with_name(out.stem + ".cache.sqlite"), "answer") as runner:
         runner.run(requests, on_result=on_result)
-    finally:
-        if cache is not None:
-            cache.close()
 
     rows = [done[qid_key(q.question_id)] for q in bench.questions if qid_key(q.question_id) in done]
     write_jsonl(out, rows)

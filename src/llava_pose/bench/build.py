@@ -48,9 +48,8 @@ from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError
 from ..generate import SourceOptions, expected_output_tokens, load_source
 from ..io import write_json, write_jsonl
 from ..llm import make_backend
-from ..llm.cache import Cache
 from ..llm.pricing import PriceTable, estimate
-from ..llm.runner import ModelOptions, Result, Runner
+from ..llm.runner import ModelOptions, Result
 from ..prompts import PromptSet, build_request, load_prompts
 from ..records import TASKS, ChatRequest, ImageContext
 from .files import (
@@ -285,15 +284,7 @@ def run_build(cfg: BuildConfig) -> int:
     dropped: list[dict[str, Any]] = []
     budget_stopped = False
 
-    cache = Cache(cfg.cache or out / "cache.sqlite") if backend.cached else None
-    try:
-        runner = Runner(
-            backend,
-            cache=cache,
-            options=cfg.runner_options(),
-            prices=PriceTable.load(cfg.prices),
-            progress="teacher",
-        )
+    with cfg.open_runner(backend, out / "cache.sqlite", "teacher") as runner:
         while pending and not budget_stopped:
             requests = [
                 teacher_request(im.ctx, t, a, cfg, backend.model, prompts) for im, t, a in pending
@@ -355,9 +346,6 @@ def run_build(cfg: BuildConfig) -> int:
                         "image %d dropped and no image is left to take its place", im.ctx.image_id
                     )
             pending = [(im, t, a) for im, t, a in again if not im.dropped]
-    finally:
-        if cache is not None:
-            cache.close()
 
     write_jsonl(out / REJECTED_FILE, rejected)
     if budget_stopped:

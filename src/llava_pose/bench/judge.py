@@ -64,9 +64,8 @@ from ..context import paper_annotation_messages
 from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError, InputError
 from ..io import read_json, write_json, write_jsonl
 from ..llm import make_backend
-from ..llm.cache import Cache
 from ..llm.pricing import PriceTable, estimate
-from ..llm.runner import ModelOptions, Runner
+from ..llm.runner import ModelOptions
 from ..records import ChatRequest, ImageContext, Message
 from .files import Answer, AnswerSet, Bench, Question, load_answers, load_bench, qid_key
 from .scores import mean, median, parse_scores
@@ -357,11 +356,7 @@ def run_judge(cfg: JudgeConfig) -> int:
         return EXIT_OK
 
     out.mkdir(parents=True, exist_ok=True)
-    cache = Cache(cfg.cache or out / "cache.sqlite") if backend.cached else None
-    try:
-        runner = Runner(
-            backend, cache=cache, options=cfg.runner_options(), prices=prices, progress="judge"
-        )
+    with cfg.open_runner(backend, out / "cache.sqlite", "judge", prices) as runner:
         pending = reviews
         while pending:
             requests = [request(r) for r in pending]
@@ -372,9 +367,6 @@ def run_judge(cfg: JudgeConfig) -> int:
             if again:
                 log.info("%d review(s) had no readable scores: asking again", len(again))
             pending = again
-    finally:
-        if cache is not None:
-            cache.close()
 
     grouped: dict[tuple[int, str], list[_Review]] = defaultdict(list)
     for review in reviews:

@@ -14,12 +14,14 @@ Every finished call is committed to the cache before anything else happens to it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 
@@ -84,6 +86,29 @@ class ModelOptions(RunnerOptions):
         None,
         "SQLite file of finished calls (default: in the output folder); reuse it and no call is paid twice",
     )
+
+    @contextlib.contextmanager
+    def open_runner(
+        self,
+        backend: Backend,
+        default_cache: str | Path,
+        progress: str,
+        prices: PriceTable | None = None,
+    ) -> Iterator[Runner]:
+        """A Runner with these options and its cache (`--cache`, else `default_cache`), closed
+        on the way out. The same for every command that calls a model."""
+        cache = Cache(self.cache or default_cache) if backend.cached else None
+        try:
+            yield Runner(
+                backend,
+                cache=cache,
+                options=self.runner_options(),
+                prices=prices or PriceTable.load(self.prices),
+                progress=progress,
+            )
+        finally:
+            if cache is not None:
+                cache.close()
 
     def runner_options(self) -> RunnerOptions:
         return RunnerOptions(

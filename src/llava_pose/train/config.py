@@ -85,7 +85,7 @@ class TrainConfig:
     save_total_limit: int = option(2, "keep only the last N checkpoints")
     logging_steps: int = option(10, "log loss, learning rate and throughput every N steps")
     seed: int = option(42, "random seed (model init of presets, data order, dropout)")
-    num_workers: int = option(4, "data-loading worker processes per device")
+    num_workers: int = option(4, "data-loading worker processes per device (at most the CPU count)")
     attn_implementation: str = option("sdpa", "attention kernel: sdpa, eager or flash_attention_2")
     report_to: str = option(
         "none", "also log to: none, tensorboard, wandb, ... (transformers' report_to)"

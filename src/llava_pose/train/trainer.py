@@ -172,7 +172,7 @@ def build_training_args(
         save_total_limit=cfg.save_total_limit,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        dataloader_num_workers=cfg.num_workers,
+        dataloader_num_workers=min(cfg.num_workers, os.cpu_count() or 1),  # no more than the cores
         remove_unused_columns=False,
         label_names=["labels"],
         report_to=[]

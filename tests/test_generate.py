@@ -349,3 +349,44 @@ def _cached_rows(path: Path) -> int:
             return db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
         except sqlite3.OperationalError:
             return 0
+
+
+def test_offline_default_as_a_user_runs_it(tmp_path) -> None:
+    """`llava-pose generate --out out/`: bundled sample, built-in teacher, no key, no network;
+    it says it is the offline teacher, and the same seed writes the same bytes."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "OPENAI_BASE_URL"
+    }
+    runs = []
+    for name in ("a", "b"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "llava_pose", "generate", "--out", str(tmp_path / name)],
+            env={**env, "PYTHONPATH": str(REPO / "src")},
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        runs.append(proc)
+    assert "teacher: rules (built-in offline teacher" in runs[0].stderr.splitlines()[0]
+    stats = read(tmp_path / "a" / "stats.json")
+    assert stats["teacher"] == "rules" and stats["images"] == 8 and stats["filtered"] == {}
+    assert stats["samples"] == {"conversation": 8, "detail": 8, "reasoning": 8, "all": 24}
+    for f in ("conversation.json", "detail.json", "reasoning.json", "llava_pose_all.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    assert not (tmp_path / "a" / "cache.sqlite").exists()  # nothing to keep from a free teacher
+
+
+def test_offline_teacher_on_coco_mini_writes_all_task_types(coco_mini, tmp_path) -> None:
+    for split in ("train2017", "val2017"):
+        assert (
+            run("generate", "--coco", coco_mini, "--split", split, "--out", tmp_path / split) == 0
+        )
+        stats = read(tmp_path / split / "stats.json")
+        n = stats["images"]
+        assert n >= 25 and stats["samples"] == {
+            "conversation": n,
+            "detail": n,
+            "reasoning": n,
+            "all": 3 * n,
+        }
+        assert stats["filtered"] == {} and stats["requests"]["failed"] == 0

@@ -384,13 +384,15 @@ class Runner:
     ) -> Completion:
         attempt = 0
         while True:
-            wait = self._cooldown_until - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
             if rpm:
                 await rpm.acquire(1)
             if tpm:
                 await tpm.acquire(sum(self._estimate(request)))
+            # After the limiters: a call that got its token before a 429 still waits out the
+            # server's cooldown instead of hitting it again.
+            wait = self._cooldown_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
             try:
                 return await asyncio.wait_for(self.backend.complete(request), self.options.timeout)
             except BackendError:

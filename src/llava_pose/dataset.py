@@ -21,7 +21,7 @@ from pathlib import Path
 from .filters import check_text, context_numbers
 from .io import write_json
 from .parse import QAPair, parse_description, parse_qa
-from .records import TASK_SHORT, TASKS, ChatRequest, Completion, Sample, Turn
+from .records import TASK_SHORT, ChatRequest, Completion, Sample, Turn
 
 IMAGE_TOKEN = "<image>"
 # Output file per task type, and the merged file that training reads.
@@ -106,15 +106,6 @@ def assemble(
     else:
         out.samples = [Sample(request.id, image, _turns(kept))]
     return out
-
-
-@dataclass
-class DatasetStats:
-    images: int = 0
-    samples: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASKS, 0))
-    turns: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASKS, 0))
-    filtered: Counter[str] = field(default_factory=Counter)
-    failed_requests: int = 0
 
 
 def write_dataset(

@@ -9,6 +9,7 @@ rounded to 3 decimals, exactly what the teacher is shown; boxes are (x1, y1, x2,
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 import msgspec
@@ -133,3 +134,11 @@ class Sample(msgspec.Struct, frozen=True):
 def request_id(image_id: int, task: str) -> str:
     """The stable id of the request (and the sample) for one image and task."""
     return f"{image_id}-{TASK_SHORT.get(task, task)}"
+
+
+def derived_seed(*parts: object) -> int:
+    """A stable 31-bit seed from parts such as (seed, image id, task, attempt): the same in
+    every process (unlike `hash`), so re-asks and repeated samples get distinct, reproducible
+    seeds and therefore distinct cache keys."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF

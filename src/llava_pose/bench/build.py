@@ -51,7 +51,7 @@ from ..llm import make_backend
 from ..llm.pricing import PriceTable, estimate
 from ..llm.runner import ModelOptions, Result
 from ..prompts import PromptSet, build_request, load_prompts
-from ..records import TASKS, ChatRequest, ImageContext
+from ..records import TASKS, ChatRequest, ImageContext, derived_seed
 from .files import (
     CATEGORIES,
     CONTEXT_FILE,
@@ -134,11 +134,6 @@ def selection_rule(cfg: BuildConfig) -> str:
     )
 
 
-def _hash_int(*parts: object) -> int:
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 def teacher_request(
     ctx: ImageContext,
     task: str,
@@ -163,7 +158,7 @@ def teacher_request(
     return msgspec.structs.replace(
         request,
         id=f"{request.id}-retry{attempt}",
-        seed=_hash_int(cfg.seed, ctx.image_id, task, attempt),
+        seed=derived_seed(cfg.seed, ctx.image_id, task, attempt),
         meta={**request.meta, "attempt": attempt},
     )
 
@@ -194,7 +189,7 @@ def extract(
     ]
     task = request.meta["task"]
     if task == "conversation":
-        rng = random.Random(_hash_int(seed, request.meta["image_id"], "conversation-pair"))
+        rng = random.Random(derived_seed(seed, request.meta["image_id"], "conversation-pair"))
         question, answer = pairs[rng.randrange(len(pairs))]
     else:
         question, answer = pairs[0]

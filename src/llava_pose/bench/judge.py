@@ -47,7 +47,6 @@ without a score has ``"tuple": null``: LLaVA's summarizer refuses it instead of 
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -66,7 +65,7 @@ from ..io import read_json, write_json, write_jsonl
 from ..llm import make_backend
 from ..llm.pricing import PriceTable, estimate
 from ..llm.runner import ModelOptions
-from ..records import ChatRequest, ImageContext, Message
+from ..records import ChatRequest, ImageContext, Message, derived_seed
 from .files import Answer, AnswerSet, Bench, Question, load_answers, load_bench, qid_key
 from .scores import mean, median, parse_scores
 
@@ -175,8 +174,7 @@ def derive_seed(seed: int, sample: int, attempt: int) -> int:
     """The seed of one review: `seed` itself for the first, a stable hash for the others."""
     if sample == 0 and attempt == 0:
         return seed
-    digest = hashlib.sha256(f"{seed}:{sample}:{attempt}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    return derived_seed(seed, sample, attempt)
 
 
 def to_ref_model(order: str, first: float, second: float) -> tuple[float, float]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -90,13 +91,8 @@ def parse_scores(text: str) -> ParsedScores:
 # -- aggregation ------------------------------------------------------------------------------
 
 
-def median(values: Sequence[float]) -> float:
-    """The median; the mean of the middle two for an even count."""
-    if not values:
-        raise ValueError("median of nothing")
-    s = sorted(values)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+# The mean of the middle two for an even count; StatisticsError (a ValueError) on nothing.
+median = statistics.median
 
 
 def mean(values: Sequence[float]) -> float:

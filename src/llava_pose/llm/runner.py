@@ -214,6 +214,7 @@ class Runner:
         self.stats = RunStats()
         self._cooldown_until = 0.0
         self._reserved = 0.0
+        self._prompt_tokens: dict[str, int] = {}  # request id -> offline estimate, while in flight
         # Largest seen (billed prompt tokens / offline estimate): scales later reservations when
         # the provider's tokenizer counts more than o200k_base does.
         self._prompt_ratio = 1.0
@@ -317,10 +318,17 @@ class Runner:
     # -- one request ------------------------------------------------------------------------
 
     def _prompt_estimate(self, request: ChatRequest) -> int:
+        """Offline prompt tokens, counted once per request: the budget, the TPM limiter (on
+        every attempt) and the billed/estimated ratio all ask, and counting costs ~1 ms."""
         if self.backend.free:
             return 0
-        text = count_message_tokens(request.messages, self.backend.model)
-        return text + IMAGE_TOKENS_RESERVE * len(request.images)
+        tokens = self._prompt_tokens.get(request.id)
+        if tokens is None:
+            text = count_message_tokens(request.messages, self.backend.model)
+            tokens = self._prompt_tokens[request.id] = text + IMAGE_TOKENS_RESERVE * len(
+                request.images
+            )
+        return tokens
 
     def _estimate(self, request: ChatRequest) -> tuple[int, int]:
         prompt = self._prompt_estimate(request) * self._prompt_ratio
@@ -343,6 +351,7 @@ class Runner:
         try:
             reserved = self._reserve(request)
         except BudgetExceeded:
+            self._prompt_tokens.pop(request.id, None)
             self.stats.skipped_budget += 1
             return Result(request.id, error="budget reached (--max-cost)", kind="budget")
         try:
@@ -353,6 +362,7 @@ class Runner:
             return self._failure(request, f"gave up after {self.options.max_retries} retries: {e}")
         finally:
             self._reserved -= reserved
+            estimated = self._prompt_tokens.pop(request.id, 0)
         cost = (
             self.price.cost(completion.input_tokens, completion.output_tokens)
             if self.price
@@ -360,10 +370,8 @@ class Runner:
         )
         if self.cache is not None:
             self.cache.put(key, self.backend.spec, request.id, completion, cost)
-        if self.options.max_cost is not None or self.options.tpm:
-            estimated = self._prompt_estimate(request)
-            if estimated and completion.input_tokens > estimated:
-                self._prompt_ratio = max(self._prompt_ratio, completion.input_tokens / estimated)
+        if estimated and completion.input_tokens > estimated:
+            self._prompt_ratio = max(self._prompt_ratio, completion.input_tokens / estimated)
         self.stats.called += 1
         self.stats.input_tokens += completion.input_tokens
         self.stats.output_tokens += completion.output_tokens

@@ -195,13 +195,3 @@ def _read_yaml(path: str, names: set[str]) -> dict[str, Any]:
             raise ConfigError(f"{path}: {key}: unknown option (see --help for the list)")
         out[name] = value
     return out
-
-
-def config_help(cls: type) -> list[tuple[str, str, str]]:
-    """(flag, default, help) for every field: used to write the README's CLI reference."""
-    rows = []
-    for f in dataclasses.fields(cls):
-        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else ""
-        rows.append((flag, str(default), f.metadata.get("help", "")))
-    return rows

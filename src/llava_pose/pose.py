@@ -989,11 +989,6 @@ def depth_words(f: PoseFacts, rng: random.Random | None = None) -> str | None:
     return None if f.depth is None else _pick(_phrases()["position"]["depth"][f.depth], rng)
 
 
-def phrase_position(f: PoseFacts, subject: str, rng: random.Random | None = None) -> str:
-    """Where the person is in the frame, as a sentence."""
-    return _cap(f"{subject} is {position_words(f, rng)}") + "."
-
-
 def _join(words: list[str]) -> str:
     if len(words) <= 1:
         return "".join(words)

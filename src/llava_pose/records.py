@@ -65,10 +65,6 @@ class Person(msgspec.Struct, frozen=True):
     def num_labelled(self) -> int:
         return sum(1 for _, _, v in self.keypoints if v > 0)
 
-    @property
-    def num_visible(self) -> int:
-        return sum(1 for _, _, v in self.keypoints if v == 2)
-
 
 class ImageContext(msgspec.Struct, frozen=True):
     """Everything the teacher is told about one image."""

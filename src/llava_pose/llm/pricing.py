@@ -103,10 +103,6 @@ def encoding_name(model: str) -> str:
     return "o200k_base"
 
 
-def count_text_tokens(text: str, model: str = "gpt-4o") -> int:
-    return len(_encoding(encoding_name(model)).encode(text))
-
-
 def count_message_tokens(messages: Iterable[Message], model: str = "gpt-4o") -> int:
     """Prompt tokens as OpenAI counts chat messages: 3 per message plus 3 to prime the reply."""
     enc = _encoding(encoding_name(model))

@@ -6,7 +6,10 @@ secrets: `redact` scrubs known API keys from any text that leaves the process.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+import urllib.parse
 from pathlib import Path
 
 EXIT_OK = 0
@@ -52,18 +55,83 @@ class BudgetExceeded(LlavaPoseError):
 
 _SECRET_ENV = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "AZURE_OPENAI_API_KEY", "LLAVA_POSE_API_KEY")
 _extra_secrets: set[str] = set()
+# Secrets shorter than this are matched only whole; longer ones also by any fragment of this
+# many characters (a server that quotes "sk-proj-abcd...wxyz" leaks part of the key).
+_MIN_SECRET = 6
+_FRAGMENT = 8
+# A key-like token: what a fragment found inside it is widened to, so "sk-SECRETLEAKT...3456"
+# goes as a whole and not as "***...3456".
+_TOKEN = re.compile(r"[^\s\"'`<>()\[\]{},;]+")
 
 
 def register_secret(value: str | None) -> None:
-    """Remember a secret given on the command line so `redact` scrubs it too."""
-    if value and len(value) >= 6:
+    """Remember a secret (a key read from --api-key-env, a password in --base-url) so that
+    `redact` scrubs it too."""
+    if value and len(value) >= _MIN_SECRET:
         _extra_secrets.add(value)
 
 
+def _secrets() -> set[str]:
+    found = {os.environ.get(name, "") for name in _SECRET_ENV} | _extra_secrets
+    return {s for s in found if len(s) >= _MIN_SECRET}
+
+
+@functools.lru_cache(maxsize=64)
+def _fragments(secret: str) -> tuple[str, ...]:
+    n = min(_FRAGMENT, len(secret))
+    return tuple(dict.fromkeys(secret[i : i + n] for i in range(len(secret) - n + 1)))
+
+
 def redact(text: str) -> str:
-    """Replace every known API key in `text` with `***`."""
-    secrets = {os.environ.get(name, "") for name in _SECRET_ENV} | _extra_secrets
-    for secret in secrets:
-        if secret and len(secret) >= 6 and secret in text:
+    """Replace every known secret in `text`, whole or in part, with ``***``.
+
+    A fragment of 8 or more characters of a key marks the whole token around it as secret.
+    Cheap when nothing matches (a substring test per fragment), since every reply passes here.
+    """
+    for secret in _secrets():
+        if secret in text:
             text = text.replace(secret, "***")
+        fragments = [f for f in _fragments(secret) if f in text]
+        if not fragments:
+            continue
+        spans = []
+        for fragment in fragments:
+            start = text.find(fragment)
+            while start != -1:
+                spans.append((start, start + len(fragment)))
+                start = text.find(fragment, start + 1)
+        text = _mask(text, spans)
     return text
+
+
+def _mask(text: str, spans: list[tuple[int, int]]) -> str:
+    """Widen each span to its surrounding token and replace the tokens by ``***``."""
+    tokens = []
+    for start, end in spans:
+        m = next((t for t in _TOKEN.finditer(text, max(0, start - 200)) if t.end() >= end), None)
+        tokens.append((m.start(), m.end()) if m and m.start() <= start else (start, end))
+    out, last = [], 0
+    for start, end in sorted(set(tokens)):
+        if start < last:
+            start = last
+        if start >= end:
+            continue
+        out.append(text[last:start] + "***")
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def display_url(url: str | None) -> str | None:
+    """A URL fit to print: a password in it (``http://user:pass@host``) becomes ``***``."""
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    register_secret(urllib.parse.unquote(parts.password))
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -74,7 +74,7 @@ def test_build_params_extracts_system_and_merges_consecutive_roles() -> None:
         "model": MODEL,
         "max_tokens": 500,
         "system": "rule one\n\nrule two",
-        "extra_body": {"temperature": 0.2},
+        "temperature": 0.2,
         "messages": [
             {"role": "user", "content": [{"type": "text", "text": "example question"}]},
             {"role": "assistant", "content": [{"type": "text", "text": "example answer"}]},

@@ -390,14 +390,28 @@ def test_no_key_and_no_base_url_is_a_config_error(monkeypatch: pytest.MonkeyPatc
         OpenAIBackend("gpt-4o")
 
 
-def test_server_down_is_retried_then_a_failure(server: OpenAIServer) -> None:
+def test_a_server_that_cannot_be_reached_stops_the_run_in_seconds(server: OpenAIServer) -> None:
     url = server.url
     server.stop()  # nothing listens on that port any more
     backend = OpenAIBackend("gpt-4o", base_url=url, api_key=KEY, timeout=5)
+    runner = Runner(backend, options=RunnerOptions(max_retries=6, concurrency=4))
+    started = time.monotonic()
+    with pytest.raises(BackendError) as e:
+        runner.run([chat(i) for i in range(8)])
+    assert time.monotonic() - started < 5
+    assert url in str(e.value) and "connection refused" in str(e.value)
+    assert "--base-url" in str(e.value)
+
+
+def test_a_server_lost_after_a_success_is_retried_then_a_failure(server: OpenAIServer) -> None:
+    backend = OpenAIBackend("gpt-4o", base_url=server.url, api_key=KEY, timeout=5)
     runner = Runner(backend, options=RunnerOptions(max_retries=1, **FAST))  # type: ignore[arg-type]
-    [result] = runner.run([chat(1)])
+    [first] = runner.run([chat(1)])
+    assert first.ok
+    server.stop()
+    [result] = runner.run([chat(2)])
     assert result.kind == "failed"
-    assert result.error == "gave up after 1 retries: connection problem: APIConnectionError"
+    assert result.error == "gave up after 1 retries: connection refused"
 
 
 # -- error classification (shared by every SDK backend) -------------------------------------

@@ -249,7 +249,7 @@ def test_max_cost_stops_before_the_budget_is_passed(server: OpenAIServer) -> Non
     done = kinds.count("ok")
     assert 0 < done < 20
     assert kinds == ["ok"] * done + ["budget"] * (20 - done)
-    assert all(r.error == "budget reached (--max-cost)" for r in results[done:])
+    assert all(r.error.startswith("budget reached (--max-cost 0.002)") for r in results[done:])
     assert runner.stats.skipped_budget == 20 - done
     # Never passed, by the server's own accounting; nothing past the stop was sent.
     billed = sum(PRICES.prices["gpt-4o"].cost(*r.usage) for r in server.completed if r.usage)
@@ -315,3 +315,101 @@ def test_on_result_sees_each_result_once_as_it_finishes(server: OpenAIServer) ->
 
 def _fields(request: ChatRequest) -> dict[str, object]:
     return {f: getattr(request, f) for f in request.__struct_fields__}
+
+
+# -- what a server reports is checked, not trusted ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("usage", "why"),
+    [
+        (lambda p, c: (p, 10**9), "completion_tokens 1000000000 above the request's max tokens 50"),
+        (lambda p, c: (-5, c), "usage.prompt_tokens is -5"),
+        (lambda p, c: (p, 3.5), "usage.completion_tokens is 3.5"),
+        (lambda p, c: ("12", c), "usage.prompt_tokens is '12'"),
+        (lambda p, c: (True, c), "usage.prompt_tokens is True"),
+        (lambda p, c: (10**9, c), "prompt_tokens 1000000000 for a prompt of"),
+    ],
+)
+def test_impossible_usage_is_a_malformed_reply_retried_then_failed(
+    server: OpenAIServer, usage: object, why: str
+) -> None:
+    server.report_usage = usage  # type: ignore[assignment]
+    runner = runner_for(server, max_retries=2)
+    [result] = runner.run([chat(1, max_tokens=50)])
+    assert result.kind == "failed" and why in (result.error or "")
+    assert len(server.requests) == 3  # retried like any malformed reply
+    assert runner.stats.cost >= 0 and runner.stats.called == 0
+
+
+def test_impossible_usage_under_a_budget_stops_after_the_first_reply(server: OpenAIServer) -> None:
+    server.latency = 0.05
+    server.report_usage = lambda p, c: (p, 10**9)
+    runner = runner_for(server, max_cost=0.05, concurrency=16)
+    results = runner.run([chat(i, max_tokens=50) for i in range(40)])
+    # Calls in flight when the first reply came back may finish; nothing new is sent after it.
+    first_reply = min(r.finished for r in server.requests if r.finished)
+    assert all(r.arrived <= first_reply for r in server.requests)
+    assert {r.kind for r in results} == {"failed", "budget"}
+    assert "impossible usage" in (runner.stats.stop_reason or "")
+    assert 0 <= runner.stats.cost <= 0.05
+
+
+def test_a_reply_billed_above_its_reservation_stops_the_budgeted_run(
+    server: OpenAIServer,
+) -> None:
+    # A legal-looking bill (4k prompt tokens for ~40 sent) far above what was reserved: the
+    # reply is kept (it was paid), and nothing more is sent once the budget is passed.
+    server.report_usage = lambda p, c: (p + 4000, c)
+    runner = runner_for(server, max_cost=0.005, concurrency=1)
+    results = runner.run([chat(i, max_tokens=50) for i in range(10)])
+    assert results[0].ok and all(r.kind == "budget" for r in results[1:])
+    assert "budget passed" in (runner.stats.stop_reason or "")
+    assert len(server.requests) == 1
+
+
+def test_max_cost_counts_what_the_job_already_paid(server: OpenAIServer, tmp_path: Path) -> None:
+    from llava_pose.llm.cache import Cache
+
+    def run_once() -> Runner:
+        with Cache(tmp_path / "cache.sqlite") as cache:
+            backend = OpenAIBackend("gpt-4o", base_url=server.url, api_key=KEY, timeout=30)
+            opts = RunnerOptions(**{**FAST, "max_cost": 0.002, "concurrency": 1})  # type: ignore[arg-type]
+            runner = Runner(backend, cache=cache, options=opts, prices=PRICES)
+            runner.run([chat(i, max_tokens=50) for i in range(20)])
+            return runner
+
+    first = run_once()
+    assert 0 < first.stats.called < 20
+    second = run_once()  # the same command again: the ceiling is the job's, not the process's
+    assert second.stats.called == 0 and second.stats.cached == first.stats.called
+    assert second.stats.stop_reason and "by earlier runs" in second.stats.stop_reason
+    billed = sum(PRICES.prices["gpt-4o"].cost(*r.usage) for r in server.completed if r.usage)
+    assert billed <= 0.002
+
+
+def test_a_key_echoed_in_a_reply_never_reaches_the_cache(
+    server: OpenAIServer, tmp_path: Path
+) -> None:
+    from llava_pose.llm.cache import Cache
+
+    server.responder = lambda body: f"your key is {KEY}, or {KEY[:12]}...{KEY[-4:]} for short"
+    with Cache(tmp_path / "cache.sqlite") as cache:
+        backend = OpenAIBackend("gpt-4o", base_url=server.url, api_key=KEY, timeout=30)
+        [result] = Runner(backend, cache=cache, options=RunnerOptions(**FAST)).run([chat(1)])  # type: ignore[arg-type]
+    assert result.completion and result.completion.text == "your key is ***, or *** for short"
+    raw = (tmp_path / "cache.sqlite").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("cache.sqlite-*")
+    )
+    assert KEY[:8].encode() not in raw and KEY[-8:].encode() not in raw
+
+
+def test_timeouts_are_said_once_with_the_fix(server: OpenAIServer, caplog) -> None:
+    server.latency = 1.0
+    runner = runner_for(server, timeout=0.2, max_retries=1, concurrency=3)
+    with caplog.at_level("WARNING", logger="llava_pose"):
+        results = runner.run([chat(i, max_tokens=1024) for i in range(3)])
+    assert all(r.kind == "failed" and "raise --timeout" in (r.error or "") for r in results)
+    said = [r.getMessage() for r in caplog.records if "timed out" in r.getMessage()]
+    assert len(said) == 1 and "--timeout" in said[0] and "1024 tokens" in said[0]
+    assert runner.stats.timeouts == 6

@@ -186,6 +186,9 @@ class LoopbackServer:
     ) -> None:
         self._lock = threading.Lock()
         self.image_tokens = image_tokens  # prompt tokens billed per image part
+        # (prompt, completion) -> the usage pair the reply reports instead: lets a test play a
+        # server that reports absurd or malformed usage (negative, strings, 10**9 tokens).
+        self.report_usage: Callable[[int, int], tuple[Any, Any]] | None = None
         self._latency = float(latency)
         self._responder: Responder | None = None
         self._scripted: collections.deque[str] = collections.deque()
@@ -677,7 +680,8 @@ class _Handler(BaseHTTPRequestHandler):
         if snap["finish_reason"] is not None:
             finish = snap["finish_reason"]
         usage = (prompt, completion)
-        return Reply(200, owner.render_ok(rec, text, finish, usage), text=text, usage=usage)
+        reported = owner.report_usage(*usage) if owner.report_usage else usage
+        return Reply(200, owner.render_ok(rec, text, finish, reported), text=text, usage=usage)
 
     def _fault(self, rec: Recorded, fault: Fault) -> Reply | None:
         owner = self.owner

@@ -205,7 +205,9 @@ class OpenAIServer(LoopbackServer):
             "usage": {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
-                "total_tokens": prompt + completion,
+                "total_tokens": prompt + completion
+                if isinstance(prompt, int) and isinstance(completion, int)
+                else None,
             },
             "service_tier": "default",
             "system_fingerprint": "fp_loopback",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InputError, register_secret
+from ..errors import InputError
 from ..records import ChatRequest, Completion
-from .base import Backend, PermanentError, RetryableError, classify_http_error, sdk_error_message
+from .base import PermanentError, RetryableError, SDKBackend, UsageError, usage_count
 
 # The messages API requires max_tokens; used when a request sets none.
 DEFAULT_MAX_TOKENS = 2048
@@ -42,8 +41,8 @@ def build_params(
 
     System messages become the `system` parameter; consecutive messages of one role become
     one message of several text blocks (what the API would do anyway, made explicit); images
-    go first in the first user message. Anthropic has no seed parameter. The SDK (1.0+) no
-    longer takes `temperature` as an argument, but the API still does: it goes in `extra_body`.
+    go first in the first user message. Anthropic has no seed parameter. The body is posted as
+    is (see `AnthropicBackend._call`), so `temperature` goes in it directly.
     """
     system = "\n\n".join(m.content for m in request.messages if m.role == "system")
     messages: list[dict[str, Any]] = []
@@ -67,7 +66,7 @@ def build_params(
     if system:
         params["system"] = system
     if request.temperature is not None:
-        params["extra_body"] = {"temperature": request.temperature}
+        params["temperature"] = request.temperature
     return params
 
 
@@ -82,71 +81,32 @@ def parse_response(body: Any, model: str) -> Completion:
     if stop == "refusal" and not text:
         raise PermanentError("the model refused to answer")
     usage = data.get("usage") or {}
+    if not isinstance(usage, dict):
+        raise UsageError(f"malformed response: usage is {usage!r}, not an object")
     return Completion(
         text=text,
         finish_reason=_STOP.get(stop, str(stop)),
-        input_tokens=int(usage.get("input_tokens") or 0),
-        output_tokens=int(usage.get("output_tokens") or 0),
+        input_tokens=usage_count(usage, "input_tokens"),
+        output_tokens=usage_count(usage, "output_tokens"),
         model=str(data.get("model") or model),
     )
 
 
-class AnthropicBackend(Backend):
+class AnthropicBackend(SDKBackend):
     provider = "anthropic"
-    options = ("base_url", "api_key", "timeout")
+    sdk = "anthropic"
+    client_class = "AsyncAnthropic"
+    key_var = "ANTHROPIC_API_KEY"
+    url_var = "ANTHROPIC_BASE_URL"
+    default_host = "api.anthropic.com"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 120.0,
-    ) -> None:
-        super().__init__(model)
-        import anthropic
-
-        key = api_key or os.environ.get("ANTHROPIC_API_KEY")
-        self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
-        if not key:
-            raise ConfigError("anthropic: no API key: set ANTHROPIC_API_KEY")
-        register_secret(key)
-        self._anthropic = anthropic
-        self._client_args = {
-            "api_key": key,
-            "base_url": self.base_url,
-            "timeout": timeout,
-            "max_retries": 0,
-        }
-        self._client: Any = None
-
-    def describe(self) -> str:
-        return f"{self.spec} at {self.base_url or 'api.anthropic.com'}"
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        anthropic = self._anthropic
+    async def _call(self, client: Any, request: ChatRequest) -> Any:
         blocks = [image_block(p) for p in request.images]
-        try:
-            if self._client is None:
-                self._client = anthropic.AsyncAnthropic(**self._client_args)
-            body = await self._client.messages.create(**build_params(request, self.model, blocks))
-        except anthropic.APIStatusError as e:
-            raise classify_http_error(
-                e.status_code,
-                sdk_error_message(e),
-                e.response.headers,
-                model=self.model,
-                key_env="ANTHROPIC_API_KEY",
-            ) from None
-        except (anthropic.APITimeoutError, anthropic.APIConnectionError) as e:
-            raise RetryableError(f"connection problem: {type(e).__name__}") from None
-        except (anthropic.APIResponseValidationError, ValueError) as e:
-            raise RetryableError(f"malformed response: {type(e).__name__}") from None
-        if isinstance(body, str):
-            raise RetryableError("malformed response: body is not JSON")
-        return parse_response(body, self.model)
+        # Posted as plain JSON and read back as plain JSON: the SDK's models would coerce a
+        # malformed usage (true -> 1) before it could be checked.
+        return await client.post(
+            "/v1/messages", body=build_params(request, self.model, blocks), cast_to=object
+        )
 
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+    def _parse(self, body: Any) -> Completion:
+        return parse_response(body, self.model)

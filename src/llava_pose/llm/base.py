@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import abc
 import email.utils
+import os
+import socket
 import time
 from collections.abc import Mapping
+from typing import Any
 
-from ..errors import BackendError
+from ..errors import BackendError, ConfigError, display_url, register_secret
 from ..records import ChatRequest, Completion
 
-__all__ = ["Backend", "BackendError", "PermanentError", "RetryableError", "parse_retry_after"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "ConnectionFailed",
+    "PermanentError",
+    "RetryableError",
+    "SDKBackend",
+    "UsageError",
+    "parse_retry_after",
+    "usage_count",
+]
 
 
 class RetryableError(Exception):
@@ -25,6 +38,53 @@ class RetryableError(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ConnectionFailed(RetryableError):
+    """The server could not be reached at all (refused, no such host): before any call has
+    succeeded this is a wrong --base-url or a server not started, not a blip."""
+
+
+class UsageError(RetryableError):
+    """A reply whose reported token usage cannot be true: malformed, and of unknown cost."""
+
+
+def usage_count(usage: Mapping[str, object], name: str) -> int:
+    """One token count of a reply's usage: absent is 0; anything but a whole number >= 0
+    (a string, a bool, a float, a negative) makes the reply malformed."""
+    value = usage.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"malformed response: usage.{name} is {value!r}, not a token count")
+    return value
+
+
+def connection_reason(error: BaseException) -> str:
+    """'connection refused', 'no such host', ... from an SDK connection error's cause."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "no such host"
+        text = str(cause).lower()
+        for needle, reason in _CONNECT_REASONS:
+            if needle in text:
+                return reason
+        cause = cause.__cause__ or cause.__context__
+    return type(error).__name__
+
+
+_CONNECT_REASONS = (
+    ("refused", "connection refused"),
+    ("name or service not known", "no such host"),
+    ("nodename nor servname", "no such host"),
+    ("temporary failure in name resolution", "no such host"),
+    ("no address associated", "no such host"),
+    ("getaddrinfo", "no such host"),
+    ("unreachable", "network unreachable"),
+)
 
 
 class PermanentError(Exception):
@@ -123,3 +183,97 @@ def sdk_error_message(e: object) -> str:
             head = err.get("code") or err.get("type") or ""
             return f"{head} {err.get('message') or ''}".strip()
     return str(getattr(e, "message", e))
+
+
+class SDKBackend(Backend):
+    """A provider reached through its official SDK: key and URL resolution, error sorting and
+    the client's life cycle, written once. Subclasses name their SDK module, environment
+    variables and client class, and implement `_call(client, request)`."""
+
+    options = ("base_url", "api_key", "key_env", "timeout")
+    sdk: str = ""  # module name: "openai" or "anthropic"
+    client_class: str = ""  # e.g. "AsyncOpenAI"
+    key_var: str = ""  # default environment variable of the key
+    url_var: str = ""  # environment variable of the base URL
+    default_host: str = ""
+    # A local server of this API needs no key (OpenAI-compatible ones); the SDK gets a dummy.
+    keyless_with_base_url: bool = False
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        key_env: str | None = None,
+        timeout: float = 120.0,
+        **client_args: Any,
+    ) -> None:
+        super().__init__(model)
+        import importlib
+
+        self._sdk = importlib.import_module(self.sdk)
+        self.base_url = base_url or os.environ.get(self.url_var) or None
+        self.key_env = key_env or self.key_var
+        key = api_key or os.environ.get(self.key_env)
+        if not key:
+            if not (self.keyless_with_base_url and self.base_url):
+                local = (
+                    " (or pass --base-url for a local server, which needs none)"
+                    if self.keyless_with_base_url
+                    else ""
+                )
+                raise ConfigError(f"{self.provider}: no API key: set {self.key_env}{local}")
+            key = "not-needed"  # local servers ignore it, the SDK insists on one
+        else:
+            register_secret(key)
+        self.shown_url = display_url(self.base_url)  # registers a password in the URL as secret
+        # The runner owns retries and timeouts; the SDK must not retry behind its back.
+        self._client_args = {
+            "api_key": key,
+            "base_url": self.base_url,
+            "timeout": timeout,
+            "max_retries": 0,
+            **{k: v for k, v in client_args.items() if v is not None},
+        }
+        self._client: Any = None  # made per event loop, closed by the runner at the end of a run
+
+    def describe(self) -> str:
+        return f"{self.spec} at {self.shown_url or self.default_host}"
+
+    @abc.abstractmethod
+    async def _call(self, client: Any, request: ChatRequest) -> Any:
+        """Send `request` with the SDK client; return the raw body."""
+
+    @abc.abstractmethod
+    def _parse(self, body: Any) -> Completion:
+        """The provider's reply body as a Completion (pure)."""
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        sdk = self._sdk
+        try:
+            if self._client is None:
+                self._client = getattr(sdk, self.client_class)(**self._client_args)
+            body = await self._call(self._client, request)
+        except sdk.APIStatusError as e:
+            raise classify_http_error(
+                e.status_code,
+                sdk_error_message(e),
+                e.response.headers,
+                model=self.model,
+                key_env=self.key_env,
+            ) from None
+        except sdk.APITimeoutError:
+            raise RetryableError("connection problem: APITimeoutError") from None
+        except sdk.APIConnectionError as e:
+            raise ConnectionFailed(connection_reason(e)) from None
+        except (sdk.APIResponseValidationError, ValueError) as e:
+            raise RetryableError(f"malformed response: {type(e).__name__}") from None
+        if isinstance(body, str):  # some SDK versions hand back non-JSON bodies as text
+            raise RetryableError("malformed response: body is not JSON")
+        return self._parse(body)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InputError, register_secret
+from ..errors import InputError
 from ..records import ChatRequest, Completion
-from .base import Backend, PermanentError, RetryableError, classify_http_error, sdk_error_message
+from .base import PermanentError, RetryableError, SDKBackend, UsageError, usage_count
 
 # Reasoning models take max_completion_tokens and no temperature.
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
@@ -78,86 +77,36 @@ def parse_response(body: Any, model: str) -> Completion:
     if not isinstance(text, str):
         raise RetryableError("malformed response: content is not text")
     usage = data.get("usage") or {}
+    if not isinstance(usage, dict):
+        raise UsageError(f"malformed response: usage is {usage!r}, not an object")
     return Completion(
         text=text,
         finish_reason=str(finish),
-        input_tokens=int(usage.get("prompt_tokens") or 0),
-        output_tokens=int(usage.get("completion_tokens") or 0),
+        input_tokens=usage_count(usage, "prompt_tokens"),
+        output_tokens=usage_count(usage, "completion_tokens"),
         model=str(data.get("model") or model),
     )
 
 
-class OpenAIBackend(Backend):
+class OpenAIBackend(SDKBackend):
     provider = "openai"
-    options = ("base_url", "api_key", "timeout", "organization")
+    options = (*SDKBackend.options, "organization")
+    sdk = "openai"
+    client_class = "AsyncOpenAI"
+    key_var = "OPENAI_API_KEY"
+    url_var = "OPENAI_BASE_URL"
+    default_host = "api.openai.com"
+    keyless_with_base_url = True
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 120.0,
-        organization: str | None = None,
-    ) -> None:
-        super().__init__(model)
-        import openai
-
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        key = api_key or os.environ.get("OPENAI_API_KEY")
-        if not key:
-            if not self.base_url:
-                raise ConfigError(
-                    "openai: no API key: set OPENAI_API_KEY (or pass --base-url for a local "
-                    "OpenAI-compatible server, which needs none)"
-                )
-            key = "not-needed"  # local servers ignore it, the SDK insists on one
-        register_secret(key)
-        self._openai = openai
-        # The runner owns retries and timeouts; the SDK must not retry behind its back.
-        self._client_args = {
-            "api_key": key,
-            "base_url": self.base_url,
-            "timeout": timeout,
-            "max_retries": 0,
-            "organization": organization,
-        }
-        self._client: Any = None  # made per event loop, closed by the runner at the end of a run
-
-    def describe(self) -> str:
-        return f"{self.spec} at {self.base_url or 'api.openai.com'}"
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        openai = self._openai
+    async def _call(self, client: Any, request: ChatRequest) -> Any:
         urls = [image_data_url(p) for p in request.images]
-        try:
-            if self._client is None:
-                self._client = openai.AsyncOpenAI(**self._client_args)
-            # The SDK's low-level post sends our plain JSON as is. `chat.completions.create`
-            # would first walk it against the SDK's TypedDicts (~5 ms of CPU per paper-format
-            # prompt), which with 64 calls in flight delays each wave of sends by ~0.3 s.
-            body = await self._client.post(
-                "/chat/completions",
-                body=build_params(request, self.model, urls),
-                cast_to=openai.types.chat.ChatCompletion,
-            )
-        except openai.APIStatusError as e:
-            raise classify_http_error(
-                e.status_code,
-                sdk_error_message(e),
-                e.response.headers,
-                model=self.model,
-                key_env="OPENAI_API_KEY",
-            ) from None
-        except (openai.APITimeoutError, openai.APIConnectionError) as e:
-            raise RetryableError(f"connection problem: {type(e).__name__}") from None
-        except (openai.APIResponseValidationError, ValueError) as e:
-            raise RetryableError(f"malformed response: {type(e).__name__}") from None
-        if isinstance(body, str):  # some SDK versions hand back non-JSON bodies as text
-            raise RetryableError("malformed response: body is not JSON")
-        return parse_response(body, self.model)
+        # The SDK's low-level post sends our plain JSON as is. `chat.completions.create`
+        # would first walk it against the SDK's TypedDicts (~5 ms of CPU per paper-format
+        # prompt), which with 64 calls in flight delays each wave of sends by ~0.3 s. The reply
+        # comes back as plain JSON too: the SDK's models would coerce a malformed usage.
+        return await client.post(
+            "/chat/completions", body=build_params(request, self.model, urls), cast_to=object
+        )
 
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+    def _parse(self, body: Any) -> Completion:
+        return parse_response(body, self.model)

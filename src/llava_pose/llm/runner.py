@@ -6,9 +6,20 @@ Backends make the raw call; the runner decides when to make it, whether to make 
 * retryable (429, 5xx, timeout, malformed body): exponential backoff with jitter, honouring
   ``Retry-After``; a 429 also pauses every worker until the server's cooldown is over;
 * permanent (400): recorded as a failure with its reason, the run goes on;
-* fatal (401, unknown model): the run stops at once with a message that names the fix.
+* fatal (401, unknown model, a server that cannot be reached before any call succeeded):
+  the run stops at once with a message that names the fix.
 
-Every finished call is committed to the cache before anything else happens to it.
+Every finished call is committed to the cache before anything else happens to it, with any
+secret the server echoed scrubbed from its text.
+
+``--max-cost`` bounds the whole job, not one process: what this command's requests already
+cost in the cache (paid by earlier runs, priced now) counts against it, so rerunning a
+command after a crash continues under the same ceiling instead of getting a fresh one. Each
+call in flight reserves its worst case (prompt + max tokens) until it returns. A reply whose
+usage is impossible (negative, not a whole number, completion above the request's max tokens,
+a prompt many times what was sent) is malformed: its true cost cannot be known, so with a
+budget the run stops launching at once and says why; without one it is retried like any
+malformed reply.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import random
 import time
@@ -29,7 +41,7 @@ from ..config import option
 from ..errors import BackendError, BudgetExceeded, ConfigError, redact
 from ..progress import progress_bar
 from ..records import ChatRequest, Completion
-from .base import Backend, PermanentError, RetryableError
+from .base import Backend, ConnectionFailed, PermanentError, RetryableError, UsageError
 from .cache import Cache, request_key
 from .pricing import Price, PriceTable, count_message_tokens
 
@@ -38,6 +50,16 @@ DEFAULT_MAX_OUTPUT = 1024
 # Prompt tokens reserved per attached image: above gpt-4o's high-detail maximum (1,445) and
 # Anthropic's ~1,600 for a full-size image. Text-only estimates would let images pass the budget.
 IMAGE_TOKENS_RESERVE = 1600
+# Tries of a request that cannot connect, before any call of the run has succeeded, after which
+# the server is taken to be unreachable (a wrong --base-url, a server not started).
+CONNECT_TRIES = 3
+CONNECT_BACKOFF = 0.5
+# Reported prompt tokens above this many times the prompt's characters (plus the image reserve
+# and some slack) are not a tokenizer difference but a broken or lying server.
+PROMPT_SANITY_FACTOR = 4
+PROMPT_SANITY_SLACK = 4096
+
+log = logging.getLogger("llava_pose")
 
 
 @dataclass
@@ -123,7 +145,12 @@ class ModelOptions(RunnerOptions):
                 raise ConfigError(
                     f"--api-key-env {self.api_key_env}: that environment variable is not set"
                 )
-        return {"base_url": self.base_url, "api_key": key, "timeout": self.timeout}
+        return {
+            "base_url": self.base_url,
+            "api_key": key,
+            "key_env": self.api_key_env,
+            "timeout": self.timeout,
+        }
 
 
 class Result(msgspec.Struct, frozen=True):
@@ -153,7 +180,10 @@ class RunStats:
     cached_cost: float = 0.0  # paid in earlier runs, served from the cache now
     unpriced: bool = False
     elapsed: float = 0.0
+    timeouts: int = 0
     failures_by_reason: dict[str, int] = field(default_factory=dict)
+    # Why the run stopped launching calls (the budget, an unknowable cost); None if it did not.
+    stop_reason: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -218,7 +248,7 @@ class Runner:
         # Largest seen (billed prompt tokens / offline estimate): scales later reservations when
         # the provider's tokenizer counts more than o200k_base does.
         self._prompt_ratio = 1.0
-        self._stop_launching = False
+        self._any_success = False
 
     # -- public -----------------------------------------------------------------------------
 
@@ -290,12 +320,9 @@ class Runner:
                     request, key = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                if self._stop_launching:
+                if self.stats.stop_reason is not None:
                     self.stats.skipped_budget += 1
-                    finish(
-                        request,
-                        Result(request.id, error="budget reached (--max-cost)", kind="budget"),
-                    )
+                    finish(request, Result(request.id, error=self.stats.stop_reason, kind="budget"))
                     continue
                 finish(request, await self._one(request, key, rpm, tpm))
 
@@ -334,28 +361,57 @@ class Runner:
         prompt = self._prompt_estimate(request) * self._prompt_ratio
         return int(prompt * 1.05) + 8, request.max_tokens or DEFAULT_MAX_OUTPUT
 
+    def spent(self) -> float:
+        """What counts against --max-cost: this run's calls plus this job's cached ones."""
+        return self.stats.cost + self.stats.cached_cost
+
+    def _stop(self, reason: str) -> None:
+        if self.stats.stop_reason is None:
+            self.stats.stop_reason = reason
+            log.warning("%s", reason)
+
     def _reserve(self, request: ChatRequest) -> float:
         """Set aside the most this request can cost; refuse if that would pass --max-cost."""
         if self.options.max_cost is None or self.price is None:
             return 0.0
         worst = self.price.cost(*self._estimate(request))
-        if self.stats.cost + self._reserved + worst > self.options.max_cost:
-            self._stop_launching = True
-            raise BudgetExceeded("budget reached")
+        if self.spent() + self._reserved + worst > self.options.max_cost:
+            if self.stats.stop_reason is None:
+                self.stats.stop_reason = (
+                    f"budget reached (--max-cost {self.options.max_cost:g}): "
+                    f"${self.spent():.4f} spent on this job so far "
+                    f"(${self.stats.cached_cost:.4f} of it by earlier runs)"
+                )
+            raise BudgetExceeded(self.stats.stop_reason)
         self._reserved += worst
         return worst
+
+    def _check_usage(self, request: ChatRequest, completion: Completion) -> None:
+        """Raise UsageError when the reported usage cannot be true of this request."""
+        limit = request.max_tokens
+        if limit is not None and completion.output_tokens > limit:
+            raise UsageError(
+                f"completion_tokens {completion.output_tokens} above the request's max tokens {limit}"
+            )
+        # No tokenizer makes more tokens than bytes; chars bound that within a factor of 4.
+        chars = sum(len(m.content) + 16 for m in request.messages)
+        ceiling = PROMPT_SANITY_FACTOR * (chars + IMAGE_TOKENS_RESERVE * len(request.images))
+        if completion.input_tokens > ceiling + PROMPT_SANITY_SLACK:
+            raise UsageError(
+                f"prompt_tokens {completion.input_tokens} for a prompt of {chars} characters"
+            )
 
     async def _one(
         self, request: ChatRequest, key: str, rpm: RateLimiter | None, tpm: RateLimiter | None
     ) -> Result:
         try:
             reserved = self._reserve(request)
-        except BudgetExceeded:
+        except BudgetExceeded as e:
             self._prompt_tokens.pop(request.id, None)
             self.stats.skipped_budget += 1
-            return Result(request.id, error="budget reached (--max-cost)", kind="budget")
+            return Result(request.id, error=str(e), kind="budget")
         try:
-            completion = await self._call_with_retries(request, rpm, tpm)
+            completion = await self._call_with_retries(request, rpm, tpm, reserved)
         except PermanentError as e:
             return self._failure(request, str(e))
         except RetryableError as e:
@@ -370,6 +426,7 @@ class Runner:
         )
         if self.cache is not None:
             self.cache.put(key, self.backend.spec, request.id, completion, cost)
+        self._any_success = True
         if estimated and completion.input_tokens > estimated:
             self._prompt_ratio = max(self._prompt_ratio, completion.input_tokens / estimated)
         self.stats.called += 1
@@ -378,6 +435,12 @@ class Runner:
         self.stats.cost += cost
         if self.price is None:
             self.stats.unpriced = True
+        if self.options.max_cost is not None and self.spent() > self.options.max_cost:
+            self._stop(
+                f"budget passed (--max-cost {self.options.max_cost:g}): a reply reported "
+                f"{completion.input_tokens:,} prompt and {completion.output_tokens:,} completion "
+                f"tokens (${cost:.4f}), far above what was reserved for it; stopping"
+            )
         return Result(request.id, completion=completion)
 
     def _failure(self, request: ChatRequest, reason: str) -> Result:
@@ -388,9 +451,14 @@ class Runner:
         return Result(request.id, error=reason, kind="failed")
 
     async def _call_with_retries(
-        self, request: ChatRequest, rpm: RateLimiter | None, tpm: RateLimiter | None
+        self,
+        request: ChatRequest,
+        rpm: RateLimiter | None,
+        tpm: RateLimiter | None,
+        reserved: float = 0.0,
     ) -> Completion:
         attempt = 0
+        connect_tries = 0
         while True:
             if rpm:
                 await rpm.acquire(1)
@@ -402,12 +470,27 @@ class Runner:
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                return await asyncio.wait_for(self.backend.complete(request), self.options.timeout)
+                completion = await asyncio.wait_for(
+                    self.backend.complete(request), self.options.timeout
+                )
+                completion = scrub(completion)
+                self._check_usage(request, completion)
+                return completion
             except BackendError:
                 raise
             except (RetryableError, asyncio.TimeoutError) as e:
                 if isinstance(e, asyncio.TimeoutError):
-                    e = RetryableError(f"timed out after {self.options.timeout:g}s")
+                    e = self._timed_out(request)
+                elif isinstance(e, UsageError):
+                    self._unknowable_cost(e, reserved)
+                    if self.options.max_cost is not None:
+                        raise PermanentError(str(e)) from None
+                elif isinstance(e, ConnectionFailed) and not self._any_success:
+                    connect_tries += 1
+                    if connect_tries >= CONNECT_TRIES:
+                        raise BackendError(self._unreachable(e)) from None
+                    await asyncio.sleep(CONNECT_BACKOFF * connect_tries)
+                    continue
                 if attempt >= self.options.max_retries:
                     raise e from None
                 delay = self._backoff(attempt, e.retry_after)
@@ -417,8 +500,49 @@ class Runner:
                 self.stats.retries += 1
                 await asyncio.sleep(delay)
 
+    def _timed_out(self, request: ChatRequest) -> RetryableError:
+        """A call abandoned at --timeout: said once, with the numbers, since a slow local
+        server otherwise sits on a frozen progress bar retrying until something kills it."""
+        self.stats.timeouts += 1
+        if self.stats.timeouts == 1:
+            tokens = request.max_tokens or DEFAULT_MAX_OUTPUT
+            log.warning(
+                "a call to %s timed out after %gs and is retried; a reply of up to %d tokens from "
+                "a slow server (5 tokens/s takes %ds) needs a higher --timeout, e.g. --timeout %d",
+                self.backend.describe(),
+                self.options.timeout,
+                tokens,
+                tokens // 5,
+                max(2 * self.options.timeout, tokens // 5 * 1.5),
+            )
+        return RetryableError(f"timed out after {self.options.timeout:g}s (raise --timeout)")
+
+    def _unknowable_cost(self, error: UsageError, reserved: float) -> None:
+        """A reply whose usage is impossible was billed an unknown amount: count its worst
+        case, and under --max-cost stop launching, since the budget can no longer be held."""
+        self.stats.cost += reserved
+        if self.options.max_cost is not None:
+            self._stop(
+                f"stopping: {self.backend.describe()} reported impossible usage ({error}); "
+                "its cost cannot be known, so --max-cost cannot be held. Check the server"
+            )
+
+    def _unreachable(self, error: ConnectionFailed) -> str:
+        return (
+            f"cannot reach {self.backend.describe()} ({error}) after {CONNECT_TRIES} tries: "
+            "is the server running, and is --base-url right?"
+        )
+
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.options.backoff_max * 10)
         ceiling = min(self.options.backoff_max, self.options.backoff_base * 2**attempt)
         return random.uniform(ceiling / 2, ceiling)
+
+
+def scrub(completion: Completion) -> Completion:
+    """The completion with any secret the server echoed back replaced, before it is kept."""
+    text, model = redact(completion.text), redact(completion.model)
+    if text == completion.text and model == completion.model:
+        return completion
+    return msgspec.structs.replace(completion, text=text, model=model)

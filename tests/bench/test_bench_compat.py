@@ -1,18 +1,78 @@
-"""LLaVA-Bench COCO's own file shapes (qa90_questions.jsonl, qa90_gpt4_answer.jsonl,
-caps_boxes_coco2014_val_80.jsonl, model_vqa answer files, rule.json) run through the same tool.
-The fixtures are written here in those shapes, from COCO-MINI images."""
+"""LLaVA-Bench COCO's own files (qa90_questions.jsonl, qa90_gpt4_answer.jsonl,
+caps_boxes_coco2014_val_80.jsonl, rule.json, review files) run through the same tool.
+
+LLaVA's real files, a few lines each, are in tests/data/llava-bench/ (see its README); the
+end-to-end answer test writes fixtures in the same shapes from COCO-MINI images, because
+LLaVA-Bench's val2014 images are not in the repository."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 from tests.bench.helpers import read_jsonl, write_jsonl
-from tests.bench.replies import last_user
+from tests.bench.llava_scripts import LLAVA_SYSTEM, llava_review_request, llava_summarize
+from tests.bench.replies import judge_reply, last_user
 
 from llava_pose.bench.judge import judge_system
 from llava_pose.cli import main
+
+LLAVA_BENCH = Path(__file__).resolve().parents[1] / "data" / "llava-bench"
+QUESTIONS = LLAVA_BENCH / "qa90_questions.jsonl"
+REFERENCE = LLAVA_BENCH / "qa90_gpt4_answer.jsonl"
+CONTEXT = LLAVA_BENCH / "caps_boxes_coco2014_val_80.jsonl"
+RULE_JSON = LLAVA_BENCH / "rule.json"
+
+
+def llava_answers(path: Path, marker: str, garbled: tuple[int, ...] = ()) -> Path:
+    """A model's answers in the shape of LLaVA's model_vqa.py, to LLaVA's real questions."""
+    rows = [
+        {
+            "question_id": q["question_id"],
+            "prompt": q["text"],
+            "text": f"{'GARBLED' if q['question_id'] in garbled else marker} answer "
+            f"{q['question_id']}.",
+            "answer_id": f"ans-{q['question_id']}",
+            "model_id": path.stem,
+            "metadata": {},
+        }
+        for q in read_jsonl(QUESTIONS)
+    ]
+    return write_jsonl(path, rows)
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def judge_llava_bench(
+    answers: Path, out: Path, server, *extra: str, context: Path = CONTEXT
+) -> int:
+    """`bench judge` on LLaVA's real files, as the README's LLaVA-Bench command runs it."""
+    return main(
+        [
+            "-q",
+            "bench",
+            "judge",
+            "--questions",
+            str(QUESTIONS),
+            "--context",
+            str(context),
+            "--reference",
+            str(REFERENCE),
+            "--answers",
+            str(answers),
+            "--out",
+            str(out),
+            "--base-url",
+            server.url,
+            *extra,
+        ]
+    )
+
 
 RULES = {
     c: {"role": "Assistant", "prompt": f"Rate the two answers ({c})."}
@@ -160,66 +220,130 @@ def test_llava_bench_coco_runs_through_answer_judge_and_report(
     assert "| llava-v1.5-13b | 62.5 | 62.5 | 62.5 | 62.5 |" in (report / "index.md").read_text()
 
 
-def test_without_keypoints_the_box_rules_are_chosen(openai_server, llava_bench, tmp_path) -> None:
-    answers = write_jsonl(
-        tmp_path / "m.jsonl", [{"question_id": q, "text": "STRONG"} for q in range(6)]
+def test_llava_rule_json_and_system_reproduce_llavas_judge_request(openai_server, tmp_path) -> None:
+    answers = llava_answers(tmp_path / "answers" / "llava-v1.5-13b.jsonl", "STRONG")
+    out = tmp_path / "reviews"
+    rc = judge_llava_bench(
+        answers,
+        out,
+        openai_server,
+        "--rules",
+        str(RULE_JSON),
+        "--system",
+        "llava",
+        "--judge",
+        "openai:gpt-4-0314",
     )
+    assert rc == 0
+    rule_dict = json.loads(RULE_JSON.read_text())
+    contexts = {c["image"]: c for c in read_jsonl(CONTEXT)}
+    questions = read_jsonl(QUESTIONS)
+    references = read_jsonl(REFERENCE)
+    ours = read_jsonl(answers)
+    expected = [
+        llava_review_request(q, contexts[q["image"]], ref, ans, rule_dict)
+        for q, ref, ans in zip(questions, references, ours, strict=True)
+    ]
+    sent = sorted(openai_server.requests, key=lambda r: last_user(r.body))
+    expected.sort(key=lambda body: body["messages"][1]["content"])
+    assert len(sent) == len(expected) == 6
+    for r, body in zip(sent, expected, strict=True):
+        # LLaVA's request exactly, plus the seed that makes reviews reproducible
+        assert r.body == {**body, "seed": 0}
+    # and the review lines carry LLaVA's fields with the values its script writes
+    by_qid = {line["question_id"]: line for line in read_jsonl(out / "llava-v1.5-13b.jsonl")}
+    for idx, (q, ref, ans) in enumerate(zip(questions, references, ours, strict=True)):
+        line = by_qid[q["question_id"]]
+        request = llava_review_request(q, contexts[q["image"]], ref, ans, rule_dict)
+        review = judge_reply(request)
+        llava_line = {
+            "id": idx + 1,
+            "question_id": q["question_id"],
+            "answer1_id": ref.get("answer_id", ref["question_id"]),
+            "answer2_id": ans.get("answer_id", ans["answer_id"]),
+            "category": q["category"],
+            "content": review,
+            "tuple": [float(v) for v in review.split("\n")[0].split(" ")],
+        }
+        assert {k: line[k] for k in llava_line} == llava_line
+    meta = json.loads((out / "judge.json").read_text())
+    assert meta["system"] == LLAVA_SYSTEM and meta["rules"] == str(RULE_JSON)
+
+
+def test_system_message_is_ours_by_default_or_any_text(openai_server, tmp_path) -> None:
+    answers = llava_answers(tmp_path / "m.jsonl", "WEAK")
+    assert judge_llava_bench(answers, tmp_path / "r1", openai_server) == 0
+    assert {r.body["messages"][0]["content"] for r in openai_server.requests} == {judge_system()}
+    assert judge_system() != LLAVA_SYSTEM
+    openai_server.reset()
+    assert judge_llava_bench(answers, tmp_path / "r2", openai_server, "--system", "Be fair.") == 0
+    assert {r.body["messages"][0]["content"] for r in openai_server.requests} == {"Be fair."}
+    openai_server.reset()
+    assert judge_llava_bench(answers, tmp_path / "r3", openai_server, "--system", " ") == 2
+    assert openai_server.requests == [] and not (tmp_path / "r3").exists()
+
+
+def test_llavas_summarizer_reads_a_review_folder_with_a_failed_review(
+    openai_server, tmp_path
+) -> None:
+    answers = llava_answers(tmp_path / "answers" / "llava-v1.5-13b.jsonl", "STRONG", garbled=(1,))
+    out = tmp_path / "reviews"
+    extra = ("--rules", str(RULE_JSON), "--system", "llava", "--max-attempts", "1")
+    assert judge_llava_bench(answers, out, openai_server, *extra) == 1  # one review failed
+    failed = read_jsonl(out / "unscored" / "llava-v1.5-13b.jsonl")
+    assert [(f["question_id"], f["status"], f["tuple"]) for f in failed] == [(1, "failed", None)]
+
+    # LLaVA's summarize_gpt_review.py, on the folder (-d) and on the file (-f): 5 scored
+    # answers, reference 8 and model 7 each; question 1 (detail) is not among them
+    expected = {"all": (87.5, 80.0, 70.0)}
+    expected |= {c: (87.5, 80.0, 70.0) for c in ("conv", "detail", "complex")}
+    assert llava_summarize(directory=out) == {"llava-v1.5-13b": expected}
+    assert llava_summarize(files=[out / "llava-v1.5-13b.jsonl"]) == {"llava-v1.5-13b": expected}
+    # the copy is faithful: it crashes, as the original does, on a null tuple in the file
+    old = write_jsonl(
+        tmp_path / "old" / "review.jsonl", [*read_jsonl(out / "llava-v1.5-13b.jsonl"), *failed]
+    )
+    with pytest.raises((TypeError, ValueError)):
+        llava_summarize(files=[old])
+
+    report = tmp_path / "report"
     rc = main(
         [
             "-q",
             "bench",
-            "judge",
+            "report",
             "--questions",
-            str(llava_bench / "qa90_questions.jsonl"),
-            "--context",
-            str(llava_bench / "caps_boxes_coco2014_val_80.jsonl"),
-            "--reference",
-            str(llava_bench / "qa90_gpt4_answer.jsonl"),
-            "--answers",
-            str(answers),
+            str(QUESTIONS),
+            "--reviews",
+            str(out),
             "--out",
-            str(tmp_path / "r"),
-            "--base-url",
-            openai_server.url,
+            str(report),
         ]
     )
     assert rc == 0
+    scores = {r["category"]: r for r in csv_rows(report / "scores.csv")}
+    assert (scores["all"]["relative"], scores["all"]["scored"], scores["all"]["failed"]) == (
+        "87.5",
+        "5",
+        "1",
+    )
+    assert scores["detail"]["failed"] == "1" and scores["conv"]["failed"] == "0"
+    assert "| review failed (no readable scores) | 1 | 1 |" in (report / "index.md").read_text()
+
+
+def test_without_keypoints_the_box_rules_are_chosen(openai_server, tmp_path) -> None:
+    answers = llava_answers(tmp_path / "m.jsonl", "STRONG")
+    assert judge_llava_bench(answers, tmp_path / "r", openai_server) == 0
     assert json.loads((tmp_path / "r" / "judge.json").read_text())["rules"] == "boxes"
     content = last_user(openai_server.requests[0].body)
     assert "bounding box" in content and "keypoint" not in content
 
 
-def test_llava_bench_in_the_wild_caption_field(openai_server, llava_bench, tmp_path) -> None:
+def test_llava_bench_in_the_wild_caption_field(openai_server, tmp_path) -> None:
     # LLaVA-Bench in-the-wild's context.jsonl: {"image", "caption": "..."} and no instances
-    wild = [
-        {"image": c["image"], "caption": " ".join(c["captions"])}
-        for c in read_jsonl(llava_bench / "caps_boxes_coco2014_val_80.jsonl")
-    ]
+    wild = [{"image": c["image"], "caption": " ".join(c["captions"])} for c in read_jsonl(CONTEXT)]
     context = write_jsonl(tmp_path / "context.jsonl", wild)
-    answers = write_jsonl(
-        tmp_path / "m.jsonl", [{"question_id": q, "text": "WEAK"} for q in range(6)]
-    )
-    rc = main(
-        [
-            "-q",
-            "bench",
-            "judge",
-            "--questions",
-            str(llava_bench / "qa90_questions.jsonl"),
-            "--context",
-            str(context),
-            "--reference",
-            str(llava_bench / "qa90_gpt4_answer.jsonl"),
-            "--answers",
-            str(answers),
-            "--out",
-            str(tmp_path / "r"),
-            "--base-url",
-            openai_server.url,
-        ]
-    )
-    assert rc == 0
-    content = last_user(openai_server.requests[0].body)
-    assert content.startswith(
-        f"[Context]\n{wild[0]['caption']}\n\n\n\n[Question]"
-    ) or content.startswith(f"[Context]\n{wild[1]['caption']}\n\n\n\n[Question]")
+    answers = llava_answers(tmp_path / "m.jsonl", "WEAK")
+    assert judge_llava_bench(answers, tmp_path / "r", openai_server, context=context) == 0
+    starts = {last_user(r.body).split("[Question]")[0] for r in openai_server.requests}
+    assert starts == {f"[Context]\n{w['caption']}\n\n\n\n" for w in wild}

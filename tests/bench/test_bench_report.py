@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
-from tests.bench.helpers import write_jsonl
+from tests.bench.helpers import read_jsonl, write_jsonl
+from tests.bench.llava_scripts import llava_summarize
 
 from llava_pose.cli import main
 
@@ -16,8 +18,12 @@ from llava_pose.cli import main
 CATEGORY = ["conv", "detail", "complex"] * 2
 
 
+LLAVA_BENCH = Path(__file__).resolve().parents[1] / "data" / "llava-bench"
+
+
 def ours(path: Path, model: str, tuples: dict[int, list[float] | str]) -> None:
-    """Review lines as `bench judge` writes them; a str value is a status without scores."""
+    """Review lines as `bench judge` writes them; a str value is a status without scores, and
+    such lines go to unscored/NAME beside the file."""
     rows = []
     for qid, t in tuples.items():
         status = t if isinstance(t, str) else "ok"
@@ -34,7 +40,8 @@ def ours(path: Path, model: str, tuples: dict[int, list[float] | str]) -> None:
                 "failures": [],
             }
         )
-    write_jsonl(path, rows)
+    write_jsonl(path, [r for r in rows if r["tuple"] is not None])
+    write_jsonl(path.parent / "unscored" / path.name, [r for r in rows if r["tuple"] is None])
 
 
 def llava(path: Path, tuples: dict[int, list[float]]) -> None:
@@ -189,3 +196,41 @@ def test_report_without_a_benchmark_and_bad_review_files(two_judges, tmp_path, c
         == 2
     )
     assert "review folder or file not found" in capsys.readouterr().err
+
+
+def test_llavas_older_review_files_with_score_are_read_not_failed(tmp_path: Path) -> None:
+    source = LLAVA_BENCH / "review_alpaca-13b_vicuna-13b.jsonl"  # LLaVA's own, first 3 lines
+    folder = tmp_path / "reviews-gpt4"
+    folder.mkdir()
+    shutil.copy(source, folder / source.name)
+    lines = read_jsonl(folder / source.name)
+    assert all("score" in line and "tuple" not in line for line in lines)
+    out = tmp_path / "report"
+    assert main(["-q", "bench", "report", "--reviews", str(folder), "--out", str(out)]) == 0
+    (row,) = rows(out / "scores.csv")  # no category in these lines: one column, "all"
+    # three reviews of [8.0, 9.0]: 9 / 8 = 112.5 %
+    assert (row["category"], row["relative"], row["reference_x10"], row["model_x10"]) == (
+        "all",
+        "112.5",
+        "80.0",
+        "90.0",
+    )
+    assert (row["scored"], row["failed"]) == ("3", "0")
+    # the same numbers as LLaVA's summarize_gpt_review.py prints for the file
+    assert llava_summarize(files=[folder / source.name]) == {
+        source.stem: {"all": (112.5, 80.0, 90.0)}
+    }
+
+
+def test_a_question_in_both_the_review_and_its_unscored_file_is_an_input_error(
+    two_judges, tmp_path, capsys
+) -> None:
+    a, _ = two_judges
+    unscored = a / "unscored" / "m1.jsonl"
+    line = read_jsonl(unscored)[0]
+    write_jsonl(unscored, [line, {**line, "question_id": 0}])  # 0 is scored in m1.jsonl
+    rc = main(["-q", "bench", "report", "--reviews", str(a), "--out", str(tmp_path / "r")])
+    assert rc == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"llava-pose: error: {unscored}: duplicate question_id 0 (also in ")
+    assert "rerun `bench judge`" in last

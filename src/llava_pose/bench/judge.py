@@ -37,11 +37,17 @@ better than the original script, each with a test:
 * every call goes through the shared runner: concurrency, rate limits, retries, the budget and
   the SQLite cache, so a rerun after a crash pays for nothing twice.
 
-Output: ``OUT/<answers file name>.jsonl``, one line per question in LLaVA's review shape
-(``question_id``, ``category``, ``tuple`` = [reference score, model score], ``content``) plus
-ours: ``model_id``, ``judge``, ``swap``, ``samples``, ``status`` (ok, failed, missing_answer,
-not_judged), every review kept (``reviews``) and every failed attempt (``failures``). A question
-without a score has ``"tuple": null``: LLaVA's summarizer refuses it instead of averaging -1.
+Output: ``OUT/<answers file name>.jsonl``, one line per scored question in LLaVA's review
+shape (``question_id``, ``category``, ``tuple`` = [reference score, model score], ``content``)
+plus ours: ``model_id``, ``judge``, ``swap``, ``samples``, ``status``, every review kept
+(``reviews``) and every failed attempt (``failures``). Questions without a score (status
+failed, missing_answer or not_judged; ``"tuple": null``) go to ``OUT/unscored/<name>.jsonl``
+instead: LLaVA's ``summarize_gpt_review.py`` averages every line of every ``*.jsonl`` in the
+folder and crashes on a null tuple, and a subfolder is out of its reach (a ``*.failed.jsonl``
+beside the file would not be). ``bench report`` reads both and lists the unscored ones.
+
+With LLaVA's ``rule.json`` (``--rules``) and system message (``--system llava``) the request is
+LLaVA's ``eval_gpt_review_visual.py`` request, plus a ``seed`` (reproducible reviews).
 """
 
 from __future__ import annotations
@@ -75,6 +81,10 @@ REF_FIRST = "ref_first"
 MODEL_FIRST = "model_first"
 JUDGE_FILE = "judge.json"
 RULE_SETS = ("auto", "pose", "boxes")
+UNSCORED_DIR = "unscored"
+# The system message of LLaVA's eval_gpt_review*.py, word for word.
+LLAVA_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
+SYSTEMS = ("ours", "llava")
 
 
 @dataclass
@@ -114,8 +124,14 @@ class JudgeConfig(ModelOptions):
     )
     rules: str = option(
         "auto",
-        "judge prompts: pose (context with keypoints), boxes (LLaVA-Bench COCO), a rule.json "
-        "file in LLaVA's shape, or auto (pose if the context has keypoints)",
+        "judge prompts: pose (context with keypoints), boxes (LLaVA-Bench COCO), auto (pose if "
+        "the context has keypoints), or a rule.json in LLaVA's shape: LLaVA's own "
+        "llava/eval/table/rule.json gives its prompts word for word",
+    )
+    system: str = option(
+        "ours",
+        "judge system message: ours, llava (LLaVA-Bench's: 'You are a helpful and precise "
+        "assistant for checking the quality of the answer.'), or the message itself",
     )
     temperature: float = option(0.2, "judge sampling temperature (LLaVA-Bench uses 0.2)")
     max_tokens: int = option(1024, "judge max completion tokens")
@@ -135,6 +151,22 @@ def _data(name: str) -> str:
 @functools.cache
 def judge_system() -> str:
     return _data("judge_system.txt").strip()
+
+
+def system_message(spec: str) -> str:
+    """``--system``: `ours`, `llava` (LLaVA's scripts' message), or the message itself."""
+    if spec == "ours":
+        return judge_system()
+    if spec == "llava":
+        return LLAVA_SYSTEM
+    if not spec.strip():
+        raise ConfigError(f"--system: empty; give {' or '.join(SYSTEMS)} or the message itself")
+    return spec
+
+
+def unscored_path(review_file: Path) -> Path:
+    """Where the unscored questions of `review_file` (``OUT/<name>.jsonl``) are kept."""
+    return review_file.parent / UNSCORED_DIR / review_file.name
 
 
 def load_rules(spec: str, contexts: dict[str, ImageContext]) -> tuple[str, dict[str, Rule]]:
@@ -226,6 +258,7 @@ def _request(
     rule: Rule,
     cfg: JudgeConfig,
     model: str,
+    system: str,
 ) -> ChatRequest:
     first, second = (reference, answer) if review.order == REF_FIRST else (answer, reference)
     review.seed = derive_seed(cfg.seed, review.sample, review.attempt)
@@ -233,7 +266,7 @@ def _request(
         id=review.request_id,
         model=model,
         messages=(
-            Message("system", judge_system()),
+            Message("system", system),
             Message("user", review_content(ctx, question.text, first, second, rule)),
         ),
         temperature=cfg.temperature,
@@ -288,6 +321,7 @@ def _judge_meta(out: Path, spec: str) -> dict[str, Any]:
 
 def run_judge(cfg: JudgeConfig) -> int:
     _check(cfg)
+    system = system_message(cfg.system)
     bench = load_bench(
         cfg.bench, questions=cfg.questions, context=cfg.context, reference=cfg.reference
     )
@@ -334,6 +368,7 @@ def run_judge(cfg: JudgeConfig) -> int:
             rules[q.category],
             cfg,
             backend.model,
+            system,
         )
 
     log.info(
@@ -388,9 +423,16 @@ def run_judge(cfg: JudgeConfig) -> int:
         for s, n in counts.items():
             totals[s] += n
         name = answer_set.path.stem + ".jsonl"
-        write_jsonl(out / name, lines)
+        unscored = [line for line in lines if line["tuple"] is None]
+        # The old unscored file goes first: a crash between these steps can lose unscored lines
+        # (a rerun writes them again from the cache) but never leaves a question in both files.
+        unscored_path(out / name).unlink(missing_ok=True)
+        write_jsonl(out / name, [line for line in lines if line["tuple"] is not None])
+        if unscored:
+            write_jsonl(unscored_path(out / name), unscored)
         meta["files"][name] = {
             "answers": str(answer_set.path),
+            "unscored": f"{UNSCORED_DIR}/{name}" if unscored else None,
             "model_id": answer_set.model_id,
             "questions": len(bench.questions),
             **counts,
@@ -404,6 +446,7 @@ def run_judge(cfg: JudgeConfig) -> int:
             "judge": backend.spec,
             "llava_pose_version": __version__,
             "rules": rules_name,
+            "system": system,
             "swap": cfg.swap,
             "samples": cfg.samples,
             "temperature": cfg.temperature,
@@ -446,7 +489,7 @@ def run_judge(cfg: JudgeConfig) -> int:
                 '%d question(s) got no readable review: status "failed" in %s (reasons in '
                 '"failures")',
                 totals["failed"],
-                out,
+                out / UNSCORED_DIR,
             )
         return EXIT_SOME_FAILED
     return EXIT_OK

@@ -1,7 +1,9 @@
 """`llava-pose bench report`: the paper's tables (8-10), judge agreement and charts.
 
 Each ``--reviews`` folder is one judge (one column): the review files of `bench judge` in it,
-one per model, or LLaVA's own review files. For every judge, model and category:
+one per model, with the questions it could not score in ``unscored/<name>.jsonl``, or LLaVA's
+own review files (``tuple``, or ``score`` in its older ones). For every judge, model and
+category:
 
 * relative score = mean(model score) / mean(reference score) x 100, a ratio of means over the
   questions the judge scored, printed with one decimal; means are rounded to 3 decimals first,
@@ -37,7 +39,7 @@ from ..config import option
 from ..errors import EXIT_OK, ConfigError, InputError
 from ..io import atomic_open, read_json, read_jsonl
 from .files import CATEGORY_TITLES, MANIFEST_FILE, Bench, QuestionId, load_bench, qid_key
-from .judge import JUDGE_FILE
+from .judge import JUDGE_FILE, UNSCORED_DIR, unscored_path
 from .scores import Relative, kendall_tau, pearson, relative_score, spearman
 
 log = logging.getLogger("llava_pose")
@@ -66,6 +68,7 @@ class ReviewLine(msgspec.Struct, frozen=True):
     question_id: QuestionId
     category: str | None = None
     tuple: list[float] | None = None
+    score: list[float] | None = None  # LLaVA's older review files (table/review/*.jsonl)
     status: str | None = None
     model_id: str | None = None
     judge: str | None = None
@@ -114,14 +117,24 @@ def category_title(category: str) -> str:
 
 
 def _review_files(source: Path) -> list[Path]:
+    """The review files of a folder: every ``*.jsonl``, and the name of any ``unscored/*.jsonl``
+    whose review file is absent (every question of that model unscored)."""
     if source.is_file():
         return [source]
     if not source.is_dir():
         raise InputError(source, "review folder or file not found")
-    files = sorted(p for p in source.glob("*.jsonl") if not p.name.endswith(".partial"))
+    files = {p.name: p for p in source.glob("*.jsonl") if not p.name.endswith(".partial")}
+    for p in (source / UNSCORED_DIR).glob("*.jsonl"):
+        files.setdefault(p.name, source / p.name)
     if not files:
         raise InputError(source, "no review files (*.jsonl) in the folder")
-    return files
+    return [files[name] for name in sorted(files)]
+
+
+def _review_lines(path: Path) -> list[tuple[Path, ReviewLine]]:
+    """The lines of a review file and of its unscored file, each with the file it came from."""
+    paths = [p for p in (path, unscored_path(path)) if p.is_file()]
+    return [(p, line) for p in paths for line in read_jsonl(p, ReviewLine)]
 
 
 def read_judge(source: str | Path, bench: Bench | None) -> Judge:
@@ -134,20 +147,21 @@ def read_judge(source: str | Path, bench: Bench | None) -> Judge:
     known = bench.by_id() if bench is not None else None
     judge = Judge(name=meta.get("judge") or "", source=source)
     for path in _review_files(source):
-        lines = read_jsonl(path, ReviewLine)
-        ids = [qid_key(line.question_id) for line in lines]
-        model = next((line.model_id for line in lines if line.model_id), None) or path.stem
+        lines = _review_lines(path)
+        model = next((line.model_id for _, line in lines if line.model_id), None) or path.stem
         if model in judge.models:
             model = f"{model} ({path.stem})"
         reviews = ModelReviews(model=model, path=path)
-        seen: set[str] = set()
-        for line, key in zip(lines, ids, strict=True):
+        seen: dict[str, Path] = {}
+        for where, line in lines:
+            key = qid_key(line.question_id)
             if key in seen:
-                raise InputError(path, f"duplicate question_id {line.question_id!r}")
-            seen.add(key)
+                also = "" if seen[key] == where else f" (also in {seen[key]}: rerun `bench judge`)"
+                raise InputError(where, f"duplicate question_id {line.question_id!r}{also}")
+            seen[key] = where
             if known is not None and key not in known:
                 raise InputError(
-                    path,
+                    where,
                     f"question_id {line.question_id!r} is not in {bench.questions_path}",  # type: ignore[union-attr]
                 )
             if not judge.name and line.judge:
@@ -155,7 +169,7 @@ def read_judge(source: str | Path, bench: Bench | None) -> Judge:
             category = line.category or (known[key].category if known else "")
             reviews.category[key] = category
             status = line.status or "ok"
-            t = line.tuple
+            t = line.tuple if line.tuple is not None else line.score
             valid = t is not None and len(t) == 2 and all(0 <= v <= 10 for v in t)
             if status == "ok" and valid:
                 assert t is not None
@@ -306,8 +320,10 @@ def run_report(cfg: ReportConfig) -> int:
     if bench is not None:
         categories = bench.categories()
     else:
-        categories = list(
-            dict.fromkeys(c for j in judges for m in j.models.values() for c in m.category.values())
+        categories = list(  # lines without a category (LLaVA's older files) count in "all"
+            dict.fromkeys(
+                c for j in judges for m in j.models.values() for c in m.category.values() if c
+            )
         )
     columns = [*categories, ALL]
     questions = bench.by_id() if bench is not None else {}

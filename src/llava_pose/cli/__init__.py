@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import __version__
+from .. import __version__, lock
 from ..config import add_options
 from ..errors import EXIT_INTERRUPTED, LlavaPoseError, redact
 
@@ -97,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not k.startswith("_") and k not in ("verbose", "quiet")
         }
         config = load_config(args._config_cls, options) if args._config_cls else args
-        return int(run(config) or 0)
+        with lock.scope():
+            return int(run(config) or 0)
     except LlavaPoseError as e:
         print(f"llava-pose: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -39,6 +39,7 @@ import msgspec
 
 from ..config import option
 from ..errors import BackendError, BudgetExceeded, ConfigError, redact
+from ..lock import hold
 from ..progress import progress_bar
 from ..records import ChatRequest, Completion
 from .base import Backend, ConnectionFailed, PermanentError, RetryableError, UsageError
@@ -119,7 +120,10 @@ class ModelOptions(RunnerOptions):
     ) -> Iterator[Runner]:
         """A Runner with these options and its cache (`--cache`, else `default_cache`), closed
         on the way out. The same for every command that calls a model."""
-        cache = Cache(self.cache or default_cache) if backend.cached else None
+        cache_path = Path(self.cache or default_cache)
+        if backend.cached:
+            hold(cache_path, progress, what="--cache")
+        cache = Cache(cache_path) if backend.cached else None
         try:
             yield Runner(
                 backend,

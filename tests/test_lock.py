@@ -1,0 +1,132 @@
+"""Two runs never pay for the same call: a second run on an output or cache in use stops at
+once, naming the other process; a run killed with kill -9 leaves no lock behind. Every test
+here uses two real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import find_coco_mini
+from tests.servers import OpenAIServer
+from tests.test_generate import KEY, teacher_reply
+
+from llava_pose.cli import main
+from llava_pose.lock import lock_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+HOLDER = """
+import sys, time
+from llava_pose.lock import hold
+hold(sys.argv[1], "holder", folder=sys.argv[2] == "folder")
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with OpenAIServer(latency=0.01, responder=teacher_reply, api_key=KEY) as s:
+        yield s
+
+
+def holder(path: Path, folder: bool = True) -> subprocess.Popen:
+    """Another process holding `path`, as a running llava-pose command would."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), "folder" if folder else "file"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def generate_args(server: OpenAIServer, out: Path, *extra: object) -> list[str]:
+    return [
+        "generate",
+        "--coco",
+        str(find_coco_mini()),
+        "--split",
+        "val2017",
+        "--max-images",
+        "3",
+        "--out",
+        str(out),
+        "--teacher",
+        "openai:gpt-4o",
+        "--base-url",
+        server.url,
+        *map(str, extra),
+    ]
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_second_run_on_an_output_in_use_stops_at_once(server, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    other = holder(out)
+    try:
+        started = time.monotonic()
+        rc = main(["-q", *generate_args(server, out)])
+        line = one_line(capsys.readouterr().err)
+    finally:
+        other.kill()
+        other.wait()
+    assert rc == 2 and time.monotonic() - started < 10
+    assert f"pid {other.pid}" in line and "`holder`" in line and "another --out" in line
+    assert server.requests == [] and not (out / "stats.json").exists()
+
+
+def test_a_second_run_on_a_cache_in_use_stops_at_once(server, tmp_path, capsys) -> None:
+    cache = tmp_path / "shared.sqlite"
+    other = holder(cache, folder=False)
+    try:
+        rc = main(["-q", *generate_args(server, tmp_path / "b", "--cache", cache)])
+        line = one_line(capsys.readouterr().err)
+    finally:
+        other.kill()
+        other.wait()
+    assert rc == 2 and f"pid {other.pid}" in line and "another --cache" in line
+    assert server.requests == []
+
+
+def test_a_run_killed_with_kill_9_leaves_no_lock(server, tmp_path) -> None:
+    out = tmp_path / "out"
+    other = holder(out)
+    os.kill(other.pid, signal.SIGKILL)
+    other.wait()
+    assert lock_file(out, folder=True).exists()  # the file stays; the lock went with its process
+    assert main(["-q", *generate_args(server, out)]) == 0
+    assert json.loads((out / "stats.json").read_text())["complete"] is True
+
+
+def test_two_generate_processes_at_once_pay_each_call_once(server, tmp_path) -> None:
+    server.latency = 0.5
+    out = tmp_path / "out"
+    env = {**os.environ, "OPENAI_API_KEY": KEY}
+    cmd = [sys.executable, "-m", "llava_pose", "-q", *generate_args(server, out)]
+    procs = [
+        subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    codes = sorted(rc for rc, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for rc, err in results if rc == 2)
+    assert "is in use by another llava-pose run" in refused and "`generate`" in refused
+    assert len(server.completed) == 9 and max(server.paid_counts().values()) == 1

@@ -49,14 +49,8 @@ server.stop()
 
 
 def find_coco_mini() -> Path:
-    for c in (
-        os.environ.get("LLAVA_POSE_COCO_MINI", ""),
-        str(REPO.parent / "shared/data/coco-mini"),
-        "/work/shared/data/coco-mini",
-    ):
-        if c and (Path(c) / "annotations" / "captions_val2017.json").is_file():
-            return Path(c)
-    raise SystemExit("COCO-MINI not found: set LLAVA_POSE_COCO_MINI")
+    """The COCO-MINI slice that ships with the tests (tests/data/coco-mini)."""
+    return REPO / "tests" / "data" / "coco-mini"
 
 
 def write_bench(folder: Path, images: int) -> int:

@@ -5,7 +5,7 @@ Counts every message the teacher is sent for the three tasks of each human-centr
 ratio compact/paper (target <= 0.6). That the compact context loses nothing is proven by
 tests/test_context.py (render -> parse back -> same numbers on every COCO-MINI image).
 
-    python bench/prompt_tokens.py [--coco ../shared/data/coco-mini] [--fewshot]
+    python bench/prompt_tokens.py [--coco tests/data/coco-mini] [--fewshot]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--coco", default=str(REPO.parent / "shared" / "data" / "coco-mini"))
+    ap.add_argument("--coco", default=str(REPO / "tests" / "data" / "coco-mini"))
     ap.add_argument("--splits", default="train2017,val2017")
     ap.add_argument(
         "--fewshot", action="store_true", help="include the worked examples in both formats"

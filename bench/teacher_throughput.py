@@ -110,7 +110,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--coco", default=str(REPO.parent / "shared" / "data" / "coco-mini"))
+    ap.add_argument("--coco", default=str(REPO / "tests" / "data" / "coco-mini"))
     ap.add_argument("--latency", type=float, default=1.0, help="server seconds per call")
     ap.add_argument("--n-ours", type=int, default=128)
     ap.add_argument("--n-seq", type=int, default=16)

@@ -8,7 +8,7 @@ first `--warmup` steps of each run are not timed. The two are interleaved and th
 `--repeat` runs is kept, because a shared CPU makes single runs noisy (the load average is
 printed with the results).
 
-    python bench/train_steps_cpu.py [--coco ../shared/data/coco-mini] [--steps 40] [--batch-size 4]
+    python bench/train_steps_cpu.py [--coco tests/data/coco-mini] [--steps 40] [--batch-size 4]
 """
 
 from __future__ import annotations
@@ -120,12 +120,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument(
-        "--coco",
-        default=os.environ.get(
-            "LLAVA_POSE_COCO_MINI", str(REPO.parent / "shared" / "data" / "coco-mini")
-        ),
-    )
+    ap.add_argument("--coco", default=str(REPO / "tests" / "data" / "coco-mini"))
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=4)

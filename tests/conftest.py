@@ -1,27 +1,24 @@
-"""Shared fixtures: the real COCO-MINI slice (read-only) and copies of it in temp dirs."""
+"""Shared fixtures: the COCO-MINI test slice in tests/data/coco-mini (read-only) and copies of it
+in temp dirs."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+# Real COCO 2017 images and their official annotations, cut down to the images the tests use
+# (see its README.md: what is kept, why, and the licences). It ships with the repository, so a
+# bare clone runs the suite.
+COCO_MINI = Path(__file__).resolve().parent / "data" / "coco-mini"
 
 
 def find_coco_mini() -> Path:
-    """COCO-MINI: $LLAVA_POSE_COCO_MINI, else ../shared/data/coco-mini beside the repo."""
-    candidates = [
-        os.environ.get("LLAVA_POSE_COCO_MINI", ""),
-        str(REPO.parent / "shared" / "data" / "coco-mini"),
-        "/work/shared/data/coco-mini",
-    ]
-    for c in candidates:
-        if c and (Path(c) / "annotations" / "captions_val2017.json").is_file():
-            return Path(c)
-    pytest.fail("COCO-MINI not found: set LLAVA_POSE_COCO_MINI to the coco-mini folder")
+    """COCO-MINI: the slice in tests/data/coco-mini."""
+    if not (COCO_MINI / "annotations" / "captions_val2017.json").is_file():
+        pytest.fail(f"COCO-MINI is missing from the checkout: {COCO_MINI}")
+    return COCO_MINI
 
 
 @pytest.fixture(scope="session")

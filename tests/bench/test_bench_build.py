@@ -73,7 +73,7 @@ def test_build_writes_the_benchmark_in_llava_bench_shape(
     out = tmp_path / "ehpaub"
     assert build(coco_mini, out, openai_server, "--images", "4") == 0
     order = eligible_order(coco_mini)
-    assert len(order) == 14  # COCO-MINI val2017 under the benchmark rule
+    assert len(order) == 9  # COCO-MINI val2017 (tests/data/coco-mini) under the benchmark rule
     chosen = order[:4]
     assert len(openai_server.requests) == 12
     assert {task_of(r.body) for r in openai_server.requests} == {
@@ -119,7 +119,7 @@ def test_build_writes_the_benchmark_in_llava_bench_shape(
     assert manifest["image_root"] == str(coco_mini.resolve())
     assert manifest["teacher"] == "openai:gpt-4o"
     assert (
-        manifest["selection"]["images_eligible"] == 14
+        manifest["selection"]["images_eligible"] == 9
         and manifest["selection"]["min_keypoints"] == 10
     )
     for name, digest in manifest["files"].items():
@@ -208,11 +208,11 @@ def test_too_few_images_is_an_incomplete_benchmark(
     manifest = json.loads((out / "manifest.json").read_text())
     assert (
         manifest["complete"] is False
-        and manifest["images"] == 14
+        and manifest["images"] == 9
         and manifest["images_requested"] == 20
     )
-    assert len(read_jsonl(out / "questions.jsonl")) == 42
-    assert "only 14 of 20 images" in capsys.readouterr().err
+    assert len(read_jsonl(out / "questions.jsonl")) == 27
+    assert "only 9 of 20 images" in capsys.readouterr().err
 
 
 def test_dry_run_budget_and_missing_source(openai_server, coco_mini, tmp_path, capsys) -> None:

@@ -31,6 +31,10 @@ def human_centric_ids(root: Path, split: str = SPLIT, min_keypoints: int = 5) ->
     }
 
 
+def image_count(root: Path, split: str = SPLIT) -> int:
+    return len(json.loads((root / "annotations" / f"instances_{split}.json").read_text())["images"])
+
+
 def test_writes_one_context_per_human_centric_image(
     tmp_path: Path, coco_mini: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -40,7 +44,7 @@ def test_writes_one_context_per_human_centric_image(
     assert [c.image_id for c in contexts] == sorted(human_centric_ids(coco_mini))
     assert len(out.read_text().splitlines()) == len(contexts)
     printed = capsys.readouterr().out
-    assert f"kept {len(contexts)} of 79 images" in printed
+    assert f"kept {len(contexts)} of {image_count(coco_mini)} images" in printed
     assert f"wrote {len(contexts)} image contexts to {out}" in printed
 
 
@@ -51,7 +55,7 @@ def test_thresholds_and_all_images(tmp_path: Path, coco_mini: Path) -> None:
     )
     assert {c.image_id for c in coco.read_contexts(out)} == human_centric_ids(coco_mini, SPLIT, 12)
     assert prepare("--coco", coco_mini, "--split", SPLIT, "--out", out, "--all-images") == 0
-    assert len(coco.read_contexts(out)) == 79
+    assert len(coco.read_contexts(out)) == image_count(coco_mini)
 
 
 def test_max_images_is_seeded_and_grows_stably(tmp_path: Path, coco_mini: Path) -> None:
@@ -280,7 +284,8 @@ def test_invalid_json(
 ) -> None:
     path = coco_annotations_copy / "annotations" / f"{kind}_{SPLIT}.json"
     text = path.read_text()
-    path.write_text(text[:5000] + "\n,," + text[5000:])
+    cut = text.index('": ', 5000) + 3  # after a key's colon: a value must come next
+    path.write_text(text[:cut] + "\n,," + text[cut:])
     out = tmp_path / "c.jsonl"
     rc = prepare("--coco", coco_annotations_copy, "--split", SPLIT, "--out", out)
     assert_one_line_error(capsys, out, rc, f"{kind}_{SPLIT}.json: invalid JSON", "line 2, column 1")

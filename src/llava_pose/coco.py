@@ -677,6 +677,36 @@ def _fmt(values: Iterable[float]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
 
+_COCO2017_NAME = re.compile(r"(\d{12})\.jpg")
+
+
+def image_id_of(name: str) -> int | None:
+    """The image id in a COCO file name, 2017 (``000000397133.jpg``) or 2014
+    (``COCO_val2014_000000397133.jpg``); None for any other name."""
+    m = _COCO2017_NAME.fullmatch(name) or _COCO2014_NAME.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+def names_2014(listing: Iterable[str]) -> dict[int, str]:
+    """The 2014-style names (``COCO_<split>_<id>.jpg``) of a folder listing, by image id."""
+    by_id: dict[int, str] = {}
+    for name in listing:
+        m = _COCO2014_NAME.fullmatch(name)
+        if m:
+            by_id.setdefault(int(m.group(1)), name)
+    return by_id
+
+
+def image_names(file_name: str | None, image_id: int | None, by_id: dict[int, str]) -> list[str]:
+    """The names a COCO image may have in its folder, in the order they are tried: `file_name`,
+    the 2017 name ``000000397133.jpg``, then a 2014 name from `names_2014` (one rule for
+    `prepare` and `train`, whichever COCO download the user has)."""
+    names = [file_name] if file_name else []
+    if image_id is not None:
+        names += [f"{image_id:012d}.jpg", by_id.get(image_id, "")]
+    return [n for n in dict.fromkeys(names) if n]
+
+
 class _ImageFiles:
     """Finds image files by listing the split folder once (118k stat calls are slow on NFS)."""
 
@@ -692,19 +722,14 @@ class _ImageFiles:
                 raise InputError(
                     folder, "image folder not found (or pass --no-check-images to skip the check)"
                 ) from None
-            for name in self.names:
-                m = _COCO2014_NAME.fullmatch(name)
-                if m:
-                    self.by_id.setdefault(int(m.group(1)), name)
+            self.by_id = names_2014(self.names)
 
     def resolve(self, im: _Image, index: int, inst_path: Path) -> str:
         name2017 = f"{im.id:012d}.jpg"
         if not self.check:
             return f"{self.split}/{im.file_name or name2017}"
-        for name in (im.file_name, name2017, self.by_id.get(im.id)):
-            if name and (
-                name in self.names or ("/" in name and (self.root / self.split / name).is_file())
-            ):
+        for name in image_names(im.file_name, im.id, self.by_id):
+            if name in self.names or ("/" in name and (self.root / self.split / name).is_file()):
                 return f"{self.split}/{name}"
         raise InputError(
             inst_path,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.train.llava_records import coco_records, train_args, write_records
+from tests.train.release_records import coco2014_root, release_records
 
 from llava_pose.cli import main
 
@@ -139,3 +140,43 @@ def test_module_entry_point_reads_a_config_file(tmp_path: Path, coco_mini: Path)
     )
     assert done.returncode == 0, done.stderr
     assert "2 records: 2 usable" in done.stdout
+
+
+def test_check_reads_the_llava_pose_release_records(
+    tmp_path: Path, coco_mini: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, ids = coco2014_root(tmp_path / "coco", coco_mini, 2)
+    rows = release_records(ids)  # data/coco/train2014/<2017 name>, ids repeated per image
+    rows[4]["image"] = "data/coco/train2014/000000000001.jpg"  # no such image in any name
+    data = write_records(tmp_path / "generated_data_conversation.json", rows)
+    out = tmp_path / "run"
+    args = ["train", "--check", "--model", "tiny", "--data", str(data), "--image-root", str(root)]
+    assert main([*args, "--output", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "6 records: 5 usable (5 with an image, 0 text-only); 1 bad (1 image not found)" in (
+        captured.out
+    )
+    assert f"{data}: 4 record(s) repeat an earlier record's id" in captured.err
+    # the bad record is named unambiguously: the fifth record, the second of its image
+    (listed,) = [json.loads(line) for line in (out / "bad_records.jsonl").read_text().splitlines()]
+    assert (listed["id"], listed["file"]) == (f"{ids[1]}#2", str(data))
+    assert listed["reason"].startswith("image not found")
+    rows[4]["image"] = rows[3]["image"]
+    write_records(data, rows)
+    assert main([*args, "--output", str(tmp_path / "run2")]) == 0
+    assert "6 records: 6 usable (6 with an image" in capsys.readouterr().out
+
+
+def test_an_image_outside_the_root_is_a_one_line_input_error(
+    tmp_path: Path, coco_mini: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = coco_records(coco_mini, 2)
+    rows[1]["image"] = "train2017/../../secret/key.jpg"
+    data = write_records(tmp_path / "data.json", rows)
+    out = tmp_path / "run"
+    assert main(train_args(data, coco_mini, out, "--max-steps", "1")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert err.startswith(f"llava-pose: error: {data}: [1].image (id '{rows[1]['id']}'): ")
+    assert "climbs out of the data root" in err
+    assert not out.exists()  # nothing written: no bad_records.jsonl, no run folder

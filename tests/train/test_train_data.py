@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 from tests.train.llava_records import TEXT_ONLY, coco_records, write_records
+from tests.train.release_records import coco2014_root, release_records
 
 from llava_pose.errors import ConfigError, InputError
 from llava_pose.train.data import (
@@ -117,16 +119,19 @@ def test_encoding_matches_the_processor(
 ) -> None:
     from llava_pose.train.data import load_image
 
-    image = str(next((coco_mini / "val2017").iterdir()))
+    name = sorted(p.name for p in (coco_mini / "val2017").iterdir())[0]
+    image = str(coco_mini / "val2017" / name)
     row = {
         "id": "dog",
-        "image": image,
+        "image": f"val2017/{name}",
         "conversations": [
             {"from": "human", "value": "Where is the dog?\n<image>"},
             {"from": "gpt", "value": "On the sofa."},
         ],
     }
-    (record,), _ = load_records([str(write_records(tmp_path / "d.json", [row]))])
+    data = write_records(tmp_path / "d.json", [row])
+    (record,), _ = load_records([str(data)], str(coco_mini))
+    assert record.image == image
     text, _ = encoder.render(record)
     assert text.startswith(
         f"{SYSTEM} USER: <image>\nWhere is the dog? ASSISTANT:"
@@ -207,13 +212,14 @@ def test_validation_reports_every_bad_record(
             {"from": "gpt", "value": "Nothing."},
         ],
     }
-    corrupt = tmp_path / "train2017"
-    corrupt.mkdir()
-    (corrupt / "broken.jpg").write_bytes(b"not a jpeg")
-    broken = {**good[0], "id": "broken", "image": str(corrupt / "broken.jpg")}  # absolute path wins
+    root = tmp_path / "root"  # COCO-MINI's images linked in, and one corrupt file
+    (root / "corrupt").mkdir(parents=True)
+    (root / "train2017").symlink_to(coco_mini / "train2017")
+    (root / "corrupt" / "broken.jpg").write_bytes(b"not a jpeg")
+    broken = {**good[0], "id": "broken", "image": "corrupt/broken.jpg"}
     rows = [*good, missing, two_images, truncated, not_alternating, text_with_image_token, broken]
     data = write_records(tmp_path / "data.json", rows)
-    records, structural = load_records([str(data)], str(coco_mini))
+    records, structural = load_records([str(data)], str(root))
     short = Encoder(
         encoder.tokenizer,
         image_token_id=encoder.image_token_id,
@@ -232,6 +238,23 @@ def test_validation_reports_every_bad_record(
     assert reasons["broken"].startswith("image cannot be opened")
     assert report.records == len(rows) and len(report.lengths) == len(good)
     assert "6 bad" in report.summary()
+    # each bad record is named by its file, its index in the file and its id
+    assert sorted((b.index, b.id) for b in report.bad) == [
+        (3, "missing"),
+        (4, "two-images"),
+        (5, "truncated"),
+        (6, "gpt-first"),
+        (7, "no-file"),
+        (8, "broken"),
+    ]
+    missing_bad = next(b for b in report.bad if b.id == "missing")
+    assert str(missing_bad).startswith(f"{data}: [3] (id 'missing'): image not found")
+    assert missing_bad.row() == {
+        "id": "missing",
+        "file": str(data),
+        "index": 3,
+        "reason": missing_bad.reason,
+    }
 
 
 def test_max_length_that_cuts_image_tokens_is_reported(encoder: Encoder, coco_mini: Path) -> None:
@@ -290,3 +313,100 @@ def test_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:
         load_records([str(tmp_path / "absent.json")])
     with pytest.raises(ConfigError):
         load_records([])
+
+
+# -- files we did not write: the LLaVA-Pose release, crafted paths ------------------------------
+
+
+def test_release_records_find_their_image_by_the_coco_name_fallback(
+    tmp_path: Path,
+    coco_mini: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the CLI, once run in this process, stops llava_pose's records at its own handler
+    monkeypatch.setattr(logging.getLogger("llava_pose"), "propagate", True)
+    root, ids = coco2014_root(tmp_path / "coco", coco_mini, 2)
+    rows = release_records(ids)
+    data = write_records(tmp_path / "generated_data_conversation.json", rows)
+    with caplog.at_level("INFO", logger="llava_pose"):
+        records, bad = load_records([str(data)], str(root))
+    assert bad == [] and len(records) == 6
+    # data/coco/train2014/<2017 name> -> ROOT/train2014/<2014 name>
+    assert [r.image for r in records] == [
+        str(root / "train2014" / f"COCO_train2014_{i:012d}.jpg") for i in ids for _ in range(3)
+    ]
+    # the same bare id on the three records of an image: made unique in file order, and said
+    first, second = (str(i) for i in ids)
+    assert [r.id for r in records] == [
+        first,
+        f"{first}#2",
+        f"{first}#3",
+        second,
+        f"{second}#2",
+        f"{second}#3",
+    ]
+    assert [r.index for r in records] == list(range(6))
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert f"{data}: 4 record(s) repeat an earlier record's id (first: [1], id '{first}')" in (
+        warning
+    )
+    assert "6 image(s) found under their other COCO name or folder" in caplog.text
+
+
+def test_the_2017_name_is_tried_in_the_folder_and_2017_files_are_found_as_given(
+    tmp_path: Path, coco_mini: Path
+) -> None:
+    root = tmp_path / "coco"
+    (root / "train2014").mkdir(parents=True)
+    names = sorted(p.name for p in (coco_mini / "train2017").iterdir())[:2]
+    # a train2014 folder of 2017-named files (what the release's paths suggest)
+    (root / "train2014" / names[0]).symlink_to(coco_mini / "train2017" / names[0])
+    rows = [
+        {**release_records([int(Path(names[0]).stem)])[0], "id": "as-given"},
+        {**release_records([int(Path(names[0]).stem)])[0], "id": "short"},
+        {**release_records([int(Path(names[1]).stem)])[0], "id": "absent"},
+    ]
+    rows[1]["image"] = f"train2014/COCO_train2014_{names[0]}"  # a 2014 name, 2017 file
+    records, bad = load_records([str(write_records(tmp_path / "d.json", rows))], str(root))
+    assert bad == [] and [r.image for r in records[:2]] == [str(root / "train2014" / names[0])] * 2
+    # not there under any name: the path as given, which the image check reports
+    assert records[2].image == str(root / "data" / "coco" / "train2014" / names[1])
+
+
+@pytest.mark.parametrize(
+    ("image", "problem"),
+    [
+        ("/etc/passwd", "absolute path '/etc/passwd'"),
+        ("../outside/secret.jpg", "climbs out of the data root"),
+        ("train2017/../../outside/secret.jpg", "climbs out of the data root"),
+        ("C:\\Windows\\secret.jpg", "absolute path"),
+    ],
+)
+def test_an_image_outside_the_image_root_stops_before_anything_is_read(
+    tmp_path: Path, coco_mini: Path, image: str, problem: str
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.jpg").write_bytes(b"secret")
+    rows = [*coco_records(coco_mini, 1), {**coco_records(coco_mini, 1)[0], "image": image}]
+    rows[1]["id"] = "crafted"
+    data = write_records(tmp_path / "data.json", rows)
+    with pytest.raises(InputError) as e:
+        load_records([str(data)], str(root))
+    message = str(e.value)
+    assert message.startswith(f"{data}: [1].image (id 'crafted'): ") and problem in message
+    assert "\n" not in message
+
+
+def test_a_symlinked_folder_inside_the_root_keeps_working(tmp_path: Path, coco_mini: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "images").symlink_to(coco_mini / "train2017")  # an image folder on another disk
+    name = sorted(p.name for p in (coco_mini / "train2017").iterdir())[0]
+    rows = [{**coco_records(coco_mini, 1)[0], "id": str(k)} for k in range(2)]
+    rows[0]["image"] = f"images/{name}"
+    rows[1]["image"] = f"images/../images/./{name}"  # a '..' that stays inside the root
+    records, bad = load_records([str(write_records(tmp_path / "d.json", rows))], str(root))
+    assert bad == [] and [r.image for r in records] == [str(root / "images" / name)] * 2

@@ -11,6 +11,23 @@
   before the processor resizes them.
 * `validate` checks every record before training and says which ones are bad and why.
 
+Records come from files we did not write (LLaVA's mixes, the LLaVA-Pose release), so
+`load_records` makes them addressable and safe first:
+
+* **Ids are made unique**, not rejected: the LLaVA-Pose release gives every record of an image
+  the same bare id (``"134754"`` five times), and LLaVA itself never reads ids, so rejecting
+  would refuse valid data. The first record keeps its id; later ones with the same id become
+  ``134754#2``, ``134754#3``, ... in file order (across all ``--data`` files), with a warning.
+  A bad record is then named by file, index in the file and unique id.
+* **``image`` stays inside the image root** (`llava_pose.paths`): an absolute path or a ``..``
+  that climbs out stops the run (`InputError`: file, record, field) before any file is read;
+  a symlinked folder inside the root is followed, as the user placed it there.
+* **COCO names fall back as in `prepare`**: when ``ROOT/image`` is not there and the file name
+  is a COCO one, the image is looked for under its 2017 name (``000000134754.jpg``) and its
+  2014 name (``COCO_train2014_000000134754.jpg``), in its folder and then with leading folders
+  dropped: the release's ``data/coco/train2014/000000134754.jpg`` is relative to LLaVA's
+  repository, and ``--image-root /data/coco`` finds ``/data/coco/train2014/...``.
+
 Nothing here imports torch at module import; tensors are made in the collator.
 """
 
@@ -19,7 +36,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections import Counter
+import posixpath
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,8 +48,10 @@ from typing import Any
 import msgspec
 import yaml
 
+from ..coco import image_id_of, image_names, names_2014
 from ..errors import ConfigError, InputError
 from ..io import read_bytes
+from ..paths import inside
 
 log = logging.getLogger("llava_pose.train")
 
@@ -110,21 +130,107 @@ def move_image_token_first(value: str, image_token: str = "<image>") -> str:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One training conversation, normalized. `image` is an absolute path or None (text-only)."""
+    """One training conversation, normalized. `image` is an absolute path or None (text-only);
+    `id` is unique across the loaded files, `index` is the record's position in its file."""
 
     id: str
     source: str
     image: str | None
     turns: tuple[tuple[str, str], ...]
+    index: int = -1
 
 
 @dataclass(frozen=True, slots=True)
 class Bad:
-    """A record the validation pass rejects, and why."""
+    """A record the validation pass rejects, and why: file, index in the file, unique id."""
 
     id: str
     source: str
     reason: str
+    index: int = -1
+
+    def __str__(self) -> str:
+        return f"{self.source}: [{self.index}] (id {self.id!r}): {self.reason}"
+
+    def row(self) -> dict[str, Any]:
+        """The line of ``bad_records.jsonl``."""
+        return {"id": self.id, "file": self.source, "index": self.index, "reason": self.reason}
+
+
+class _UniqueIds:
+    """Makes record ids unique in file order (see the module docstring) and says so once."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.count: Counter[str] = Counter()
+        self.renamed: dict[str, list[tuple[int, str]]] = defaultdict(list)  # file -> (index, id)
+
+    def unique(self, given: str, path: str, index: int) -> str:
+        self.count[given] += 1
+        if given not in self.seen:
+            self.seen.add(given)
+            return given
+        n = self.count[given]
+        while f"{given}#{n}" in self.seen:
+            n += 1
+        rid = f"{given}#{n}"
+        self.seen.add(rid)
+        self.renamed[path].append((index, given))
+        return rid
+
+    def warn(self) -> None:
+        for path, renamed in self.renamed.items():
+            index, given = renamed[0]
+            log.warning(
+                "%s: %d record(s) repeat an earlier record's id (first: [%d], id %r): they are "
+                "named %r, %r, ... in file order, so that every report names one record",
+                path,
+                len(renamed),
+                index,
+                given,
+                f"{given}#2",
+                f"{given}#3",
+            )
+
+
+class _ImageFinder:
+    """Finds a record's image under one root: ``ROOT/image`` if it is there, else by the COCO
+    name fallback of `prepare` (module docstring). Each folder is listed once: a stat per record
+    is slow on network disks, and LLaVA's mixes have 665k records."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.listings: dict[Path, set[str] | None] = {}
+        self.by_id: dict[Path, dict[int, str]] = {}
+        self.fallbacks: list[tuple[str, str]] = []  # (image as given, path found)
+
+    def _names(self, folder: Path) -> set[str] | None:
+        if folder not in self.listings:
+            try:
+                self.listings[folder] = set(os.listdir(folder))
+            except OSError:
+                self.listings[folder] = None
+        return self.listings[folder]
+
+    def find(self, image: str) -> str:
+        """The file to open for `image` (already contained), or ``ROOT/image`` when none is
+        found, which the image check then reports as not found."""
+        # folded lexically, so a symlinked folder cannot be climbed back out of with '..'
+        *folders, name = posixpath.normpath(image.replace("\\", "/")).split("/")
+        image_id = image_id_of(name)
+        for drop in range(len(folders) + 1 if image_id is not None else 1):
+            folder = self.root.joinpath(*folders[drop:])
+            names = self._names(folder)
+            if names is None:
+                continue
+            if image_id is not None and folder not in self.by_id:
+                self.by_id[folder] = names_2014(names)
+            for candidate in image_names(name, image_id, self.by_id.get(folder, {})):
+                if candidate in names:
+                    if drop or candidate != name:
+                        self.fallbacks.append((image, str(folder / candidate)))
+                    return str(folder / candidate)
+        return str(self.root.joinpath(*folders, name))
 
 
 def load_records(
@@ -135,13 +241,16 @@ def load_records(
 ) -> tuple[list[Record], list[Bad]]:
     """Read and structurally check LLaVA JSON files (a list of records each).
 
-    A file that is not JSON or not a list stops the run (InputError); a record with a bad
-    shape becomes a `Bad` with its reason, so that all of them are reported at once.
+    A file that is not JSON or not a list, or an ``image`` outside the image root, stops the
+    run (InputError); a record with a bad shape becomes a `Bad` with its reason, so that all
+    of them are reported at once. Ids are made unique and images found (module docstring).
     """
     if not paths:
         raise ConfigError("--data: give at least one LLaVA JSON file")
     records: list[Record] = []
     bad: list[Bad] = []
+    ids = _UniqueIds()
+    finders: dict[Path, _ImageFinder] = {}
     for path in paths:
         try:
             rows = msgspec.json.decode(read_bytes(path))
@@ -150,26 +259,46 @@ def load_records(
         if not isinstance(rows, list):
             raise InputError(path, "expected a JSON list of records (LLaVA format)")
         root = Path(image_root) if image_root else Path(path).resolve().parent
+        finder = finders.setdefault(root, _ImageFinder(root))
         for index, row in enumerate(rows):
-            record, reason = _parse_record(row, index, path, root, image_token)
+            given = str(row.get("id", f"#{index}")) if isinstance(row, dict) else f"#{index}"
+            rid = ids.unique(given, path, index)
+            record, reason = _parse_record(row, index, given, rid, path, finder, image_token)
             if reason is not None:
-                rid = str(row.get("id", f"#{index}")) if isinstance(row, dict) else f"#{index}"
-                bad.append(Bad(rid, path, reason))
+                bad.append(Bad(rid, path, reason, index))
             elif record is not None:
                 records.append(record)
             if max_samples is not None and len(records) >= max_samples:
                 break
         if max_samples is not None and len(records) >= max_samples:
             break
+    ids.warn()
+    for finder in finders.values():
+        if finder.fallbacks:
+            given, found = finder.fallbacks[0]
+            log.info(
+                "%d image(s) found under their other COCO name or folder (e.g. %s -> %s)",
+                len(finder.fallbacks),
+                given,
+                found,
+            )
     return records, bad
 
 
 def _parse_record(
-    row: Any, index: int, path: str, root: Path, image_token: str
+    row: Any,
+    index: int,
+    given: str,
+    rid: str,
+    path: str,
+    finder: _ImageFinder,
+    image_token: str,
 ) -> tuple[Record | None, str | None]:
     if not isinstance(row, dict):
         return None, "not a JSON object"
-    rid = str(row.get("id", f"#{index}"))
+    image = row.get("image")
+    if isinstance(image, str) and image:  # before anything else: a crafted file stops here
+        inside(finder.root, image, source=path, field=f"[{index}].image (id {given!r})")
     conversations = row.get("conversations")
     if not isinstance(conversations, list) or not conversations:
         return None, "no 'conversations' list"
@@ -190,7 +319,6 @@ def _parse_record(
     if turns[-1][0] != GPT:
         return None, "ends with a human turn (no answer to learn)"
     counts = [value.count(image_token) for _, value in turns]
-    image = row.get("image")
     if image is not None:
         if not isinstance(image, str) or not image:
             return None, "'image' is not a path"
@@ -201,10 +329,10 @@ def _parse_record(
                 "in the first human turn"
             )
         turns[0] = (HUMAN, move_image_token_first(turns[0][1], image_token))
-        image = str(root / image)
+        image = finder.find(image)
     elif sum(counts):
         return None, f"has {image_token} but no 'image' file"
-    return Record(rid, path, image, tuple(turns)), None
+    return Record(rid, path, image, tuple(turns), index), None
 
 
 # -- images ------------------------------------------------------------------------------------
@@ -414,7 +542,7 @@ def validate(
             i = start + offset
             reason = reasons.get(i) or encoder.problem(record, encoded)
             if reason:
-                report.bad.append(Bad(record.id, record.source, reason))
+                report.bad.append(Bad(record.id, record.source, reason, record.index))
                 continue
             kept.append(record)
             report.lengths.append(len(encoded.input_ids))

@@ -34,9 +34,17 @@ def option(
     choices: typing.Sequence[Any] | None = None,
     metavar: str | None = None,
     cli: bool = True,
+    at_least: float | None = None,
+    more_than: float | None = None,
+    at_most: float | None = None,
 ) -> Any:
-    """Declare a config field: default, help, and its command-line spelling."""
+    """Declare a config field: default, help, its command-line spelling, and the values it
+    takes (`choices`, each item for a list; numeric bounds). Values are checked in
+    `load_config`, from the command line and the YAML file alike, before any work."""
     meta = {
+        "at_least": at_least,
+        "more_than": more_than,
+        "at_most": at_most,
         "help": help,
         "flag": flag,
         "short": short,
@@ -93,6 +101,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, config_flag: bool
         if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = f.default_factory()  # type: ignore[misc]
         help_text = meta.get("help", "")
+        if meta.get("choices") and _is_list(tp):
+            help_text += f" (from: {', '.join(map(str, meta['choices']))})"
         if default not in (None, "", [], ()) and tp is not bool:
             shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else default
             help_text += f" (default: {shown})"
@@ -117,7 +127,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, config_flag: bool
                     kwargs["type"] = _comma_list(_scalar(tp))
             else:
                 kwargs["type"] = _scalar(tp) if _scalar(tp) in (int, float) else str
-            if meta.get("choices"):
+            if meta.get("choices") and not _is_list(tp):
                 kwargs["choices"] = meta["choices"]
             if meta.get("metavar"):
                 kwargs["metavar"] = meta["metavar"]
@@ -171,12 +181,48 @@ def load_config(cls: type[C], args: argparse.Namespace | dict[str, Any] | None =
                 else f"--{key.replace('_', '-')}"
             )
             raise ConfigError(f"{where}: {e}") from None
+        field = next(f for f in dataclasses.fields(cls) if f.name == key)  # type: ignore[arg-type]
+        problem = _value_problem(converted[key], field.metadata)
+        if problem:
+            where = (
+                f"{config_file}: {key}"
+                if config_file and key not in given
+                else f"--{key.replace('_', '-')}"
+            )
+            raise ConfigError(f"{where}: {problem}")
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
         if required and f.name not in converted:
             name = f.name if f.metadata.get("positional") else "--" + f.name.replace("_", "-")
             raise ConfigError(f"{name} is required (see --help)")
     return cls(**converted)
+
+
+def _value_problem(value: Any, meta: Any) -> str | None:
+    """Why `value` is not one the field takes, or None. Pure."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list | tuple) else [value]
+    choices = meta.get("choices")
+    if choices:
+        bad = [v for v in items if v not in choices]
+        if bad:
+            return f"{bad[0]!r} is not one of {', '.join(map(str, choices))}"
+        if isinstance(value, list | tuple) and not value:
+            return f"give at least one of {', '.join(map(str, choices))}"
+    low, high = meta.get("at_least"), meta.get("at_most")
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        if low is not None and high is not None and not low <= v <= high:
+            return f"must be {low:g} to {high:g}, got {v:g}"
+        if meta.get("at_least") is not None and v < meta["at_least"]:
+            return f"must be at least {meta['at_least']:g}, got {v:g}"
+        if meta.get("more_than") is not None and v <= meta["more_than"]:
+            return f"must be more than {meta['more_than']:g}, got {v:g}"
+        if meta.get("at_most") is not None and v > meta["at_most"]:
+            return f"must be at most {meta['at_most']:g}, got {v:g}"
+    return None
 
 
 def _read_yaml(path: str, names: set[str]) -> dict[str, Any]:

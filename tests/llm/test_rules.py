@@ -243,7 +243,7 @@ def test_missing_context_or_unknown_task_is_permanent(human: list[ImageContext])
 
 
 def test_make_backend_builds_the_rules_teacher() -> None:
-    backend = make_backend("rules", api_key="ignored", base_url="ignored")
+    backend = make_backend("rules", "teacher", "--teacher")
     assert isinstance(backend, RulesBackend)
     assert backend.spec == "rules"
 

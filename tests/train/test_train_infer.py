@@ -93,7 +93,9 @@ def test_generic_chat_template_path(full_run: Path, images: list[str]) -> None:
 def test_hf_backend_answers_through_the_runner_in_batches(
     full_run: Path, images: list[str], tmp_path: Path
 ) -> None:
-    backend = make_backend(f"hf:{full_run}", batch_size=4, device="cpu", max_new_tokens=8)
+    backend = make_backend(
+        f"hf:{full_run}", "answerer", "--model", batch_size=4, device="cpu", max_new_tokens=8
+    )
     assert (
         isinstance(backend, HFBackend) and backend.batch_size == 4 and backend.max_new_tokens == 8
     )

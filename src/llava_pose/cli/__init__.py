@@ -8,12 +8,14 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import __version__, lock
 from ..config import add_options
 from ..errors import EXIT_INTERRUPTED, LlavaPoseError, redact
+from ..progress import LineHandler, end_progress_line
 
 # Command modules, imported when the parser is built; each has `register(subparsers)`.
 # They import their stage lazily, so `llava-pose --help` never loads torch.
@@ -31,6 +33,18 @@ log = logging.getLogger("llava_pose")
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """-v/-q, accepted before the command and after it alike (defaults only on the top
+    parser, so a subcommand's flag is not reset by its own default)."""
+    default = False if top else argparse.SUPPRESS
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log more (debug messages)"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="log only warnings and errors"
+    )
 
 
 def add_command(
@@ -51,6 +65,7 @@ def add_command(
         epilog="examples:\n" + examples.strip("\n"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_verbosity(parser)
     if config_cls is not None:
         add_options(parser, config_cls)
     parser.set_defaults(_run=run, _config_cls=config_cls)
@@ -68,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"llava-pose {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more (debug messages)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
+    _add_verbosity(parser, top=True)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(subparsers)
@@ -79,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineHandler()
     handler.setFormatter(_RedactingFormatter("%(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
@@ -100,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with lock.scope():
             return int(run(config) or 0)
     except LlavaPoseError as e:
+        end_progress_line()
         print(f"llava-pose: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
@@ -110,6 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except Exception:  # a bug: keep the traceback for the report, never a secret in it
+        end_progress_line()
+        sys.stderr.write(redact(traceback.format_exc()))
+        print(
+            "llava-pose: internal error (above); please report it. Finished calls are in the "
+            "cache: rerunning resumes.",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

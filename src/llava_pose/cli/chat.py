@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..extras import require_train
+
 EXAMPLES = """
   llava-pose chat --model runs/llava-pose --image street.jpg "What is the person on the left doing?"
 
@@ -19,6 +21,7 @@ EXAMPLES = """
 
 
 def _run(config: Any) -> int:
+    require_train("llava-pose chat")
     from ..train.infer import run_chat
 
     return run_chat(config)

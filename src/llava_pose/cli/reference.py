@@ -43,6 +43,7 @@ def render() -> str:
                 a
                 for a in group._group_actions
                 if not isinstance(a, argparse._HelpAction | argparse._SubParsersAction)
+                and a.dest not in ("verbose", "quiet")  # global flags, also taken here
             ]
             if actions and group.title not in ("options", "positional arguments"):
                 rows.append(f"| *{_cell(group.title or '')}* | |")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..extras import require_train
+
 TRAIN_EXAMPLES = """
   # the paper's recipe (full fine-tuning of LLaVA-1.5-7B, vision tower frozen), one machine
   llava-pose train --data out/llava_pose_all.json --image-root /data/coco \\
@@ -35,12 +37,14 @@ EXPORT_EXAMPLES = """
 
 
 def _train(config: Any) -> int:
+    require_train("llava-pose train")
     from ..train.trainer import run_train
 
     return run_train(config)
 
 
 def _export(config: Any) -> int:
+    require_train("llava-pose export")
     from ..errors import ConfigError
     from ..train.infer import resolve_dtype
 

@@ -26,10 +26,27 @@ BACKENDS: dict[str, str] = {
     "hf": "llava_pose.train.infer:HFBackend",
 }
 
+# What each provider is meant to do. The offline teacher writes data, not answers or reviews;
+# an hf: model is a local vision-language model that answers benchmark questions (as a teacher
+# or judge, serve an LLM behind an OpenAI-compatible server and use openai:MODEL --base-url).
+ROLES: dict[str, frozenset[str]] = {
+    "openai": frozenset({"teacher", "answerer", "judge"}),
+    "anthropic": frozenset({"teacher", "answerer", "judge"}),
+    "rules": frozenset({"teacher"}),
+    "hf": frozenset({"answerer"}),
+}
 
-def register_backend(provider: str, import_path: str) -> None:
+# Options every model-calling command passes; a backend that has no use for them ignores them.
+# Any other option the backend does not take is an error, not silently dropped.
+COMMON_OPTIONS = frozenset({"timeout", "key_env"})
+
+
+def register_backend(
+    provider: str, import_path: str, roles: frozenset[str] = ROLES["openai"]
+) -> None:
     """Make `provider:model` specs resolve to the class at `module:Class`."""
     BACKENDS[provider] = import_path
+    ROLES[provider] = roles
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -44,10 +61,43 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return provider, model
 
 
-def make_backend(spec: str, **options: Any) -> Backend:
-    """Instantiate the backend for `spec`; options the backend does not take are ignored."""
+def check_role(spec: str, role: str, flag: str) -> tuple[str, str]:
+    """`parse_spec`, and refuse a provider not meant for `role` (teacher, answerer, judge)."""
     provider, model = parse_spec(spec)
+    if role not in ROLES.get(provider, frozenset()):
+        can = [p if p == "rules" else f"{p}:MODEL" for p, roles in ROLES.items() if role in roles]
+        hint = (
+            "; for a local model, serve it with an OpenAI-compatible server (vLLM, llama.cpp) "
+            "and use openai:MODEL --base-url URL"
+            if provider == "hf"
+            else ""
+        )
+        raise ConfigError(f"{flag} {spec}: not usable as the {role}: use {', '.join(can)}{hint}")
+    return provider, model
+
+
+def make_backend(
+    spec: str, role: str, flag: str, *, dry_run: bool = False, **options: Any
+) -> Backend:
+    """Instantiate the backend for `spec` in `role` (`flag` names the option in errors).
+
+    Options left at None are not passed; one the backend does not take is an error. A
+    `dry_run` backend is never called, so it needs no API key."""
+    provider, model = check_role(spec, role, flag)
+    if provider == "hf":
+        from ..extras import require_train
+
+        require_train(f"{flag} {spec}")
     module_name, _, class_name = BACKENDS[provider].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     accepted = getattr(cls, "options", ())
-    return cls(model, **{k: v for k, v in options.items() if k in accepted and v is not None})
+    given = {k: v for k, v in options.items() if v is not None}
+    for name in given:
+        if name not in accepted and name not in COMMON_OPTIONS:
+            raise ConfigError(
+                f"--{name.replace('_', '-')}: {provider}: models do not take it "
+                f"(they take: {', '.join(accepted) or 'no options'})"
+            )
+    if dry_run and "need_key" in accepted:
+        given["need_key"] = False
+    return cls(model, **{k: v for k, v in given.items() if k in accepted})

@@ -190,7 +190,7 @@ class SDKBackend(Backend):
     the client's life cycle, written once. Subclasses name their SDK module, environment
     variables and client class, and implement `_call(client, request)`."""
 
-    options = ("base_url", "api_key", "key_env", "timeout")
+    options = ("base_url", "api_key", "key_env", "timeout", "need_key")
     sdk: str = ""  # module name: "openai" or "anthropic"
     client_class: str = ""  # e.g. "AsyncOpenAI"
     key_var: str = ""  # default environment variable of the key
@@ -207,6 +207,7 @@ class SDKBackend(Backend):
         api_key: str | None = None,
         key_env: str | None = None,
         timeout: float = 120.0,
+        need_key: bool = True,
         **client_args: Any,
     ) -> None:
         super().__init__(model)
@@ -217,7 +218,7 @@ class SDKBackend(Backend):
         self.key_env = key_env or self.key_var
         key = api_key or os.environ.get(self.key_env)
         if not key:
-            if not (self.keyless_with_base_url and self.base_url):
+            if need_key and not (self.keyless_with_base_url and self.base_url):
                 local = (
                     " (or pass --base-url for a local server, which needs none)"
                     if self.keyless_with_base_url

@@ -67,22 +67,29 @@ log = logging.getLogger("llava_pose")
 class RunnerOptions:
     """How hard and how long to push a backend. Shared by generate and bench build/answer/judge."""
 
-    concurrency: int = option(16, "requests in flight at once")
+    concurrency: int = option(16, "requests in flight at once", at_least=1)
     rpm: float | None = option(
-        None, "requests-per-minute limit (your provider tier's); smooth, no bursts"
+        None, "requests-per-minute limit (your provider tier's); smooth, no bursts", more_than=0
     )
     tpm: float | None = option(
-        None, "tokens-per-minute limit; a request counts as its prompt plus its max tokens"
+        None,
+        "tokens-per-minute limit; a request counts as its prompt plus its max tokens",
+        more_than=0,
     )
     max_retries: int = option(
         6,
         "retries of a retryable failure (429, 5xx, timeout, malformed reply) before it counts as failed",
+        at_least=0,
     )
-    timeout: float = option(120.0, "seconds before a call is abandoned (and retried)")
+    timeout: float = option(
+        120.0, "seconds before a call is abandoned (and retried)", more_than=0
+    )
     max_cost: float | None = option(
         None,
-        "stop before this many USD would be passed; each call reserves its worst case "
+        "USD ceiling of the whole job: what this command's calls already cost in the cache "
+        "counts, so a rerun continues under it; each call reserves its worst case "
         "(prompt + max tokens) until it returns",
+        at_least=0,
     )
     backoff_base: float = option(1.0, "first retry delay in seconds, doubled each retry", cli=False)
     backoff_max: float = option(60.0, "longest retry delay in seconds", cli=False)
@@ -253,6 +260,7 @@ class Runner:
         # the provider's tokenizer counts more than o200k_base does.
         self._prompt_ratio = 1.0
         self._any_success = False
+        self._usage_said = False
 
     # -- public -----------------------------------------------------------------------------
 
@@ -525,11 +533,14 @@ class Runner:
         """A reply whose usage is impossible was billed an unknown amount: count its worst
         case, and under --max-cost stop launching, since the budget can no longer be held."""
         self.stats.cost += reserved
-        if self.options.max_cost is not None:
-            self._stop(
+        if self.options.max_cost is not None and not self._usage_said:
+            self._usage_said = True
+            reason = (
                 f"stopping: {self.backend.describe()} reported impossible usage ({error}); "
                 "its cost cannot be known, so --max-cost cannot be held. Check the server"
             )
+            log.warning("%s", reason)
+            self.stats.stop_reason = reason
 
     def _unreachable(self, error: ConnectionFailed) -> str:
         return (

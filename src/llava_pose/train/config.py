@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..config import option
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+TEMPLATES = ("auto", "vicuna_v1", "chat")
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
 
 
@@ -45,25 +46,29 @@ class TrainConfig:
     qlora: bool = option(
         False, "LoRA on a 4-bit quantised language model (bitsandbytes, CUDA only); implies --lora"
     )
-    lora_r: int = option(128, "LoRA rank (LLaVA-1.5's LoRA recipe: 128)")
+    lora_r: int = option(128, "LoRA rank (LLaVA-1.5's LoRA recipe: 128)", at_least=1)
     lora_alpha: int = option(256, "LoRA alpha (LLaVA-1.5's LoRA recipe: 256)")
-    lora_dropout: float = option(0.05, "LoRA dropout")
-    lr: float = option(2e-5, "peak learning rate (LoRA recipe: 2e-4)")
+    lora_dropout: float = option(0.05, "LoRA dropout", at_least=0, at_most=1)
+    lr: float = option(2e-5, "peak learning rate (LoRA recipe: 2e-4)", more_than=0)
     projector_lr: float | None = option(
         None, "learning rate of the vision-language connector (default: --lr; LoRA recipe: 2e-5)"
     )
-    epochs: float = option(1.0, "passes over the data")
+    epochs: float = option(1.0, "passes over the data", more_than=0)
     max_steps: int | None = option(
-        None, "stop after this many optimizer steps (overrides --epochs)"
+        None, "stop after this many optimizer steps (overrides --epochs)", at_least=1
     )
-    batch_size: int = option(8, "samples per device per step (paper: 8)")
-    grad_accum: int = option(2, "gradient accumulation steps (paper: 2)")
-    warmup_ratio: float = option(0.03, "share of steps spent warming up the learning rate")
-    weight_decay: float = option(0.0, "AdamW weight decay (not applied to biases and norms)")
+    batch_size: int = option(8, "samples per device per step (paper: 8)", at_least=1)
+    grad_accum: int = option(2, "gradient accumulation steps (paper: 2)", at_least=1)
+    warmup_ratio: float = option(
+        0.03, "share of steps spent warming up the learning rate", at_least=0, at_most=1
+    )
+    weight_decay: float = option(
+        0.0, "AdamW weight decay (not applied to biases and norms)", at_least=0
+    )
     lr_scheduler: str = option("cosine", "learning-rate schedule (any transformers SchedulerType)")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
     max_length: int = option(
-        2048, "tokens per sample, image tokens included; longer samples are cut"
+        2048, "tokens per sample, image tokens included; longer samples are cut", at_least=16
     )
     precision: str = option(
         "auto", "bf16, fp16 or fp32; auto: bf16 on a GPU that has it, else fp32", choices=PRECISIONS
@@ -81,11 +86,15 @@ class TrainConfig:
         True,
         "batch samples of similar length together (LLaVA's group_by_modality_length, approximately)",
     )
-    save_steps: int = option(500, "save a resumable checkpoint every N optimizer steps")
-    save_total_limit: int = option(2, "keep only the last N checkpoints")
-    logging_steps: int = option(10, "log loss, learning rate and throughput every N steps")
+    save_steps: int = option(500, "save a resumable checkpoint every N optimizer steps", at_least=1)
+    save_total_limit: int = option(2, "keep only the last N checkpoints", at_least=1)
+    logging_steps: int = option(
+        10, "log loss, learning rate and throughput every N steps", at_least=1
+    )
     seed: int = option(42, "random seed (model init of presets, data order, dropout)")
-    num_workers: int = option(4, "data-loading worker processes per device (at most the CPU count)")
+    num_workers: int = option(
+        4, "data-loading worker processes per device (at most the CPU count)", at_least=0
+    )
     attn_implementation: str = option("sdpa", "attention kernel: sdpa, eager or flash_attention_2")
     report_to: str = option(
         "none", "also log to: none, tensorboard, wandb, ... (transformers' report_to)"
@@ -97,7 +106,7 @@ class TrainConfig:
     check: bool = option(
         False, "only validate the data (images, turns, lengths), print statistics and exit"
     )
-    max_samples: int | None = option(None, "use only the first N records (quick runs)")
+    max_samples: int | None = option(None, "use only the first N records (quick runs)", at_least=1)
 
 
 @dataclass
@@ -115,14 +124,16 @@ class ChatConfig:
         "a model folder (a run, a checkpoint, a LoRA run, an exported model) or a hub id",
     )
     image: str | None = option(None, "the image to talk about", metavar="FILE")
-    max_new_tokens: int = option(512, "longest answer, in tokens")
-    temperature: float = option(0.0, "0 answers greedily (deterministic); above 0 samples")
+    max_new_tokens: int = option(512, "longest answer, in tokens", at_least=1)
+    temperature: float = option(
+        0.0, "0 answers greedily (deterministic); above 0 samples", at_least=0
+    )
     device: str = option("auto", "cpu, cuda, cuda:1, ... (auto: cuda if available)")
     dtype: str = option("auto", "bf16, fp16 or fp32 (auto: bf16 on GPU, fp32 on CPU)")
     template: str = option(
         "auto",
         "prompt format: vicuna_v1 (LLaVA-1.5's), chat (the processor's chat template); auto: vicuna_v1 for llava models",
-        choices=("auto", "vicuna_v1", "chat"),
+        choices=TEMPLATES,
     )
     system: str | None = option(None, "replace the template's system line")
 

@@ -29,11 +29,11 @@ from typing import Any
 from ..errors import BackendError, ConfigError, InputError, LlavaPoseError
 from ..llm.base import Backend, PermanentError
 from ..records import ChatRequest, Completion
+from .config import TEMPLATES
 from .data import GPT, HUMAN, Template, load_image, mean_colour, move_image_token_first
 
 log = logging.getLogger("llava_pose.train")
 
-TEMPLATES = ("auto", "vicuna_v1", "chat")
 
 
 @dataclass

@@ -98,7 +98,9 @@ def hold(path: str | Path, command: str, *, what: str = "--out", folder: bool = 
 def _describe(text: str) -> str:
     try:
         info = json.loads(text)
-        return f"pid {info['pid']} on {info['host']}, `{info['command']}`, started {info['started']}"
+        return (
+            f"pid {info['pid']} on {info['host']}, `{info['command']}`, started {info['started']}"
+        )
     except (ValueError, KeyError, TypeError):
         return "a process that has not said which yet"
 

@@ -81,9 +81,7 @@ class RunnerOptions:
         "retries of a retryable failure (429, 5xx, timeout, malformed reply) before it counts as failed",
         at_least=0,
     )
-    timeout: float = option(
-        120.0, "seconds before a call is abandoned (and retried)", more_than=0
-    )
+    timeout: float = option(120.0, "seconds before a call is abandoned (and retried)", more_than=0)
     max_cost: float | None = option(
         None,
         "USD ceiling of the whole job: what this command's calls already cost in the cache "

@@ -35,7 +35,6 @@ from .data import GPT, HUMAN, Template, load_image, mean_colour, move_image_toke
 log = logging.getLogger("llava_pose.train")
 
 
-
 @dataclass
 class Loaded:
     """A model ready to generate, and how to prompt it."""

@@ -61,3 +61,17 @@ def test_a_local_hf_model_answers_every_question(tiny_model, small_bench, tmp_pa
     again = tmp_path / "again" / "tiny.jsonl"
     assert answer(small_bench, tiny_model, again) == 0
     assert [r["text"] for r in read_jsonl(again)] == [r["text"] for r in rows]
+
+
+def test_hf_options_are_set_from_bench_answer(tiny_model, small_bench, tmp_path) -> None:
+    out = tmp_path / "answers" / "tiny.jsonl"
+    args = ["-q", "bench", "answer", "--bench", str(small_bench), "--model", f"hf:{tiny_model}"]
+    args += ["--out", str(out), "--max-tokens", "4", "--device", "cpu", "--dtype", "fp32"]
+    assert main([*args, "--batch-size", "3", "--template", "vicuna_v1"]) == 0
+    assert len(read_jsonl(out)) == 6
+
+
+def test_hf_options_given_to_an_api_model_are_an_error(small_bench, tmp_path, capsys) -> None:
+    args = ["bench", "answer", "--bench", str(small_bench), "--model", "openai:gpt-4o"]
+    rc = main([*args, "--out", str(tmp_path / "a.jsonl"), "--device", "cuda"])
+    assert rc == 2 and "--device: openai: models do not take it" in capsys.readouterr().err

@@ -329,6 +329,12 @@ def test_llavas_summarizer_reads_a_review_folder_with_a_failed_review(
     )
     assert scores["detail"]["failed"] == "1" and scores["conv"]["failed"] == "0"
     assert "| review failed (no readable scores) | 1 | 1 |" in (report / "index.md").read_text()
+    # given the review file rather than its folder, the report finds its unscored lines too
+    one = tmp_path / "report-file"
+    review_file = out / "llava-v1.5-13b.jsonl"
+    assert main(["-q", "bench", "report", "--reviews", str(review_file), "--out", str(one)]) == 0
+    (row,) = [r for r in csv_rows(one / "scores.csv") if r["category"] == "all"]
+    assert (row["scored"], row["failed"]) == ("5", "1")
 
 
 def test_without_keypoints_the_box_rules_are_chosen(openai_server, tmp_path) -> None:

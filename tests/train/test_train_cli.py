@@ -86,7 +86,8 @@ def test_bad_data_stops_with_the_list_or_is_skipped(
     assert last.startswith("llava-pose: error: 1 of 5 records are bad") and "--skip-bad" in last
     assert "lost" in err and "image not found" in err
     listed = [json.loads(line) for line in (out / "bad_records.jsonl").read_text().splitlines()]
-    assert listed == [{"id": "lost", "file": str(data), "reason": listed[0]["reason"]}]
+    assert listed == [{"id": "lost", "file": str(data), "index": 4, "reason": listed[0]["reason"]}]
+    assert f"{data}: [4] (id 'lost'): " in err
     assert not list(out.glob("checkpoint-*")) and not (out / "llava_pose_run.json").exists()
     assert main(train_args(data, coco_mini, out, "--max-steps", "2", "--skip-bad")) == 0
     run = json.loads((out / "llava_pose_run.json").read_text())

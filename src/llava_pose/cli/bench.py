@@ -32,9 +32,10 @@ JUDGE_EXAMPLES = """
   # both orders (cancels position bias) and 3 samples per order, median
   llava-pose bench judge --bench ehpaub/ --answers answers/*.jsonl --swap --samples 3 --out reviews-swap/
 
-  # LLaVA-Bench COCO with LLaVA's own files
+  # LLaVA-Bench COCO with LLaVA's own files, rules and system message (LLaVA's judge request)
   llava-pose bench judge --questions qa90_questions.jsonl --context caps_boxes_coco2014_val_80.jsonl \\
-      --reference qa90_gpt4_answer.jsonl --answers answers/llava.jsonl --out reviews-llava-bench/
+      --reference qa90_gpt4_answer.jsonl --rules rule.json --system llava --judge openai:gpt-4-0314 \\
+      --answers answers/llava.jsonl --out reviews-llava-bench/
 """
 
 REPORT_EXAMPLES = """

@@ -451,11 +451,9 @@ def prepare_data(cfg: TrainConfig, processor: Any) -> tuple[list[Any], Encoder, 
     if report.bad:
         bad_file = Path(cfg.output) / BAD_FILE
         if main:
-            write_jsonl(
-                bad_file, [{"id": b.id, "file": b.source, "reason": b.reason} for b in report.bad]
-            )
+            write_jsonl(bad_file, [b.row() for b in report.bad])
             for b in report.bad[:10]:
-                log.warning("  bad record %s (%s): %s", b.id, b.source, b.reason)
+                log.warning("  bad record %s", b)
             if len(report.bad) > 10:
                 log.warning("  ... %d more", len(report.bad) - 10)
         if not cfg.skip_bad and not cfg.check:

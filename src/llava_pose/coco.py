@@ -31,7 +31,12 @@ Bad input raises `InputError` naming the file and a JSON-path-like field, e.g.
 ``person_keypoints_val2017.json: annotations[12].keypoints: expected 51 numbers, got 50``.
 Every image's annotations are checked, not only the kept images' (crowd regions and the person
 copies in the instances file only for their image and category), and every kept image must
-have a caption.
+have a caption. Absurd values are errors, not silent nonsense: a side over `MAX_IMAGE_SIDE`
+(at 10^30 px every coordinate would round to 0.0), a boolean where a number belongs (Python's
+bool is an int), NaN or Infinity (Python's ``json.dump`` writes them; JSON has neither: the
+error names the field, not only the column), and a ``file_name`` that leaves ``ROOT/SPLIT``
+(absolute, ``..`` out of it, NUL: a crafted file could otherwise make ``bench answer`` read and
+send any file, see `paths`).
 
 Speed and memory: the instances file of full train2017 is ~450 MB, mostly segmentation
 polygons. It is memory-mapped and decoded by msgspec into typed Structs that leave
@@ -45,7 +50,9 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import logging
+import math
 import mmap
 import operator
 import os
@@ -60,7 +67,8 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 
 from .errors import ConfigError, InputError
-from .io import read_jsonl, write_jsonl
+from .io import read_bytes, write_jsonl
+from .paths import fold, path_problem
 from .progress import progress_bar
 from .records import KEYPOINT_NAMES, NUM_KEYPOINTS, Box, ImageContext, Keypoint, Obj, Person
 
@@ -70,6 +78,9 @@ ANNOTATION_KINDS = ("captions", "instances", "person_keypoints")
 DEFAULT_MIN_KEYPOINTS = 5
 DEFAULT_MIN_PERSONS = 1
 TOLERANCE_PX = 1.0  # how far outside the image a box or keypoint may be and still be clamped
+# Largest width or height taken as real: JPEG (COCO's format) stops at 65,535 px per side and no
+# camera comes near; beyond it a size is corrupt or crafted, and 3-decimal coordinates collapse.
+MAX_IMAGE_SIDE = 100_000
 SAMPLE_SPLIT = "train2017"
 _FREEZE_AFTER = 100_000  # records in a load past which the loaded objects are gc-frozen
 
@@ -130,13 +141,30 @@ class _CaptionsFile(msgspec.Struct):
     annotations: list[_Caption]
 
 
+class _TypedPersonAnnotation(msgspec.Struct, gc=False):
+    image_id: int
+    bbox: _XYWH
+    keypoints: list[float]
+    id: int = 0
+    iscrowd: int = 0
+
+
+class _TypedKeypointsFile(msgspec.Struct):
+    """The keypoints file with every number typed: only to say where a bad one is."""
+
+    annotations: list[_TypedPersonAnnotation]
+
+
 _DECODERS = {
     "instances": msgspec.json.Decoder(_InstancesFile),
     "person_keypoints": msgspec.json.Decoder(_KeypointsFile),
     "captions": msgspec.json.Decoder(_CaptionsFile),
 }
+_TYPED_DECODERS = {**_DECODERS, "person_keypoints": msgspec.json.Decoder(_TypedKeypointsFile)}
 _FLOATS = msgspec.json.Decoder(list[float])
-_ANY_LIST = msgspec.json.Decoder(list)
+# ints stay ints (half the time of floats), and a bool is refused: Python's True == 1
+_NUMBERS = msgspec.json.Decoder(list[int | float])
+_PLAIN_NAME = re.compile(r"[^/\\\0:]+")  # a bare file name: nothing `paths` has to look at
 _VISIBILITY = {1: 1, 2: 2}
 
 
@@ -282,6 +310,7 @@ def _load(
     for i, im in enumerate(instances.images):
         if im.id in images:
             raise InputError(inst_path, f"duplicate image id {im.id}", f"images[{i}].id")
+        _check_image(im, i, inst_path, root / split)
         images[im.id] = im
         image_index[im.id] = i
     stats.images = len(images)
@@ -348,6 +377,26 @@ def _load(
     stats.kept = len(contexts)
     lap("contexts")
     return contexts
+
+
+def _check_image(im: _Image, index: int, inst_path: Path, folder: Path) -> None:
+    """A size no real image has, or a file name that leaves the split folder: input errors."""
+    for side, value in (("width", im.width), ("height", im.height)):
+        if value > MAX_IMAGE_SIDE:
+            raise InputError(
+                inst_path,
+                f"{value:,} px is beyond any real image (at most {MAX_IMAGE_SIDE:,} px per side)",
+                f"images[{index}].{side}",
+            )
+    name = im.file_name
+    if name and (name in (".", "..") or not _PLAIN_NAME.fullmatch(name)):
+        problem = path_problem(name)
+        if problem is not None:
+            raise InputError(
+                inst_path,
+                f"{problem}; refusing to read outside {folder}",
+                f"images[{index}].file_name",
+            )
 
 
 class _Lap:
@@ -601,11 +650,11 @@ def _norm_inside(cache: dict[float, float], value: float, size: int) -> float:
 def _keypoints(raw: msgspec.Raw, size: _Size) -> tuple[tuple[Keypoint, ...], int]:
     """17 normalized (x, y, v) and how many are labelled.
 
-    The fast path decodes untyped (COCO's integer coordinates stay ints: half the time of
-    floats) and builds the tuple in one comprehension; anything unusual goes the slow way.
+    The fast path decodes ints as ints (COCO's integer coordinates: half the time of floats)
+    and builds the tuple in one comprehension; anything unusual goes the slow way.
     """
     try:
-        k = _ANY_LIST.decode(raw)
+        k = _NUMBERS.decode(raw)
         if len(k) == 3 * NUM_KEYPOINTS:
             vs = k[2::3]
             unlabelled = vs.count(0)
@@ -628,7 +677,7 @@ def _keypoints(raw: msgspec.Raw, size: _Size) -> tuple[tuple[Keypoint, ...], int
                 )
                 return out, NUM_KEYPOINTS - unlabelled
     except (_Outside, TypeError, KeyError, msgspec.ValidationError):
-        pass  # a string, null, nested array, out of the image...: the slow path says which
+        pass  # a string, bool, null, out of the image...: the slow path says which
     return _keypoints_checked(raw, size)
 
 
@@ -638,6 +687,10 @@ def _keypoints_checked(raw: msgspec.Raw, size: _Size) -> tuple[tuple[Keypoint, .
         k = _FLOATS.decode(raw)
     except msgspec.ValidationError as e:
         field, problem = _split_validation(e)
+        index = re.fullmatch(r"\[(\d+)\]", field)
+        if index and int(index.group(1)) % 3 == 2 and problem.endswith("got bool"):
+            j = int(index.group(1)) // 3
+            problem = f"visibility v of {KEYPOINT_NAMES[j]} must be 0, 1 or 2, got a boolean"
         if field:
             raise _Bad(f"keypoints{field}", problem) from None
         raise _Bad("keypoints", f"expected {3 * NUM_KEYPOINTS} numbers, {problem}") from None
@@ -726,9 +779,12 @@ class _ImageFiles:
 
     def resolve(self, im: _Image, index: int, inst_path: Path) -> str:
         name2017 = f"{im.id:012d}.jpg"
+        given = im.file_name or None  # contained (`_check_image`); folded unless bare
+        if given and not _PLAIN_NAME.fullmatch(given):
+            given = fold(given)
         if not self.check:
-            return f"{self.split}/{im.file_name or name2017}"
-        for name in image_names(im.file_name, im.id, self.by_id):
+            return f"{self.split}/{given or name2017}"
+        for name in image_names(given, im.id, self.by_id):
             if name in self.names or ("/" in name and (self.root / self.split / name).is_file()):
                 return f"{self.split}/{name}"
         raise InputError(
@@ -754,9 +810,37 @@ def _decode(path: Path, kind: str) -> Any:
         field, problem = _split_validation(e)
         raise InputError(path, problem, field.lstrip(".") or None) from None
     except msgspec.DecodeError as e:
-        raise InputError(path, _json_problem(str(e), data)) from None
+        raise _decode_error(path, kind, data, str(e)) from None
     log.debug("decoded %s in %.2f s", path.name, time.perf_counter() - start)
     return result
+
+
+_NON_FINITE = re.compile(rb"-?Infinity|NaN")
+_NOT_A_NUMBER = "not a finite number (NaN or Infinity, which JSON does not have)"
+
+
+def _decode_error(path: Path, kind: str, data: mmap.mmap | bytes, message: str) -> InputError:
+    """Invalid JSON, with its line and column. NaN and Infinity (Python's ``json.dump`` writes
+    them) also get the field that holds one, e.g. ``annotations[12].bbox[2]``: the file is
+    decoded again, typed, with each such token written as a number out of range, which the
+    decoder refuses at its path. Only on this error path; a NaN in a field that is never read
+    (``segmentation``) keeps the line and column."""
+    at = _BYTE.search(message)
+    offset = int(at.group(1)) if at else -1
+    if offset >= 0 and (
+        data[offset : offset + 3] == b"NaN" or data[offset : offset + 8] == b"Infinity"
+    ):
+        try:
+            _TYPED_DECODERS[kind].decode(_NON_FINITE.sub(b"1e999", data))
+        except msgspec.ValidationError as e:
+            field, problem = _split_validation(e)
+            if problem == "number out of range":
+                problem = _NOT_A_NUMBER
+            return InputError(path, problem, field.lstrip(".") or None)
+        except msgspec.DecodeError:
+            pass  # another syntax error further on: the first one is the one to fix
+        return InputError(path, f"{_json_problem(message, data)}: {_NOT_A_NUMBER}")
+    return InputError(path, _json_problem(message, data))
 
 
 def _map(path: Path) -> mmap.mmap | bytes:
@@ -809,6 +893,7 @@ def _json_problem(message: str, data: mmap.mmap | bytes) -> str:
 # -- selection, files, the bundled sample ----------------------------------------------------
 
 T = TypeVar("T", ImageContext, int)
+T_Row = TypeVar("T_Row")
 
 
 def selection_key(image_id: int, seed: int) -> bytes:
@@ -840,8 +925,96 @@ def write_contexts(path: str | Path, contexts: Iterable[ImageContext]) -> int:
 
 
 def read_contexts(path: str | Path) -> list[ImageContext]:
-    """Read a `llava-pose prepare` JSONL; a bad line raises InputError naming the line."""
-    return read_jsonl(path, ImageContext)
+    """Read a contexts JSONL (`llava-pose prepare`'s, perhaps edited by hand), each line checked
+    as `prepare` checks COCO (`context_problem`); an error names the line and the field."""
+    contexts = []
+    for n, ctx in read_jsonl_numbered(path, ImageContext):
+        problem = context_problem(ctx)
+        if problem is not None:
+            raise InputError(path, problem[1], f"line {n}: {problem[0]}")
+        contexts.append(ctx)
+    return contexts
+
+
+def context_problem(ctx: ImageContext) -> tuple[str, str] | None:
+    """(field, problem) of the first absurd value in a context, or None. Pure.
+
+    Values are what `prepare` writes: an image path inside the COCO root, sides of 1 to
+    `MAX_IMAGE_SIDE` px, boxes and keypoints normalized to [0, 1], 17 keypoints with v in 0-2.
+    """
+    problem = path_problem(ctx.image)
+    if problem is not None:
+        return "image", f"{problem}; refusing to read outside the COCO root"
+    for side, value in (("width", ctx.width), ("height", ctx.height)):
+        if not 1 <= value <= MAX_IMAGE_SIDE:
+            return side, f"must be 1 to {MAX_IMAGE_SIDE:,} px, got {value:,}"
+    boxes = [(f"objects[{i}].box", o.box) for i, o in enumerate(ctx.objects)]
+    boxes += [(f"persons[{i}].box", p.box) for i, p in enumerate(ctx.persons)]
+    for field, box in boxes:
+        if not (0.0 <= box[0] <= box[2] <= 1.0 and 0.0 <= box[1] <= box[3] <= 1.0):
+            return field, f"expected (x1, y1, x2, y2) with 0 <= x1 <= x2 <= 1, got {_fmt(box)}"
+    for i, person in enumerate(ctx.persons):
+        points = person.keypoints
+        if len(points) != NUM_KEYPOINTS:
+            return (
+                f"persons[{i}].keypoints",
+                f"expected {NUM_KEYPOINTS} keypoints, got {len(points)}",
+            )
+        if all(0.0 <= x <= 1.0 and 0.0 <= y <= 1.0 and v in _V for x, y, v in points):
+            continue
+        for j, (x, y, v) in enumerate(points):
+            if v not in _V:
+                return f"persons[{i}].keypoints[{j}][2]", f"visibility must be 0, 1 or 2, got {v}"
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                return f"persons[{i}].keypoints[{j}]", f"({x:g}, {y:g}) is not in [0, 1]"
+    return None
+
+
+_V = (0, 1, 2)
+
+
+def read_jsonl_numbered(path: str | Path, type: type[T_Row]) -> list[tuple[int, T_Row]]:
+    """(line number, record) of every non-empty line of a JSONL file. An error names the file,
+    the line and the field, NaN and Infinity included (`non_finite_field`)."""
+    decoder = msgspec.json.Decoder(type)
+    rows: list[tuple[int, T_Row]] = []
+    for n, line in enumerate(read_bytes(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((n, decoder.decode(line)))
+        except msgspec.ValidationError as e:
+            field, problem = _split_validation(e)
+            field = field.lstrip(".")
+            raise InputError(
+                path, problem, f"line {n}: {field}" if field else f"line {n}"
+            ) from None
+        except msgspec.DecodeError as e:
+            field = non_finite_field(line)
+            if field is not None:
+                raise InputError(path, _NOT_A_NUMBER, f"line {n}: {field}") from None
+            problem = _json_problem(str(e), line).replace("(line 1, column", "(column")
+            raise InputError(path, problem, f"line {n}") from None
+    return rows
+
+
+def non_finite_field(line: bytes) -> str | None:
+    """Where one JSON text holds NaN or Infinity (Python's json writes them, JSON has neither),
+    e.g. ``persons[0].keypoints[3][1]``; None when it holds none. For error messages only."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        at, v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return at.lstrip(".") or "(the value)"
+        if isinstance(v, dict):
+            stack += reversed([(f"{at}.{k}", x) for k, x in v.items()])
+        elif isinstance(v, list):
+            stack += reversed([(f"{at}[{i}]", x) for i, x in enumerate(v)])
+    return None
 
 
 def sample_root() -> Path:

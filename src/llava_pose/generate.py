@@ -35,8 +35,10 @@ from .dataset import assemble, write_dataset
 from .errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError
 from .io import append_jsonl, write_json
 from .llm import make_backend
-from .llm.pricing import PriceTable, estimate
+from .llm.base import Backend
+from .llm.pricing import Estimate, PriceTable, context_window, estimate, over_context
 from .llm.runner import ModelOptions, Result
+from .lock import hold
 from .prompts import build_request, load_prompts
 from .records import TASKS, ChatRequest, ImageContext, Sample
 
@@ -55,13 +57,17 @@ class SourceOptions:
         None, "contexts JSONL from `llava-pose prepare`, instead of --coco"
     )
     max_images: int | None = option(
-        None, "use at most this many images, a seeded sample (stable as it grows)"
+        None, "use at most this many images, a seeded sample (stable as it grows)", at_least=1
     )
     min_keypoints: int = option(
         DEFAULT_MIN_KEYPOINTS,
         "an image is human-centric if a person has at least this many labelled keypoints",
+        at_least=0,
+        at_most=17,
     )
-    min_persons: int = option(DEFAULT_MIN_PERSONS, "... and at least this many such persons")
+    min_persons: int = option(
+        DEFAULT_MIN_PERSONS, "... and at least this many such persons", at_least=1
+    )
     all_images: bool = option(False, "keep images without people too (no human-centric filter)")
     check_images: bool = option(
         True, "check that every image file exists (--no-check-images for annotations only)"
@@ -81,7 +87,9 @@ class GenerateConfig(SourceOptions, ModelOptions):
         short="-t",
     )
     tasks: list[str] = option(
-        ["conversation", "detail", "reasoning"], "task types to generate, comma-separated"
+        ["conversation", "detail", "reasoning"],
+        "task types to generate, comma-separated",
+        choices=TASKS,
     )
     format: str = option(
         "paper",
@@ -101,7 +109,14 @@ class GenerateConfig(SourceOptions, ModelOptions):
         None, "teacher sampling temperature (default: the provider's)"
     )
     max_tokens: int = option(
-        1024, "teacher max completion tokens; replies cut here are filtered as truncated"
+        1024,
+        "teacher max completion tokens; replies cut here are filtered as truncated",
+        at_least=1,
+    )
+    context_window: int | None = option(
+        None,
+        "teacher's context window in tokens; requests whose prompt + --max-tokens pass it are "
+        "skipped (default: llava_pose/data/models.yaml, 128000 for unknown models)",
     )
     dry_run: bool = option(False, "print requests, tokens and cost, and call nothing")
 
@@ -167,12 +182,78 @@ def build_requests(
     ]
 
 
+@dataclass
+class TooLong:
+    """Requests left out because prompt + max tokens pass the teacher's context window."""
+
+    window: int | None
+    skipped: list[tuple[ChatRequest, int]]  # (request, its tokens)
+
+    def images(self) -> list[int]:
+        return sorted({r.meta["image_id"] for r, _ in self.skipped})
+
+    def note(self, est: Estimate) -> Estimate:
+        """`est` saying what was left out (the estimate counts only what is sent)."""
+        est.too_long, est.too_long_images = len(self.skipped), len(self.images())
+        est.context_window = self.window
+        return est
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "tokens": self.window,
+            "skipped_requests": len(self.skipped),
+            "skipped_images": self.images(),
+        }
+
+
+def fit_context_window(
+    requests: list[ChatRequest], backend: Backend, window: int | None = None
+) -> tuple[list[ChatRequest], TooLong]:
+    """The requests that fit the teacher's context window, and those left out with a warning.
+
+    One that does not fit cannot be answered: an absurd image (10,000 captions: a 661k-token
+    prompt) must be said and counted, not planned and sent in silence. The offline teacher
+    reads no prompt and has no window. `window` (``--context-window``) overrides the table.
+    """
+    if window is not None and window < 1:
+        raise ConfigError(f"--context-window: must be at least 1 token, got {window}")
+    if backend.provider == "rules":
+        return requests, TooLong(None, [])
+    window = window or context_window(backend.model)
+    kept: list[ChatRequest] = []
+    skipped: list[tuple[ChatRequest, int]] = []
+    for request in requests:
+        tokens = over_context(request, window, backend.model or "gpt-4o")
+        if tokens is None:
+            kept.append(request)
+        else:
+            skipped.append((request, tokens))
+    too_long = TooLong(window, skipped)
+    if skipped:
+        first, tokens = skipped[0]
+        log.warning(
+            "skipped %d requests of %d images: prompt + max tokens pass the context window of "
+            "%s (%s tokens), e.g. %s needs %s; --context-window N if the model takes more",
+            len(skipped),
+            len(too_long.images()),
+            backend.spec,
+            f"{window:,}",
+            first.id,
+            f"{tokens:,}",
+        )
+    return kept, too_long
+
+
 def run_generate(cfg: GenerateConfig) -> int:
     started = time.monotonic()
-    backend = make_backend(cfg.teacher, **cfg.backend_options())
+    backend = make_backend(
+        cfg.teacher, "teacher", "--teacher", dry_run=cfg.dry_run, **cfg.backend_options()
+    )
     log.info("teacher: %s", backend.describe())
     contexts = load_source(cfg, cfg.seed)
-    requests = build_requests(contexts, cfg, backend.model)
+    requests, too_long = fit_context_window(
+        build_requests(contexts, cfg, backend.model), backend, cfg.context_window
+    )
     prices = PriceTable.load(cfg.prices)
     price = prices.for_backend(backend)
     if not backend.free or cfg.dry_run:
@@ -180,14 +261,16 @@ def run_generate(cfg: GenerateConfig) -> int:
         est = estimate(
             requests, backend.model or "gpt-4o", price, lambda r: expected[r.meta["task"]]
         )
+        too_long.note(est)
+        if cfg.dry_run:  # the estimate is the output: said once, on stdout
+            print("\n".join(est.lines()))
+            return EXIT_OK
         log.info("%d images x %d tasks; estimate before the run:", len(contexts), len(cfg.tasks))
         for line in est.lines():
             log.info("  %s", line)
-        if cfg.dry_run:
-            print("\n".join(est.lines()))
-            return EXIT_OK
 
     out = Path(cfg.out)
+    hold(out, "generate", folder=True)
     out.mkdir(parents=True, exist_ok=True)
     failed_path = out / "failed.jsonl"
     failed_path.unlink(missing_ok=True)
@@ -233,8 +316,10 @@ def run_generate(cfg: GenerateConfig) -> int:
             "called": s.called,
             "failed": s.failed,
             "skipped_budget": s.skipped_budget,
+            "skipped_context": len(too_long.skipped),
             "retries": s.retries,
         },
+        "context_window": too_long.stats(),
         "samples": {
             **{t: len(by_task[t]) for t in cfg.tasks},
             "all": sum(len(v) for v in by_task.values()),
@@ -261,8 +346,9 @@ def run_generate(cfg: GenerateConfig) -> int:
     )
     if budget_stopped:
         log.warning(
-            "budget reached: %d requests not sent. Rerun with a higher --max-cost to continue; "
-            "finished calls come from the cache.",
+            "%s. %d requests not sent: rerun with a higher --max-cost to continue (finished "
+            "calls come from the cache).",
+            s.stop_reason,
             s.skipped_budget,
         )
         return EXIT_BUDGET

@@ -46,3 +46,38 @@ def inside(root: str | Path, rel: str, *, source: str | Path, field: str) -> Pat
     if problem is not None:
         raise InputError(source, f"{problem}; refusing to read outside {root}", field=field)
     return Path(root) / rel
+
+
+def fold(rel: str) -> str:
+    """`rel` folded lexically: ``/`` separators, no ``.``, no inner ``..``. Pure; for a path
+    that `escape_problem` accepts.
+
+    Why: the OS resolves ``link/..`` through the link, so ``val2017/../x`` with ``val2017``
+    linked to another disk would read beside that disk's folder although it looks inside the
+    root. Opening the folded form never hands the OS a ``..``.
+    """
+    parts: list[str] = []
+    for part in rel.replace("\\", "/").split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts)
+
+
+def path_problem(rel: str) -> str | None:
+    """`escape_problem`, and a path that folds to nothing (``.``, ``a/..``) names no file. Pure."""
+    problem = escape_problem(rel)
+    if problem is None and not fold(rel):
+        return f"path {rel!r} names the data root itself, not a file"
+    return problem
+
+
+def join_inside(root: str | Path, rel: str, *, source: str | Path, field: str) -> Path:
+    """The file to open for `rel` under `root`: checked like `inside` (same error), then
+    folded (see `fold`), so a symlink inside the root cannot be climbed back out of."""
+    problem = path_problem(rel)
+    if problem is not None:
+        raise InputError(source, f"{problem}; refusing to read outside {root}", field=field)
+    return Path(root) / fold(rel)

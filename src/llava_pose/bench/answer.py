@@ -32,7 +32,10 @@ from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError, InputE
 from ..io import append_jsonl, read_bytes, write_jsonl
 from ..llm import make_backend
 from ..llm.runner import ModelOptions, Result
+from ..lock import hold
+from ..paths import join_inside
 from ..records import ChatRequest, Message
+from ..train.config import PRECISIONS, TEMPLATES
 from .files import Answer, Question, load_bench, qid_key
 
 log = logging.getLogger("llava_pose")
@@ -60,10 +63,28 @@ class AnswerConfig(ModelOptions):
     model_id: str | None = option(
         None, "name of the model in the answers and the report (default: from --model)"
     )
-    temperature: float = option(0.0, "sampling temperature; 0 is greedy decoding")
-    max_tokens: int = option(1024, "max new tokens per answer (LLaVA's model_vqa uses 1024)")
+    temperature: float = option(0.0, "sampling temperature; 0 is greedy decoding", at_least=0)
+    max_tokens: int = option(
+        1024, "max new tokens per answer (LLaVA's model_vqa uses 1024)", at_least=1
+    )
     seed: int = option(0, "sampling seed, sent where the backend takes one")
     system: str | None = option(None, "system message before each question (default: none)")
+    device: str | None = option(
+        None, "hf: models only: torch device, e.g. cpu, cuda, cuda:1 (default: auto)"
+    )
+    dtype: str | None = option(
+        None, "hf: models only: weights dtype (default: auto)", choices=PRECISIONS
+    )
+    batch_size: int | None = option(
+        None, "hf: models only: questions per generate call (default: 8)", at_least=1
+    )
+    template: str | None = option(
+        None, "hf: models only: prompt template (default: auto)", choices=TEMPLATES
+    )
+
+    def backend_options(self) -> dict[str, object]:
+        hf = {"device": self.device, "dtype": self.dtype, "batch_size": self.batch_size}
+        return {**super().backend_options(), **hf, "template": self.template}
 
 
 def default_model_id(spec: str) -> str:
@@ -127,7 +148,17 @@ def _image_root(cfg: AnswerConfig, manifest: dict[str, Any]) -> Path:
 
 
 def _check_images(questions: list[Question], root: Path, questions_path: Path) -> list[Path]:
-    paths = [root / q.image for q in questions]
+    """The image file of each question, inside `root` (`paths.join_inside`: the folded path, so
+    ``val2017/../x`` cannot climb out through a linked ``val2017``); all must exist."""
+    paths = [
+        join_inside(
+            root,
+            q.image,
+            source=questions_path,
+            field=f"question_id {q.question_id!r}: image",
+        )
+        for q in questions
+    ]
     missing = [(i, p) for i, p in enumerate(paths) if not p.is_file()]
     if missing:
         i, path = missing[0]
@@ -173,15 +204,16 @@ def run_answer(cfg: AnswerConfig) -> int:
         raise ConfigError("--model: required, e.g. openai:gpt-4o-mini or hf:/path/to/model")
     if not cfg.out:
         raise ConfigError("--out: required, e.g. answers/MODEL.jsonl")
+    backend = make_backend(cfg.model, "answerer", "--model", **cfg.backend_options())
     bench = load_bench(cfg.bench, questions=cfg.questions, need_context=False, need_reference=False)
     root = _image_root(cfg, bench.manifest)
     images = _check_images(bench.questions, root, bench.questions_path)
-    backend = make_backend(cfg.model, **cfg.backend_options())
     log.info("answering %d questions with %s", len(bench.questions), backend.describe())
     model_id = cfg.model_id or default_model_id(cfg.model)  # the spec as the user wrote it
     want = settings(cfg, backend.spec)
 
     out = Path(cfg.out)
+    hold(out, "bench answer")
     partial = out.with_name(out.name + ".partial")
     failed_path = out.with_name(out.stem + ".failed.jsonl")
     known = bench.by_id()
@@ -230,7 +262,8 @@ def run_answer(cfg: AnswerConfig) -> int:
     )
     if s.skipped_budget:
         log.warning(
-            "budget reached: %d questions not answered. Rerun with a higher --max-cost to continue.",
+            "%s. %d questions not answered: rerun with a higher --max-cost to continue.",
+            s.stop_reason,
             s.skipped_budget,
         )
         return EXIT_BUDGET

@@ -45,11 +45,12 @@ from ..config import option
 from ..context import FORMATS
 from ..dataset import IMAGE_TOKEN, assemble
 from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError
-from ..generate import SourceOptions, expected_output_tokens, load_source
+from ..generate import SourceOptions, expected_output_tokens, fit_context_window, load_source
 from ..io import write_json, write_jsonl
-from ..llm import make_backend
+from ..llm import check_role, make_backend
 from ..llm.pricing import PriceTable, estimate
 from ..llm.runner import ModelOptions, Result
+from ..lock import hold
 from ..prompts import PromptSet, build_request, load_prompts
 from ..records import TASKS, ChatRequest, ImageContext, derived_seed
 from .files import (
@@ -82,7 +83,9 @@ class BuildConfig(SourceOptions, ModelOptions):
         "teacher that writes questions and reference answers: openai:MODEL, anthropic:MODEL, rules",
         short="-t",
     )
-    images: int = option(90, "images in the benchmark; each gives one question of each type")
+    images: int = option(
+        90, "images in the benchmark; each gives one question of each type", at_least=1
+    )
     seed: int = option(
         0, "seed of the image order, the Table 4 instruction, the conversation pair and the teacher"
     )
@@ -90,10 +93,13 @@ class BuildConfig(SourceOptions, ModelOptions):
     min_keypoints: int = option(
         BENCH_MIN_KEYPOINTS,
         "an image qualifies if a person has at least this many labelled keypoints ...",
+        at_least=0,
+        at_most=17,
     )
     min_person_area: float = option(
         BENCH_MIN_PERSON_AREA,
         "... and that person's box covers at least this fraction of the image",
+        at_least=0,
     )
     format: str = option(
         "paper", "prompt format: paper (Tables 1-4 exactly) or compact", choices=FORMATS
@@ -102,9 +108,18 @@ class BuildConfig(SourceOptions, ModelOptions):
     temperature: float | None = option(
         None, "teacher temperature (default: the provider's); re-asks need it above 0 to differ"
     )
-    max_tokens: int = option(1024, "teacher max completion tokens; cut replies are re-asked")
+    max_tokens: int = option(
+        1024, "teacher max completion tokens; cut replies are re-asked", at_least=1
+    )
+    context_window: int | None = option(
+        None,
+        "teacher's context window in tokens; an image whose prompt + --max-tokens passes it is "
+        "not drawn (default: llava_pose/data/models.yaml, 128000 for unknown models)",
+    )
     max_attempts: int = option(
-        3, "asks per image and question type before the image is replaced by the next one"
+        3,
+        "asks per image and question type before the image is replaced by the next one",
+        at_least=1,
     )
     dry_run: bool = option(False, "print requests, tokens and cost, and call nothing")
     # Not for the benchmark: its size is --images, and it is human-centric by definition.
@@ -221,6 +236,7 @@ def _digest(path: Path) -> str:
 
 
 def run_build(cfg: BuildConfig) -> int:
+    check_role(cfg.teacher, "teacher", "--teacher")
     if not cfg.coco and not cfg.contexts:
         raise ConfigError(
             "--coco: required (the COCO root holding annotations/ and the image folders), "
@@ -237,13 +253,23 @@ def run_build(cfg: BuildConfig) -> int:
             "val2014: about 35k of its 40.5k images are in train2017, so a model trained on "
             "data generated from train2017 has seen most of them; --split val2017 is disjoint"
         )
-    backend = make_backend(cfg.teacher, **cfg.backend_options())
+    backend = make_backend(
+        cfg.teacher, "teacher", "--teacher", dry_run=cfg.dry_run, **cfg.backend_options()
+    )
     log.info("teacher: %s", backend.describe())
     prompts = load_prompts(cfg.format)
     contexts = load_source(cfg, cfg.seed)
     eligible = [
         c for c in contexts if qualifies(c, cfg.min_keypoints, cfg.min_persons, cfg.min_person_area)
     ]
+    # An image needs all three questions: one prompt too long for the teacher leaves it out.
+    _, too_long = fit_context_window(
+        [teacher_request(c, t, 0, cfg, backend.model, prompts) for c in eligible for t in TASKS],
+        backend,
+        cfg.context_window,
+    )
+    skipped = set(too_long.images())
+    eligible = [c for c in eligible if c.image_id not in skipped]
     order = select_images(eligible, len(eligible), cfg.seed)
     log.info(
         "%d of %d images pass the benchmark rule (%s)",
@@ -265,10 +291,11 @@ def run_build(cfg: BuildConfig) -> int:
         est = estimate(
             requests, backend.model or "gpt-4o", price, lambda r: expected[r.meta["task"]]
         )
-        print("\n".join(est.lines()))
+        print("\n".join(too_long.note(est).lines()))
         return EXIT_OK
 
     out = Path(cfg.out)
+    hold(out, "bench build", folder=True)
     out.mkdir(parents=True, exist_ok=True)
     active = [_Image(c, i) for i, c in enumerate(order[: cfg.images])]
     next_rank = len(active)
@@ -373,6 +400,7 @@ def run_build(cfg: BuildConfig) -> int:
             "min_person_area": cfg.min_person_area,
             "images_loaded": len(contexts),
             "images_eligible": len(order),
+            "too_long_for_context_window": too_long.stats(),
             "order": "coco.select_images (blake2b of seed:image_id), prefix-stable",
         },
         "teacher": backend.spec,

@@ -16,7 +16,9 @@ LLaVA-Bench COCO's own files (``qa90_questions.jsonl``, ``qa90_gpt4_answer.jsonl
 LLaVA-Bench in-the-wild's context spells ``caption`` (a string or a list), which is accepted too.
 
 Every problem is an `InputError` naming the file, the line and the field; nothing is dropped
-without a word.
+without a word. An ``image`` must stay inside the image root (relative, no ``..`` out of it, no
+NUL; `paths`): ``bench answer`` reads the file and sends it to an API, so a crafted questions
+file must not be able to point it at ``~/.ssh/id_rsa``.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from typing import Any
 
 import msgspec
 
+from ..coco import MAX_IMAGE_SIDE, read_jsonl_numbered
 from ..errors import ConfigError, InputError
 from ..io import read_bytes, read_json, read_jsonl
+from ..paths import path_problem
 from ..records import NUM_KEYPOINTS, ImageContext, Obj, Person
 
 QUESTIONS_FILE = "questions.jsonl"
@@ -115,7 +119,19 @@ def read_questions(path: str | Path) -> list[Question]:
     if not questions:
         raise InputError(path, "no questions in the file")
     _unique(path, [q.question_id for q in questions])
+    for i, q in enumerate(questions):
+        _check_image(path, q.image, i)
     return questions
+
+
+def _check_image(path: Path, image: str, row: int) -> None:
+    """An ``image`` that leaves the image root is an input error naming its line."""
+    problem = path_problem(image)
+    if problem is not None:
+        line = _line_numbers(path)[row]
+        raise InputError(
+            path, f"{problem}; refusing to read outside the image root", f"line {line}: image"
+        )
 
 
 def read_answers(path: str | Path) -> list[Answer]:
@@ -185,10 +201,14 @@ def context_line(ctx: ImageContext, image: str) -> dict[str, Any]:
 def read_context(path: str | Path) -> dict[str, ImageContext]:
     """Contexts by the ``image`` field, which questions refer to."""
     path = Path(path)
-    lines = read_jsonl(path, ContextLine)
-    numbers = _line_numbers(path)
     out: dict[str, ImageContext] = {}
-    for n, line in zip(numbers, lines, strict=True):
+    for row, (n, line) in enumerate(read_jsonl_numbered(path, ContextLine)):
+        _check_image(path, line.image, row)
+        for side, value in (("width", line.width), ("height", line.height)):
+            if not 0 <= value <= MAX_IMAGE_SIDE:  # 0: not given (LLaVA's files)
+                raise InputError(
+                    path, f"must be 1 to {MAX_IMAGE_SIDE:,} px, got {value:,}", f"line {n}: {side}"
+                )
         for j, inst in enumerate(line.instances):
             if inst.keypoints is not None and len(inst.keypoints) != NUM_KEYPOINTS:
                 raise InputError(

@@ -1,4 +1,4 @@
-"""Prices per model (package data, overridable) and offline token counts for estimates."""
+"""Prices and context windows per model (package data) and offline token counts for estimates."""
 
 from __future__ import annotations
 
@@ -120,6 +120,10 @@ class Estimate:
     cost_expected: float | None
     cost_max: float | None
     sampled: int = 0  # >0: token counts extrapolated from this many requests
+    # left out before the estimate: prompt + max tokens pass the teacher's context window
+    too_long: int = 0
+    too_long_images: int = 0
+    context_window: int | None = None
 
     def lines(self) -> list[str]:
         how = f" (extrapolated from {self.sampled} requests)" if self.sampled else ""
@@ -132,6 +136,12 @@ class Estimate:
             out.append("cost: unknown (no price for this model; pass --prices FILE)")
         else:
             out.append(f"cost: ~${self.cost_expected:,.2f} expected, at most ${self.cost_max:,.2f}")
+        if self.too_long:
+            out.append(
+                f"skipped: {self.too_long} requests of {self.too_long_images} images, "
+                f"too long for the context window ({self.context_window:,} tokens, "
+                "prompt + max tokens); not counted above"
+            )
         return out
 
 
@@ -167,3 +177,43 @@ def estimate(
         cost_max=price.cost(input_tokens, out_max) if price else None,
         sampled=sampled,
     )
+
+
+@functools.cache
+def _context_windows() -> tuple[int, dict[str, int]]:
+    text = resources.files("llava_pose").joinpath("data/models.yaml").read_text("utf-8")
+    data = yaml.safe_load(text)["context_window"]
+    return int(data["default"]), {str(k).lower(): int(v) for k, v in data["models"].items()}
+
+
+def context_window(model: str) -> int:
+    """Tokens (prompt plus completion) one call to `model` may hold: its entry in
+    ``data/models.yaml``, matched like a price (exact, or a snapshot of a listed name), else
+    the file's documented default."""
+    default, windows = _context_windows()
+    name = model.split("/")[-1].lower()
+    if name in windows:
+        return windows[name]
+    matches = [k for k in windows if name.startswith(k) and _SNAPSHOT.fullmatch(name[len(k) :])]
+    return windows[max(matches, key=len)] if matches else default
+
+
+def over_context(
+    request: ChatRequest, window: int, model: str = "gpt-4o", *, default_max: int = 1024
+) -> int | None:
+    """Prompt plus max tokens of `request` when they pass `window`, else None.
+
+    The count is the estimate's (`count_message_tokens`), and it runs only when the prompt
+    could pass at all: a token is at least one UTF-8 byte, so C characters are at most C
+    tokens (4C if not ASCII). Real prompts are far below and cost no count, which keeps this
+    cheap over full COCO's 118k images.
+    """
+    reserve = request.max_tokens or default_max
+    bound = reserve + 3
+    for m in request.messages:
+        size = len(m.content)
+        bound += 4 + (size if m.content.isascii() else 4 * size)
+    if bound <= window:
+        return None
+    tokens = count_message_tokens(request.messages, model) + reserve
+    return tokens if tokens > window else None

@@ -117,6 +117,7 @@ class GenerateConfig(SourceOptions, ModelOptions):
         None,
         "teacher's context window in tokens; requests whose prompt + --max-tokens pass it are "
         "skipped (default: llava_pose/data/models.yaml, 128000 for unknown models)",
+        at_least=1,
     )
     dry_run: bool = option(False, "print requests, tokens and cost, and call nothing")
 

@@ -115,6 +115,7 @@ class BuildConfig(SourceOptions, ModelOptions):
         None,
         "teacher's context window in tokens; an image whose prompt + --max-tokens passes it is "
         "not drawn (default: llava_pose/data/models.yaml, 128000 for unknown models)",
+        at_least=1,
     )
     max_attempts: int = option(
         3,

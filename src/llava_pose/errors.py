@@ -76,10 +76,20 @@ def _secrets() -> set[str]:
     return {s for s in found if len(s) >= _MIN_SECRET}
 
 
+def forget_secrets() -> None:
+    """Drop the secrets registered by a command (the CLI calls it when the command ends), so
+    a long-lived process does not keep scrubbing one command's key from the next one's text."""
+    _extra_secrets.clear()
+
+
 @functools.lru_cache(maxsize=64)
 def _fragments(secret: str) -> tuple[str, ...]:
+    """The key's fragments worth matching: a low-variety run such as ``00000000`` also occurs
+    in innocent text (COCO's zero-padded file names), so only fragments of 4+ distinct
+    characters count."""
     n = min(_FRAGMENT, len(secret))
-    return tuple(dict.fromkeys(secret[i : i + n] for i in range(len(secret) - n + 1)))
+    parts = (secret[i : i + n] for i in range(len(secret) - n + 1))
+    return tuple(dict.fromkeys(p for p in parts if len(set(p)) >= min(4, len(set(secret)))))
 
 
 def redact(text: str) -> str:

@@ -68,9 +68,10 @@ from ..config import option
 from ..context import paper_annotation_messages
 from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError, InputError
 from ..io import read_json, write_json, write_jsonl
-from ..llm import make_backend
+from ..llm import check_role, make_backend
 from ..llm.pricing import PriceTable, estimate
 from ..llm.runner import ModelOptions
+from ..lock import hold
 from ..records import ChatRequest, ImageContext, Message, derived_seed
 from .files import Answer, AnswerSet, Bench, Question, load_answers, load_bench, qid_key
 from .scores import mean, median, parse_scores
@@ -117,10 +118,12 @@ class JudgeConfig(ModelOptions):
         False, "judge both orders (reference first, model first) and average: cancels position bias"
     )
     samples: int = option(
-        1, "reviews per question and order, with distinct seeds; the median of each score counts"
+        1,
+        "reviews per question and order, with distinct seeds; the median of each score counts",
+        at_least=1,
     )
     max_attempts: int = option(
-        3, "asks per review when the reply has no readable scores (new seed each time)"
+        3, "asks per review when the reply has no readable scores (new seed each time)", at_least=1
     )
     rules: str = option(
         "auto",
@@ -133,8 +136,10 @@ class JudgeConfig(ModelOptions):
         "judge system message: ours, llava (LLaVA-Bench's: 'You are a helpful and precise "
         "assistant for checking the quality of the answer.'), or the message itself",
     )
-    temperature: float = option(0.2, "judge sampling temperature (LLaVA-Bench uses 0.2)")
-    max_tokens: int = option(1024, "judge max completion tokens")
+    temperature: float = option(
+        0.2, "judge sampling temperature (LLaVA-Bench uses 0.2)", at_least=0
+    )
+    max_tokens: int = option(1024, "judge max completion tokens", at_least=1)
     seed: int = option(0, "seed of the first review; further samples and re-asks derive theirs")
     dry_run: bool = option(False, "print requests, tokens and cost, and call nothing")
 
@@ -321,6 +326,7 @@ def _judge_meta(out: Path, spec: str) -> dict[str, Any]:
 
 def run_judge(cfg: JudgeConfig) -> int:
     _check(cfg)
+    check_role(cfg.judge, "judge", "--judge")
     system = system_message(cfg.system)
     bench = load_bench(
         cfg.bench, questions=cfg.questions, context=cfg.context, reference=cfg.reference
@@ -329,7 +335,9 @@ def run_judge(cfg: JudgeConfig) -> int:
     _check_categories(bench, rules, rules_name)
     sets = [load_answers(path, bench) for path in cfg.answers]
     out = Path(cfg.out)
-    backend = make_backend(cfg.judge, **cfg.backend_options())
+    backend = make_backend(
+        cfg.judge, "judge", "--judge", dry_run=cfg.dry_run, **cfg.backend_options()
+    )
     meta = _judge_meta(out, backend.spec) if not cfg.dry_run else {}
     orders = (REF_FIRST, MODEL_FIRST) if cfg.swap else (REF_FIRST,)
     if cfg.samples > 1 and cfg.temperature == 0:
@@ -388,6 +396,7 @@ def run_judge(cfg: JudgeConfig) -> int:
         print("\n".join(est.lines()))
         return EXIT_OK
 
+    hold(out, "bench judge", folder=True)
     out.mkdir(parents=True, exist_ok=True)
     with cfg.open_runner(backend, out / "cache.sqlite", "judge", prices) as runner:
         pending = reviews

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import __version__, lock
 from ..config import add_options
-from ..errors import EXIT_INTERRUPTED, LlavaPoseError, redact
+from ..errors import EXIT_INTERRUPTED, LlavaPoseError, forget_secrets, redact
 from ..progress import LineHandler, end_progress_line
 
 # Command modules, imported when the parser is built; each has `register(subparsers)`.
@@ -134,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        forget_secrets()
 
 
 if __name__ == "__main__":

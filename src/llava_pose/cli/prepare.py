@@ -34,10 +34,17 @@ class PrepareConfig:
         metavar="NAME",
     )
     min_keypoints: int = option(
-        5, "human-centric filter: labelled keypoints (v>0) a person needs to count", metavar="N"
+        5,
+        "human-centric filter: labelled keypoints (v>0) a person needs to count",
+        metavar="N",
+        at_least=0,
+        at_most=17,
     )
     min_persons: int = option(
-        1, "human-centric filter: persons with --min-keypoints an image needs", metavar="N"
+        1,
+        "human-centric filter: persons with --min-keypoints an image needs",
+        metavar="N",
+        at_least=1,
     )
     all_images: bool = option(
         False, "keep every image, not only human-centric ones (--min-* are then ignored)"
@@ -47,6 +54,7 @@ class PrepareConfig:
         "keep only N images, picked by a seeded hash of the image id: the same N for the same "
         "seed everywhere, and a larger N keeps the smaller N's images (default: all)",
         metavar="N",
+        at_least=1,
     )
     seed: int = option(0, "seed of the --max-images pick", metavar="S")
     check_images: bool = option(

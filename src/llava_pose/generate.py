@@ -160,11 +160,6 @@ def load_source(cfg: SourceOptions, seed: int) -> list[ImageContext]:
 def build_requests(
     contexts: list[ImageContext], cfg: GenerateConfig, model: str
 ) -> list[ChatRequest]:
-    unknown = [t for t in cfg.tasks if t not in TASKS]
-    if unknown or not cfg.tasks:
-        raise ConfigError(
-            f"--tasks: unknown task {unknown[0] if unknown else '(none)'}: choose from {', '.join(TASKS)}"
-        )
     prompts = load_prompts(cfg.format)
     return [
         build_request(

@@ -100,6 +100,7 @@ class BuildConfig(SourceOptions, ModelOptions):
         BENCH_MIN_PERSON_AREA,
         "... and that person's box covers at least this fraction of the image",
         at_least=0,
+        at_most=1,
     )
     format: str = option(
         "paper", "prompt format: paper (Tables 1-4 exactly) or compact", choices=FORMATS
@@ -243,12 +244,6 @@ def run_build(cfg: BuildConfig) -> int:
             "--coco: required (the COCO root holding annotations/ and the image folders), "
             "or --contexts FILE from `llava-pose prepare`"
         )
-    if cfg.images < 1:
-        raise ConfigError(f"--images: must be at least 1, got {cfg.images}")
-    if cfg.max_attempts < 1:
-        raise ConfigError(f"--max-attempts: must be at least 1, got {cfg.max_attempts}")
-    if not 0 <= cfg.min_person_area <= 1:
-        raise ConfigError(f"--min-person-area: must be 0 to 1, got {cfg.min_person_area}")
     if cfg.split.startswith("val2014"):
         log.warning(
             "val2014: about 35k of its 40.5k images are in train2017, so a model trained on "
@@ -373,8 +368,9 @@ def run_build(cfg: BuildConfig) -> int:
     write_jsonl(out / REJECTED_FILE, rejected)
     if budget_stopped:
         log.warning(
-            "budget reached: the benchmark is not written. Rerun with a higher --max-cost; "
-            "finished calls come from the cache."
+            "%s: the benchmark is not written. Rerun with a higher --max-cost; finished calls "
+            "come from the cache.",
+            runner.stats.stop_reason,
         )
         return EXIT_BUDGET
     built = sorted((im for im in images if not im.dropped), key=lambda im: im.rank)

@@ -287,10 +287,6 @@ def _request(
 def _check(cfg: JudgeConfig) -> None:
     if not cfg.answers:
         raise ConfigError("--answers: give at least one answers file")
-    if cfg.samples < 1:
-        raise ConfigError(f"--samples: must be at least 1, got {cfg.samples}")
-    if cfg.max_attempts < 1:
-        raise ConfigError(f"--max-attempts: must be at least 1, got {cfg.max_attempts}")
     stems = [Path(a).stem for a in cfg.answers]
     dup = next((s for s in stems if stems.count(s) > 1), None)
     if dup:
@@ -487,8 +483,9 @@ def run_judge(cfg: JudgeConfig) -> int:
     )
     if totals["not_judged"]:
         log.warning(
-            "budget reached: %d questions not judged. Rerun with a higher --max-cost; finished "
-            "reviews come from the cache.",
+            "%s: %d questions not judged. Rerun with a higher --max-cost; finished reviews "
+            "come from the cache.",
+            runner.stats.stop_reason,
             totals["not_judged"],
         )
         return EXIT_BUDGET

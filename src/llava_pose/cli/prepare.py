@@ -67,8 +67,6 @@ def run(config: PrepareConfig) -> int:
 
     if not config.out:
         raise ConfigError("--out: required (the JSONL file to write, e.g. --out contexts.jsonl)")
-    if config.max_images is not None and config.max_images < 1:
-        raise ConfigError(f"--max-images: must be at least 1, got {config.max_images}")
     root = config.coco or coco.sample_root()
     if config.coco is None:
         log.info("no --coco given: using the bundled sample at %s", root)

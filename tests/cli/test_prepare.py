@@ -126,6 +126,13 @@ def string_keypoint(d: dict[str, Any]) -> None:
     d["annotations"][first_kept_person(d)]["keypoints"][3] = "12"
 
 
+def string_at_an_unlabelled_keypoint(d: dict[str, Any]) -> None:
+    """A string x where v=0: the value is never used, but the file is still wrong."""
+    k = d["annotations"][first_kept_person(d)]["keypoints"]
+    assert k[8] == 0  # the right eye of that person is unlabelled
+    k[6] = "0"
+
+
 def keypoint_outside(d: dict[str, Any]) -> None:
     a = d["annotations"][first_kept_person(d)]
     width = next(im["width"] for im in d["images"] if im["id"] == a["image_id"])
@@ -188,6 +195,12 @@ BAD_EDITS = [
         "person_keypoints",
         string_keypoint,
         "annotations[{i}].keypoints[3]",
+        "expected float, got str",
+    ),
+    (
+        "person_keypoints",
+        string_at_an_unlabelled_keypoint,
+        "annotations[{i}].keypoints[6]",
         "expected float, got str",
     ),
     ("person_keypoints", keypoint_outside, "annotations[{i}].keypoints[0]", "outside the"),

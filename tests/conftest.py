@@ -4,9 +4,11 @@ in temp dirs."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.servers import OpenAIServer
 
 # Real COCO 2017 images and their official annotations, cut down to the images the tests use
 # (see its README.md: what is kept, why, and the licences). It ships with the repository, so a
@@ -49,3 +51,49 @@ def coco_annotations_copy(tmp_path: Path, coco_mini: Path) -> Path:
     for split in ("train2017", "val2017"):
         (tmp_path / split).symlink_to(coco_mini / split)
     return tmp_path
+
+
+# -- the CLI against a loopback provider -------------------------------------------------------
+
+KEY = "sk-test-SECRET-123456"
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
+    """A loopback OpenAI server that wants KEY, which the environment holds."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with OpenAIServer(latency=0.0, api_key=KEY) as s:
+        yield s
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], rc: int, *needles: str) -> str:
+    """The CLI failed with exit 2 and one `llava-pose: error:` line holding every needle."""
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("llava-pose: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def generate_args(url: str, out: Path, *extra: object, images: int = 2) -> list[str]:
+    """`generate` on COCO-MINI val2017 with GPT-4o at `url`."""
+    return [
+        "generate",
+        "--coco",
+        str(find_coco_mini()),
+        "--split",
+        "val2017",
+        "--max-images",
+        str(images),
+        "--out",
+        str(out),
+        "--teacher",
+        "openai:gpt-4o",
+        "--base-url",
+        url,
+        *map(str, extra),
+    ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from llava_pose.llm.pricing import context_window, count_message_tokens, over_co
 from llava_pose.records import ChatRequest, Message
 
 SPLIT = "val2017"
-KEY = "sk-test-SECRET-123456"
 MARK = "ZEBRA-CROSSING-MARK"  # in every added caption: which requests carry the big image
 
 
@@ -45,14 +43,6 @@ def test_over_context_is_the_estimates_count_plus_max_tokens() -> None:
         assert over_context(request, tokens) is None  # exactly full still fits
         assert over_context(request, tokens - 1) == tokens
         assert over_context(request, 10 * len(text)) is None  # cannot pass: never counted
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with OpenAIServer(latency=0.0, api_key=KEY) as s:
-        yield s
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import find_coco_mini
+from tests.conftest import generate_args, one_line_error
 from tests.servers import OpenAIServer
 from tests.test_generate import KEY, teacher_reply
 
@@ -33,11 +32,10 @@ time.sleep(60)
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with OpenAIServer(latency=0.01, responder=teacher_reply, api_key=KEY) as s:
-        yield s
+def server(server: OpenAIServer) -> OpenAIServer:
+    """The shared loopback server, answering as a teacher would."""
+    server.responder = teacher_reply
+    return server
 
 
 def holder(path: Path, folder: bool = True) -> subprocess.Popen:
@@ -52,38 +50,13 @@ def holder(path: Path, folder: bool = True) -> subprocess.Popen:
     return proc
 
 
-def generate_args(server: OpenAIServer, out: Path, *extra: object) -> list[str]:
-    return [
-        "generate",
-        "--coco",
-        str(find_coco_mini()),
-        "--split",
-        "val2017",
-        "--max-images",
-        "3",
-        "--out",
-        str(out),
-        "--teacher",
-        "openai:gpt-4o",
-        "--base-url",
-        server.url,
-        *map(str, extra),
-    ]
-
-
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 def test_a_second_run_on_an_output_in_use_stops_at_once(server, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     other = holder(out)
     try:
         started = time.monotonic()
-        rc = main(["-q", *generate_args(server, out)])
-        line = one_line(capsys.readouterr().err)
+        rc = main(["-q", *generate_args(server.url, out)])
+        line = one_line_error(capsys, rc)
     finally:
         other.kill()
         other.wait()
@@ -96,8 +69,8 @@ def test_a_second_run_on_a_cache_in_use_stops_at_once(server, tmp_path, capsys) 
     cache = tmp_path / "shared.sqlite"
     other = holder(cache, folder=False)
     try:
-        rc = main(["-q", *generate_args(server, tmp_path / "b", "--cache", cache)])
-        line = one_line(capsys.readouterr().err)
+        rc = main(["-q", *generate_args(server.url, tmp_path / "b", "--cache", cache)])
+        line = one_line_error(capsys, rc)
     finally:
         other.kill()
         other.wait()
@@ -111,7 +84,7 @@ def test_a_run_killed_with_kill_9_leaves_no_lock(server, tmp_path) -> None:
     os.kill(other.pid, signal.SIGKILL)
     other.wait()
     assert lock_file(out, folder=True).exists()  # the file stays; the lock went with its process
-    assert main(["-q", *generate_args(server, out)]) == 0
+    assert main(["-q", *generate_args(server.url, out)]) == 0
     assert json.loads((out / "stats.json").read_text())["complete"] is True
 
 
@@ -119,7 +92,7 @@ def test_two_generate_processes_at_once_pay_each_call_once(server, tmp_path) -> 
     server.latency = 0.5
     out = tmp_path / "out"
     env = {**os.environ, "OPENAI_API_KEY": KEY}
-    cmd = [sys.executable, "-m", "llava_pose", "-q", *generate_args(server, out)]
+    cmd = [sys.executable, "-m", "llava_pose", "-q", *generate_args(server.url, out, images=3)]
     procs = [
         subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
         for _ in range(2)

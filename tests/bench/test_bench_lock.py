@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from tests.bench.helpers import model_answers
-from tests.conftest import find_coco_mini
-from tests.test_lock import holder, one_line
+from tests.conftest import find_coco_mini, one_line_error
+from tests.test_lock import holder
 
 from llava_pose.cli import main
 
@@ -30,7 +30,7 @@ def test_bench_steps_refuse_an_output_in_use(
     other = holder(target, folder=folder)
     try:
         rc = main(["-q", "bench", step, *map(str, args), "--base-url", openai_server.url])
-        line = one_line(capsys.readouterr().err)
+        line = one_line_error(capsys, rc)
     finally:
         other.kill()
         other.wait()

@@ -6,34 +6,23 @@ output, and no request sent."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import one_line_error
 from tests.servers import OpenAIServer
 
 from llava_pose import coco
 from llava_pose.cli import main
 
 SPLIT = "val2017"
-KEY = "sk-test-SECRET-123456"
 Edit = Callable[[dict[str, Any]], str]  # changes a file's data, returns the field to name
 
 
 def cli(*args: object) -> int:
     return main(["-q", *map(str, args)])
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str], rc: int, *needles: str) -> str:
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("llava-pose: error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def person(d: dict[str, Any]) -> int:
@@ -138,14 +127,6 @@ def test_the_largest_side_allowed_is_still_read(
 
 
 # -- contexts files (`generate --contexts`) ---------------------------------------------------
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with OpenAIServer(latency=0.0, api_key=KEY) as s:
-        yield s
 
 
 def set_keypoint(index: int, value: object) -> Callable[[dict[str, Any]], str]:

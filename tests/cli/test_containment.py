@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import one_line_error
 from tests.servers import OpenAIServer
 from tests.test_paths import ESCAPES
 
@@ -18,30 +18,10 @@ from llava_pose import coco
 from llava_pose.cli import main
 
 SPLIT = "val2017"
-KEY = "sk-test-SECRET-123456"
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with OpenAIServer(latency=0.0, api_key=KEY) as s:
-        yield s
 
 
 def cli(*args: object) -> int:
     return main(["-q", *map(str, args)])
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str], rc: int, *needles: str) -> str:
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("llava-pose: error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def instances(root: Path) -> Path:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import find_coco_mini
+from tests.conftest import find_coco_mini, generate_args
 from tests.servers import Fault, OpenAIServer
 from tests.test_generate import teacher_reply
 
@@ -28,25 +28,6 @@ def server(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with OpenAIServer(latency=0.01, responder=teacher_reply, api_key=KEY) as s:
         yield s
-
-
-def generate(url: str, out: Path, *extra: object, images: int = 2) -> list[str]:
-    return [
-        "generate",
-        "--coco",
-        str(find_coco_mini()),
-        "--split",
-        "val2017",
-        "--max-images",
-        str(images),
-        "--out",
-        str(out),
-        "--teacher",
-        "openai:gpt-4o",
-        "--base-url",
-        url,
-        *map(str, extra),
-    ]
 
 
 def written(folder: Path) -> bytes:
@@ -67,7 +48,7 @@ def test_a_key_echoed_in_replies_and_errors_is_in_no_file(server, tmp_path, caps
     server.add_fault(
         Fault("context_too_long", message=f"Incorrect API key provided: {masked}"), times=2
     )
-    rc = main(["-v", *generate(server.url, tmp_path / "out")])
+    rc = main(["-v", *generate_args(server.url, tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 1  # the two 400s failed; the rest was written
     data = written(tmp_path / "out") + err.encode()
@@ -82,7 +63,7 @@ def test_a_password_in_base_url_is_never_printed(server, tmp_path, capsys) -> No
     server.api_key = None  # a proxy that takes HTTP basic auth from the URL, not the key
     host = server.url.split("//", 1)[1]
     url = f"http://alice:hunter2-pw-1234@{host}"
-    assert main(["-v", *generate(url, tmp_path / "out")]) == 0
+    assert main(["-v", *generate_args(url, tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     assert "alice:***@" in err and "hunter2" not in err
     assert b"hunter2" not in written(tmp_path / "out")
@@ -90,7 +71,7 @@ def test_a_password_in_base_url_is_never_printed(server, tmp_path, capsys) -> No
 
 def test_a_rejected_key_names_the_variable_in_use(server, tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("MY_TEAM_KEY", "sk-wrong-key-000000000")
-    rc = main(["-q", *generate(server.url, tmp_path / "o", "--api-key-env", "MY_TEAM_KEY")])
+    rc = main(["-q", *generate_args(server.url, tmp_path / "o", "--api-key-env", "MY_TEAM_KEY")])
     err = capsys.readouterr().err
     assert rc == 2 and "MY_TEAM_KEY" in err and "OPENAI_API_KEY" not in err
     assert "sk-wrong-key" not in err
@@ -103,7 +84,7 @@ def test_absurd_usage_stops_a_budgeted_run_after_the_first_reply(server, tmp_pat
     server.latency = 0.2
     server.report_usage = lambda p, c: (p, 10**9)
     out = tmp_path / "out"
-    rc = main(["-q", *generate(server.url, out, "--concurrency", 16, "--max-cost", 0.05)])
+    rc = main(["-q", *generate_args(server.url, out, "--concurrency", 16, "--max-cost", 0.05)])
     err = capsys.readouterr().err
     assert rc == 3 and "impossible usage" in err and "Traceback" not in err
     first_reply = min(r.finished for r in server.requests if r.finished)
@@ -114,7 +95,7 @@ def test_absurd_usage_stops_a_budgeted_run_after_the_first_reply(server, tmp_pat
 
 def test_a_rerun_does_not_get_a_fresh_budget(server, tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    args = generate(server.url, out, "--max-cost", 0.04, "--concurrency", 1, images=10)
+    args = generate_args(server.url, out, "--max-cost", 0.04, "--concurrency", 1, images=10)
     assert main(["-q", *args]) == 3
     paid = len(server.completed)
     assert 0 < paid < 30
@@ -138,7 +119,7 @@ def test_an_unreachable_base_url_stops_in_seconds(tmp_path, capsys, monkeypatch)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     url = f"http://127.0.0.1:{closed_port()}/v1"
     started = time.monotonic()
-    rc = main(["-q", *generate(url, tmp_path / "out", images=3)])
+    rc = main(["-q", *generate_args(url, tmp_path / "out", images=3)])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and time.monotonic() - started < 10
     assert len(err.splitlines()) == 1 and url in err and "connection refused" in err
@@ -147,7 +128,9 @@ def test_an_unreachable_base_url_stops_in_seconds(tmp_path, capsys, monkeypatch)
 
 def test_timeouts_are_said_once_with_the_numbers(server, tmp_path, capsys) -> None:
     server.latency = 3.0
-    args = generate(server.url, tmp_path / "out", "--timeout", 0.3, "--max-retries", 1, images=1)
+    args = generate_args(
+        server.url, tmp_path / "out", "--timeout", 0.3, "--max-retries", 1, images=1
+    )
     assert main(args) == 1
     err = capsys.readouterr().err
     assert err.count("timed out after 0.3s and is retried") == 1
@@ -266,7 +249,7 @@ def test_stderr_to_a_file_gets_whole_lines_only(server, tmp_path) -> None:
     server.add_fault(Fault("hang", hang=5), times=1)  # one call times out mid-run: a warning
     log = tmp_path / "run.log"
     cmd = [sys.executable, "-m", "llava_pose"]
-    cmd += generate(server.url, tmp_path / "out", "--timeout", 0.5, images=3)
+    cmd += generate_args(server.url, tmp_path / "out", "--timeout", 0.5, images=3)
     with log.open("w") as f:
         rc = subprocess.run(cmd, cwd=REPO, stderr=f, env={**os.environ}, timeout=120).returncode
     text = log.read_text()

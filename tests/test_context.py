@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from tests.test_pose import FRONT, H, W, moved, person, without
 
 from llava_pose.coco import load_split
-from llava_pose.context import parse_compact, parse_paper, render_compact, render_paper
+from llava_pose.context import (
+    parse_compact,
+    parse_paper,
+    pose_cues,
+    render_compact,
+    render_paper,
+)
 from llava_pose.records import ImageContext, Obj, Person
 
 HIDDEN = (0.0, 0.0, 0)
@@ -52,8 +59,9 @@ def test_compact_format_uses_thousandths_and_marks_hidden_points() -> None:
     assert "person 700 500 800 950" in lines
 
 
+@pytest.mark.parametrize("cues", [False, True])
 @pytest.mark.parametrize("fmt", ["paper", "compact"])
-def test_round_trip_on_every_coco_mini_image(coco_mini, fmt) -> None:
+def test_round_trip_on_every_coco_mini_image(coco_mini, fmt, cues) -> None:
     """The compact context loses nothing: parsing it back gives the same numbers (and the
     paper format too), on every image of the real COCO-MINI, people or not."""
     contexts = load_split(coco_mini, "val2017", human_only=False) + load_split(
@@ -62,9 +70,9 @@ def test_round_trip_on_every_coco_mini_image(coco_mini, fmt) -> None:
     assert len(contexts) >= 30  # all 34 images of tests/data/coco-mini
     for ctx in contexts:
         if fmt == "paper":
-            captions, objects, persons = parse_paper(render_paper(ctx))
+            captions, objects, persons = parse_paper(render_paper(ctx, cues=cues))
         else:
-            captions, objects, persons = parse_compact(render_compact(ctx))
+            captions, objects, persons = parse_compact(render_compact(ctx, cues=cues))
         assert tuple(captions) == ctx.captions
         assert tuple(objects) == ctx.objects
         for got, want in zip(persons, ctx.persons, strict=True):
@@ -73,3 +81,56 @@ def test_round_trip_on_every_coco_mini_image(coco_mini, fmt) -> None:
                 assert got.keypoints == want.keypoints
             else:  # sent as a box only: nothing labelled to lose
                 assert got.num_labelled == 0
+
+
+# -- pose cues (--cues) -----------------------------------------------------------------------
+
+
+def cue_ctx(*persons: Person, objects: tuple[Obj, ...] = ()) -> ImageContext:
+    return ImageContext(
+        image_id=7,
+        image="x.jpg",
+        width=W,
+        height=H,
+        captions=("A person.",),
+        objects=objects,
+        persons=persons,
+    )
+
+
+def test_a_cue_says_posture_limbs_with_angles_facing_and_hidden_parts() -> None:
+    raised = moved(left_elbow=(240, 60), left_wrist=(245, 10))  # the person's left arm up
+    [cue] = pose_cues(cue_ctx(person(raised, v={"right ear": 1})))
+    assert cue is not None and cue.startswith("pose: standing; facing the camera; ")
+    assert "left arm raised above the head (elbow straight, " in cue
+    assert "right arm hanging down (elbow straight, " in cue
+    assert "left leg straight (knee 1" in cue and "only person" in cue
+    assert cue.endswith("hidden: right ear")
+
+
+def test_cues_give_the_order_from_the_left_and_skip_people_without_keypoints() -> None:
+    right = person({k: (x + 150, y) for k, (x, y) in FRONT.items()})
+    left = person({k: (x - 150, y) for k, (x, y) in FRONT.items()})
+    nobody = Person(box=(0.1, 0.1, 0.2, 0.2), keypoints=((0.0, 0.0, 0),) * 17)
+    cues = pose_cues(cue_ctx(right, nobody, left))
+    assert cues[1] is None
+    assert cues[0] and cues[0].endswith("3rd of 3 from the left")
+    assert cues[2] and cues[2].endswith("1st of 3 from the left")
+
+
+def test_an_unlabelled_limb_gets_no_cue() -> None:
+    [cue] = pose_cues(cue_ctx(person(without(FRONT, "left elbow", "left wrist"))))
+    assert cue is not None and "left arm" not in cue and "right arm" in cue
+
+
+@pytest.mark.parametrize("fmt", ["paper", "compact"])
+def test_cues_add_one_line_after_each_labelled_persons_keypoints(coco_mini, fmt) -> None:
+    for ctx in load_split(coco_mini, "train2017"):
+        plain = render_paper(ctx) if fmt == "paper" else [render_compact(ctx)]
+        cued = render_paper(ctx, cues=True) if fmt == "paper" else [render_compact(ctx, cues=True)]
+        added = [line for line in "\n".join(cued).split("\n") if line.startswith("pose: ")]
+        assert len(added) == sum(1 for c in pose_cues(ctx) if c)
+        assert added and not any("pose: " in m for m in plain)
+        # everything else is unchanged: removing the cue lines gives the plain rendering
+        stripped = ["\n".join(x for x in m.split("\n") if not x.startswith("pose: ")) for m in cued]
+        assert stripped == plain

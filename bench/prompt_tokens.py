@@ -19,7 +19,7 @@ from pathlib import Path
 from llava_pose.coco import load_split
 from llava_pose.llm.pricing import count_message_tokens
 from llava_pose.prompts import build_request, load_prompts
-from llava_pose.records import TASKS
+from llava_pose.tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 

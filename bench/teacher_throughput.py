@@ -38,7 +38,8 @@ from llava_pose.coco import load_split
 from llava_pose.llm.openai_api import OpenAIBackend
 from llava_pose.llm.runner import Runner, RunnerOptions
 from llava_pose.prompts import build_request, load_prompts
-from llava_pose.records import TASKS, ChatRequest
+from llava_pose.records import ChatRequest
+from llava_pose.tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sk-bench-not-a-real-key-0000"

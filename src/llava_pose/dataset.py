@@ -20,16 +20,12 @@ from pathlib import Path
 
 from .filters import check_text, context_numbers
 from .io import write_json
-from .parse import QAPair, parse_description, parse_qa
-from .records import TASK_SHORT, ChatRequest, Completion, Sample, Turn
+from .parse import QAPair
+from .records import ChatRequest, Completion, Sample, Turn
+from .tasks import short_order, task_type
 
 IMAGE_TOKEN = "<image>"
-# Output file per task type, and the merged file that training reads.
-TASK_FILES = {
-    "conversation": "conversation.json",
-    "detail": "detail.json",
-    "reasoning": "reasoning.json",
-}
+# The merged file that training reads (each task type's own file is its `TaskType.file`).
 MERGED_FILE = "llava_pose_all.json"
 
 
@@ -51,11 +47,16 @@ def _turns(pairs: list[QAPair]) -> tuple[Turn, ...]:
 
 
 def _keep(
-    pairs: tuple[QAPair, ...], numbers: frozenset[str], filtered: Counter[str]
+    pairs: tuple[QAPair, ...],
+    numbers: frozenset[str],
+    filtered: Counter[str],
+    *,
+    check_question: bool = True,
 ) -> list[QAPair]:
+    """The pairs that pass the filters; a question we asked ourselves is not checked."""
     kept = []
     for pair in pairs:
-        reason = check_text(pair.question) or check_text(pair.answer, numbers)
+        reason = (check_question and check_text(pair.question)) or check_text(pair.answer, numbers)
         if reason:
             filtered[reason] += 1
         else:
@@ -66,27 +67,16 @@ def _keep(
 def assemble(
     request: ChatRequest, completion: Completion, *, split_conversations: bool = False
 ) -> Assembly:
-    """Turn one teacher reply into training records. Pure."""
-    task = request.meta["task"]
+    """Turn one teacher reply into training records. Pure.
+
+    The task's parser gives the pairs: an instructed task's reply is one pair (the instruction
+    asked, the reply), so it is kept or dropped whole by the same rules."""
+    spec = task_type(request.meta["task"])
     image = request.meta["image"]
     out = Assembly()
     numbers = context_numbers(request.context) if request.context else frozenset()
     truncated = completion.finish_reason == "length"
-    if task == "detail":
-        if truncated:
-            out.filtered["truncated"] += 1
-            return out
-        text = parse_description(completion.text)
-        reason = check_text(text, numbers)
-        if reason:
-            out.filtered[reason] += 1
-            return out
-        instruction = request.meta["instruction"]
-        turns = (Turn("human", f"{IMAGE_TOKEN}\n{instruction}"), Turn("gpt", text))
-        out.samples.append(Sample(request.id, image, turns))
-        out.turns = 1
-        return out
-    parsed = parse_qa(completion.text)
+    parsed = spec.parse(completion.text, request.meta.get("instruction"))
     pairs = parsed.pairs
     if truncated and pairs:
         out.filtered["truncated"] += 1
@@ -95,11 +85,11 @@ def assemble(
         out.filtered["truncated"] += 1
     elif parsed.problem:
         out.filtered["malformed"] += 1
-    kept = _keep(pairs, numbers, out.filtered)
+    kept = _keep(pairs, numbers, out.filtered, check_question=not spec.instructed)
     if not kept:
         return out
     out.turns = len(kept)
-    if task == "conversation" and split_conversations:
+    if spec.multi_turn and split_conversations:
         out.samples = [
             Sample(f"{request.id}-{k}", image, _turns([pair])) for k, pair in enumerate(kept)
         ]
@@ -113,19 +103,19 @@ def write_dataset(
 ) -> dict[str, str]:
     """One JSON file per task type plus the merged file, each written atomically.
 
-    Records are ordered by image id, then task (conversation, detail, reasoning)."""
+    Records are ordered by image id, then task (in registry order)."""
     files = {}
-    order = {short: i for i, short in enumerate(TASK_SHORT.values())}
 
     def sort_key(s: Sample) -> tuple[int, int, int]:
         image_id, short, *k = s.id.split("-")
-        return int(image_id), order.get(short, 9), int(k[0]) if k else 0
+        return int(image_id), short_order(short), int(k[0]) if k else 0
 
     merged: list[Sample] = []
     for task in tasks:
+        name = task_type(task).file
         samples = sorted(by_task.get(task, []), key=sort_key)
-        write_json(out_dir / TASK_FILES[task], samples, indent=1)
-        files[task] = TASK_FILES[task]
+        write_json(out_dir / name, samples, indent=1)
+        files[task] = name
         merged += samples
     write_json(out_dir / MERGED_FILE, sorted(merged, key=sort_key), indent=1)
     files["all"] = MERGED_FILE

@@ -40,7 +40,8 @@ from .llm.pricing import Estimate, PriceTable, context_window, estimate, over_co
 from .llm.runner import ModelOptions, Result
 from .lock import hold
 from .prompts import build_request, load_prompts
-from .records import TASKS, ChatRequest, ImageContext, Sample
+from .records import ChatRequest, ImageContext, Sample
+from .tasks import TASKS
 
 log = logging.getLogger("llava_pose")
 
@@ -87,7 +88,7 @@ class GenerateConfig(SourceOptions, ModelOptions):
         short="-t",
     )
     tasks: list[str] = option(
-        ["conversation", "detail", "reasoning"],
+        list(TASKS),
         "task types to generate, comma-separated",
         choices=TASKS,
     )

@@ -1,4 +1,4 @@
-"""The three task prompts (Tables 1-4 of the paper), built as plain `ChatRequest`s.
+"""The task prompts (Tables 1-4 of the paper), built as plain `ChatRequest`s.
 
 Texts live in package data (``data/prompts``): the system prompts word for word from the
 paper (paragraph breaks as in the authors' scripts), the Table 4 instructions, the closing
@@ -9,6 +9,9 @@ request of Table 1, our compact-format system prompts and the worked few-shot ex
 * detail (Table 2): system; the image's annotation messages (captions, then every object and
   every person with box and keypoints); one Table 4 instruction drawn with the seed.
 * reasoning (Table 3): system; the image's annotation messages.
+
+Which task presents the image how is data: the `query` and `instructed` fields of its entry in
+`llava_pose.tasks`; files are found by the task's name.
 
 ``--fewshot`` puts worked examples before the query: each example is rendered exactly like a
 query of its task (same format) and followed by its answer as an assistant message.
@@ -25,9 +28,10 @@ from importlib import resources
 import msgspec
 import yaml
 
-from .context import FORMATS, render_compact, render_paper
+from .context import FORMATS
 from .errors import ConfigError
-from .records import TASKS, ChatRequest, ImageContext, Message, request_id
+from .records import ChatRequest, ImageContext, Message
+from .tasks import TASK_TYPES, request_id, task_type
 
 
 class FewShotExample(msgspec.Struct, frozen=True):
@@ -61,15 +65,15 @@ def load_prompts(fmt: str = "paper") -> PromptSet:
         line.strip() for line in _read("detail_instructions.txt").splitlines() if line.strip()
     )
     fewshot = {
-        task: tuple(
+        t.name: tuple(
             msgspec.convert(e, FewShotExample)
-            for e in yaml.safe_load(_read(f"fewshot/{task}.yaml"))
+            for e in yaml.safe_load(_read(f"fewshot/{t.name}.yaml"))
         )
-        for task in TASKS
+        for t in TASK_TYPES
     }
     return PromptSet(
         format=fmt,
-        system={task: _read(f"{fmt}/{task}.system.txt").strip() for task in TASKS},
+        system={t.name: _read(f"{fmt}/{t.name}.system.txt").strip() for t in TASK_TYPES},
         caption_question=messages["caption_question"],
         conversation_request=messages["conversation_request"],
         detail_instructions=instructions,
@@ -88,23 +92,9 @@ def query_messages(
     prompts: PromptSet, ctx: ImageContext, task: str, instruction: str | None = None
 ) -> list[Message]:
     """The user messages that present one image for one task (no system, no examples)."""
-    if task == "conversation":
-        if prompts.format == "compact":
-            return [
-                Message("user", render_compact(ctx, annotations=False)),
-                Message("user", prompts.conversation_request),
-            ]
-        out: list[Message] = []
-        for caption in ctx.captions:
-            out.append(Message("user", prompts.caption_question))
-            out.append(Message("assistant", caption))
-        out.append(Message("user", prompts.conversation_request))
-        return out
-    if prompts.format == "compact":
-        out = [Message("user", render_compact(ctx))]
-    else:
-        out = [Message("user", m) for m in render_paper(ctx)]
-    if task == "detail":
+    spec = task_type(task)
+    out = spec.query(prompts, ctx)
+    if spec.instructed:
         out.append(Message("user", instruction or prompts.detail_instructions[0]))
     return out
 
@@ -121,8 +111,7 @@ def build_request(
     max_tokens: int | None = None,
 ) -> ChatRequest:
     """The teacher request for one image and task. Pure: same inputs, same request."""
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
+    spec = task_type(task)
     messages = [Message("system", prompts.system[task])]
     if fewshot:
         for example in prompts.fewshot[task]:
@@ -130,7 +119,7 @@ def build_request(
                 continue  # never show the teacher its own answer
             messages += query_messages(prompts, example.context, task, example.instruction)
             messages.append(Message("assistant", example.response.strip()))
-    instruction = pick_instruction(prompts, ctx.image_id, seed) if task == "detail" else None
+    instruction = pick_instruction(prompts, ctx.image_id, seed) if spec.instructed else None
     messages += query_messages(prompts, ctx, task, instruction)
     meta = {"task": task, "image_id": ctx.image_id, "image": ctx.image}
     if instruction:

@@ -1,7 +1,8 @@
 """The typed records that flow through every stage, with stable ids.
 
-COCO image id -> `ImageContext` -> `ChatRequest` (id ``{image_id}-{task}``) -> `Completion`
--> `Sample` (id ``{image_id}-{task}`` or ``{image_id}-conv-{k}`` when conversations are split).
+COCO image id -> `ImageContext` -> `ChatRequest` (id ``{image_id}-{short}``, see
+`tasks.request_id`) -> `Completion` -> `Sample` (the same id, or ``{image_id}-conv-{k}`` when
+conversations are split). The task types themselves are data, in `llava_pose.tasks`.
 
 Coordinates in an `ImageContext` are normalized to [0, 1] by the image width and height and
 rounded to 3 decimals, exactly what the teacher is shown; boxes are (x1, y1, x2, y2).
@@ -35,11 +36,6 @@ KEYPOINT_NAMES: tuple[str, ...] = (
     "right ankle",
 )
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
-
-Task = Literal["conversation", "detail", "reasoning"]
-TASKS: tuple[Task, ...] = ("conversation", "detail", "reasoning")
-# Short names used in ids and file names; LLaVA-Bench calls them conv/detail/complex.
-TASK_SHORT: dict[str, str] = {"conversation": "conv", "detail": "detail", "reasoning": "reasoning"}
 
 Box = tuple[float, float, float, float]
 Keypoint = tuple[float, float, int]
@@ -89,7 +85,7 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     Only `model`, `messages`, `temperature`, `max_tokens` and `seed` decide the answer, and
     only they enter the cache key. `id` names the request in outputs and failures; `meta`
     carries stage data (task, image id, the Table 4 instruction) that is never sent;
-    `context` lets the offline `rules` teacher ground its answers without a network.
+    `context` is the image the request is about, for the filters that check the reply.
     """
 
     id: str
@@ -125,11 +121,6 @@ class Sample(msgspec.Struct, frozen=True):
     id: str
     image: str
     conversations: tuple[Turn, ...]
-
-
-def request_id(image_id: int, task: str) -> str:
-    """The stable id of the request (and the sample) for one image and task."""
-    return f"{image_id}-{TASK_SHORT.get(task, task)}"
 
 
 def derived_seed(*parts: object) -> int:

@@ -30,7 +30,8 @@ from llava_pose.llm.rules import (
 from llava_pose.llm.runner import Runner
 from llava_pose.parse import parse_qa
 from llava_pose.prompts import build_request, load_prompts
-from llava_pose.records import TASKS, ChatRequest, ImageContext, Message, Person
+from llava_pose.records import ChatRequest, ImageContext, Message, Person
+from llava_pose.tasks import TASKS
 
 PAIR = r"Question:\n[^\n]+\n===\nAnswer:\n[^\n]+"
 CONVERSATION = re.compile(rf"{PAIR}(?:\n===\n{PAIR}){{2,5}}")

@@ -52,9 +52,9 @@ from ..llm.pricing import PriceTable, estimate
 from ..llm.runner import ModelOptions, Result
 from ..lock import hold
 from ..prompts import PromptSet, build_request, load_prompts
-from ..records import TASKS, ChatRequest, ImageContext, derived_seed
+from ..records import ChatRequest, ImageContext, derived_seed
+from ..tasks import TASK_TYPES, TASKS, task_type
 from .files import (
-    CATEGORIES,
     CONTEXT_FILE,
     MANIFEST_FILE,
     QUESTIONS_FILE,
@@ -204,9 +204,9 @@ def extract(
         (turns[i].value.removeprefix(IMAGE_TOKEN + "\n"), turns[i + 1].value)
         for i in range(0, len(turns) - 1, 2)
     ]
-    task = request.meta["task"]
-    if task == "conversation":
-        rng = random.Random(derived_seed(seed, request.meta["image_id"], "conversation-pair"))
+    spec = task_type(request.meta["task"])
+    if spec.multi_turn:  # one pair of the conversation, drawn with the seed
+        rng = random.Random(derived_seed(seed, request.meta["image_id"], f"{spec.name}-pair"))
         question, answer = pairs[rng.randrange(len(pairs))]
     else:
         question, answer = pairs[0]
@@ -330,7 +330,9 @@ def run_build(cfg: BuildConfig) -> int:
                         "input_tokens": c.input_tokens,
                         "output_tokens": c.output_tokens,
                         **(
-                            {"instruction": request.meta["instruction"]} if task == "detail" else {}
+                            {"instruction": request.meta["instruction"]}
+                            if task_type(task).instructed
+                            else {}
                         ),
                     }
                     continue
@@ -385,7 +387,7 @@ def run_build(cfg: BuildConfig) -> int:
         "images": len(built),
         "images_requested": cfg.images,
         "questions": len(built) * len(TASKS),
-        "categories": list(CATEGORIES.values()),
+        "categories": [t.category for t in TASK_TYPES],
         "seed": cfg.seed,
         "split": cfg.split,
         "image_root": str(Path(cfg.coco).resolve()) if cfg.coco else None,
@@ -425,10 +427,11 @@ def run_build(cfg: BuildConfig) -> int:
     }
     write_json(out / MANIFEST_FILE, manifest)
     log.info(
-        "wrote %d images x 3 = %d questions to %s (%d replies re-asked, %d images replaced); "
+        "wrote %d images x %d = %d questions to %s (%d replies re-asked, %d images replaced); "
         "cost this run $%.4f",
         len(built),
-        len(built) * 3,
+        len(TASK_TYPES),
+        len(built) * len(TASK_TYPES),
         out,
         len(rejected),
         len(dropped),
@@ -450,9 +453,10 @@ def _write_bench(out: Path, built: list[_Image], teacher: str) -> dict[str, str]
     contexts: list[dict[str, Any]] = []
     for i, im in enumerate(built):
         contexts.append(context_line(im.ctx, im.ctx.image))
-        for k, task in enumerate(TASKS):
-            qid = len(TASKS) * i + k
-            category = CATEGORIES[task]
+        for k, spec in enumerate(TASK_TYPES):
+            task = spec.name
+            qid = len(TASK_TYPES) * i + k
+            category = spec.category
             item = im.items[task]
             questions.append(
                 {

@@ -36,19 +36,15 @@ from ..errors import ConfigError, InputError
 from ..io import read_bytes, read_json, read_jsonl
 from ..paths import path_problem
 from ..records import NUM_KEYPOINTS, ImageContext, Obj, Person
+from ..tasks import category_titles
 
 QUESTIONS_FILE = "questions.jsonl"
 REFERENCE_FILE = "answers_ref.jsonl"
 CONTEXT_FILE = "context.jsonl"
 MANIFEST_FILE = "manifest.json"
 
-# Our task names -> LLaVA-Bench's categories, in the order questions are written.
-CATEGORIES: dict[str, str] = {"conversation": "conv", "detail": "detail", "reasoning": "complex"}
-CATEGORY_TITLES: dict[str, str] = {
-    "conv": "Conversation",
-    "detail": "Detail description",
-    "complex": "Complex reasoning",
-}
+# Category -> heading in reports; the categories and their titles are the task registry's.
+CATEGORY_TITLES: dict[str, str] = category_titles()
 
 QuestionId = int | str
 

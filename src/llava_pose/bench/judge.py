@@ -73,6 +73,7 @@ from ..llm.pricing import PriceTable, estimate
 from ..llm.runner import ModelOptions
 from ..lock import hold
 from ..records import ChatRequest, ImageContext, Message, derived_seed
+from ..tasks import rule_key
 from .files import Answer, AnswerSet, Bench, Question, load_answers, load_bench, qid_key
 from .scores import mean, median, parse_scores
 
@@ -298,7 +299,7 @@ def _check(cfg: JudgeConfig) -> None:
 
 def _check_categories(bench: Bench, rules: dict[str, Rule], rules_name: str) -> None:
     for q in bench.questions:
-        if q.category not in rules:
+        if rule_key(q.category) not in rules:
             raise InputError(
                 bench.questions_path,
                 f"category {q.category!r} has no judge rule in {rules_name} "
@@ -369,7 +370,7 @@ def run_judge(cfg: JudgeConfig) -> int:
             bench.contexts[q.image],
             bench.reference[review.qid].text,
             sets[review.model].answers[review.qid].text,
-            rules[q.category],
+            rules[rule_key(q.category)],
             cfg,
             backend.model,
             system,

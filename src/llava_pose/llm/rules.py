@@ -23,7 +23,7 @@ import functools
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
@@ -34,6 +34,7 @@ from .. import pose
 from ..filters import check_text
 from ..pose import PoseFacts, SceneFacts
 from ..records import ChatRequest, Completion, ImageContext
+from ..tasks import BY_NAME, task_type
 from .base import Backend, PermanentError
 
 __all__ = ["DESCRIPTION", "RulesBackend", "write"]
@@ -41,7 +42,6 @@ __all__ = ["DESCRIPTION", "RulesBackend", "write"]
 DESCRIPTION = (
     "rules (built-in offline teacher: grounded in keypoint geometry and captions, no network)"
 )
-TASK_NAMES = ("conversation", "detail", "reasoning")
 MIN_PAIRS, MAX_PAIRS = 3, 6
 # At most this many object kinds are listed in a description: a list of ten things is noise.
 MAX_OBJECT_KINDS = 5
@@ -70,9 +70,9 @@ class RulesBackend(Backend):
                 "(request.context) and this request carries none"
             )
         task = request.meta.get("task")
-        if task not in TASK_NAMES:
+        if task not in BY_NAME:
             raise PermanentError(
-                f"{request.id}: the rules teacher writes {', '.join(TASK_NAMES)}, not {task!r}"
+                f"{request.id}: the rules teacher writes {', '.join(BY_NAME)}, not {task!r}"
             )
         text = write(request.context, task, request.seed or 0)
         return Completion(text=text, finish_reason="stop", model=self.spec)
@@ -778,14 +778,8 @@ def _qa(question: str, answer: str) -> str:
 
 # -- entry point ------------------------------------------------------------------------------
 
-_WRITERS: dict[str, Callable[[Scene], str]] = {
-    "conversation": write_conversation,
-    "detail": write_detail,
-    "reasoning": write_reasoning,
-}
-
 
 def write(context: ImageContext, task: str, seed: int = 0) -> str:
     """The teacher's reply for one image and task: same context and seed, same text."""
     rng = random.Random(f"rules|{seed}|{context.image_id}|{task}")
-    return _WRITERS[task](Scene.of(context, rng))
+    return task_type(task).load_writer()(Scene.of(context, rng))

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "llava_pose.cli.bench",
     "llava_pose.cli.train",
     "llava_pose.cli.chat",
+    "llava_pose.cli.poseqa",
 )
 
 log = logging.getLogger("llava_pose")

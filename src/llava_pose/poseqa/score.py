@@ -1,0 +1,312 @@
+"""`llava-pose poseqa score`: exact-match accuracy per family and model, with no LLM.
+
+Each answer goes through the tolerant parser (`answers.parse_answer`) and counts as correct
+when it equals the question's ``answer``. An answer the parser cannot read, or a question a
+model did not answer, counts as wrong, and both are counted and shown (with examples), so a
+model that rambles is visible as such rather than silently marked down.
+
+Per family the report gives the accuracy with its 95% Wilson interval, the chance level of a
+uniform guess, and the best constant answer (always "yes", always "A", always "0": whichever
+scores highest on that family), the floor any model must clear.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..config import option
+from ..errors import EXIT_OK, ConfigError, InputError
+from ..io import atomic_open, read_jsonl
+from ..lock import hold
+from .answers import parse_answer
+from .build import MANIFEST_FILE, QUESTIONS_FILE, chance, families, family_title
+
+log = logging.getLogger("llava_pose")
+
+Z95 = 1.959964  # two-sided 95% normal quantile
+
+
+@dataclass
+class PoseQAScoreConfig:
+    """Options of `llava-pose poseqa score`."""
+
+    bench: str | None = option(None, "PoseQA folder from `poseqa build` (required)")
+    answers: list[str] = option(
+        [], "answers files of the models (from `bench answer --bench POSEQA`)", nargs="+"
+    )
+    out: str = option("report", "output folder: index.md, scores.csv, unparseable.csv")
+    examples: int = option(
+        5, "unparseable answers shown per model in index.md (all are in the CSV)", at_least=0
+    )
+
+
+class PoseQuestion(msgspec.Struct, frozen=True):
+    question_id: str
+    image: str
+    text: str
+    category: str
+    answer: str
+    answer_type: str
+    choices: list[str] | None = None
+    fact: dict[str, Any] = {}
+
+
+def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion: sound at 0% and 100% and for small n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def best_constant(questions: list[PoseQuestion]) -> tuple[str, float]:
+    """The constant answer that scores best on these questions, and its accuracy."""
+    counts = Counter(q.answer for q in questions)
+    answer, n = max(sorted(counts.items()), key=lambda kv: kv[1])
+    return answer, n / len(questions)
+
+
+@dataclass
+class FamilyScore:
+    family: str
+    n: int = 0
+    correct: int = 0
+    unparseable: int = 0
+    missing: int = 0
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+
+@dataclass
+class ModelScore:
+    model_id: str
+    path: str
+    families: dict[str, FamilyScore] = field(default_factory=dict)
+    unparsed: list[dict[str, str]] = field(default_factory=list)  # question_id, category, text
+
+
+def score_model(
+    model_id: str, path: str, questions: list[PoseQuestion], answers: dict[str, str]
+) -> ModelScore:
+    """Exact match after parsing, per family. Pure."""
+    out = ModelScore(model_id, path)
+    for q in questions:
+        s = out.families.setdefault(q.category, FamilyScore(q.category))
+        s.n += 1
+        text = answers.get(q.question_id)
+        if text is None:
+            s.missing += 1
+            continue
+        parsed = parse_answer(text, msgspec.structs.asdict(q))
+        if parsed is None:
+            s.unparseable += 1
+            out.unparsed.append(
+                {"question_id": q.question_id, "category": q.category, "text": text}
+            )
+        elif parsed == q.answer:
+            s.correct += 1
+    return out
+
+
+def _family_order(questions: list[PoseQuestion]) -> list[str]:
+    present = {q.category for q in questions}
+    known = [f for f in families() if f in present]
+    return known + sorted(present - set(known))
+
+
+def _load_questions(folder: Path) -> list[PoseQuestion]:
+    path = folder / QUESTIONS_FILE
+    if not folder.is_dir():
+        raise InputError(folder, "PoseQA folder not found (run `llava-pose poseqa build`)")
+    questions = read_jsonl(path, PoseQuestion)
+    if not questions:
+        raise InputError(path, "no questions in the file")
+    return questions
+
+
+def _load_answers(path: Path, known: set[str]) -> tuple[str, dict[str, str]]:
+    from ..bench.files import read_answers
+
+    answers = read_answers(path)
+    for n, a in enumerate(answers, 1):
+        if str(a.question_id) not in known:
+            raise InputError(
+                path,
+                f"question_id {a.question_id!r} is not a PoseQA question of this folder "
+                "(answers of another benchmark?)",
+                field=f"answer {n}",
+            )
+    ids = Counter(a.model_id for a in answers if a.model_id)
+    model_id = ids.most_common(1)[0][0] if ids else path.stem
+    return model_id, {str(a.question_id): a.text for a in answers}
+
+
+def run_score(cfg: PoseQAScoreConfig) -> int:
+    if not cfg.bench:
+        raise ConfigError("--bench: required (the folder from `llava-pose poseqa build`)")
+    if not cfg.answers:
+        raise ConfigError("--answers: give at least one answers file from `bench answer`")
+    folder = Path(cfg.bench)
+    questions = _load_questions(folder)
+    known = {q.question_id for q in questions}
+    models = []
+    for a in cfg.answers:
+        model_id, answers = _load_answers(Path(a), known)
+        models.append(score_model(model_id, a, questions, answers))
+    out = Path(cfg.out)
+    hold(out, "poseqa score", folder=True)
+    manifest_path = folder / MANIFEST_FILE
+    title = "PoseQA"
+    if manifest_path.is_file():
+        from ..io import read_json
+
+        m = read_json(manifest_path)
+        title = f"PoseQA ({m.get('split', '?')}, seed {m.get('seed', '?')})"
+    order = _family_order(questions)
+    baselines = family_baselines(questions, order)
+    write_report(out, title, order, baselines, models, cfg.examples)
+    print(f"wrote {out / 'index.md'}")
+    for m in models:
+        total = sum(s.correct for s in m.families.values())
+        print(f"  {m.model_id}: {total}/{len(questions)} correct, {len(m.unparsed)} unparseable")
+    return EXIT_OK
+
+
+@dataclass(frozen=True)
+class Baseline:
+    n: int
+    chance: float
+    constant: str
+    constant_accuracy: float
+
+
+def family_baselines(questions: list[PoseQuestion], order: list[str]) -> dict[str, Baseline]:
+    out = {}
+    for family in order:
+        mine = [q for q in questions if q.category == family]
+        rows = [msgspec.structs.asdict(q) for q in mine]
+        constant, accuracy = best_constant(mine)
+        out[family] = Baseline(
+            len(mine), sum(chance(r) for r in rows) / len(rows), constant, accuracy
+        )
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def score_rows(
+    order: list[str], baselines: dict[str, Baseline], models: list[ModelScore]
+) -> list[dict[str, Any]]:
+    """One row per model and family: the CSV, and the Markdown table's content."""
+    rows = []
+    for m in models:
+        for family in order:
+            s = m.families[family]
+            lo, hi = wilson(s.correct, s.n)
+            b = baselines[family]
+            rows.append(
+                {
+                    "model": m.model_id,
+                    "family": family,
+                    "questions": s.n,
+                    "correct": s.correct,
+                    "accuracy": round(s.accuracy, 4),
+                    "ci95_low": round(lo, 4),
+                    "ci95_high": round(hi, 4),
+                    "unparseable": s.unparseable,
+                    "missing": s.missing,
+                    "chance": round(b.chance, 4),
+                    "best_constant": b.constant,
+                    "best_constant_accuracy": round(b.constant_accuracy, 4),
+                }
+            )
+    return rows
+
+
+def _csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _md_cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")[:160]
+
+
+def write_report(
+    out: Path,
+    title: str,
+    order: list[str],
+    baselines: dict[str, Baseline],
+    models: list[ModelScore],
+    examples: int,
+) -> None:
+    rows = score_rows(order, baselines, models)
+    unparsed = [{"model": m.model_id, **u} for m in models for u in m.unparsed]
+    lines = [f"# {title}", ""]
+    lines += [
+        "Exact match after the tolerant answer parser; no LLM judge. Accuracy in %, with the",
+        "95% Wilson interval; unparseable and missing answers count as wrong.",
+        "",
+        "## Baselines",
+        "",
+        "| family | questions | chance | best constant answer | its accuracy |",
+        "|---|---:|---:|---|---:|",
+    ]
+    for family in order:
+        b = baselines[family]
+        lines.append(
+            f"| {family_title(family)} | {b.n} | {_pct(b.chance)} | {b.constant} | "
+            f"{_pct(b.constant_accuracy)} |"
+        )
+    lines += ["", "## Accuracy", ""]
+    lines.append("| model | " + " | ".join(family_title(f) for f in order) + " | unparseable |")
+    lines.append("|---|" + "---:|" * len(order) + "---:|")
+    for m in models:
+        cells = []
+        for family in order:
+            s = m.families[family]
+            lo, hi = wilson(s.correct, s.n)
+            cells.append(f"{_pct(s.accuracy)} ({_pct(lo)}-{_pct(hi)})")
+        lines.append(f"| {m.model_id} | " + " | ".join(cells) + f" | {len(m.unparsed)} |")
+    lines += ["", "## Unparseable answers", ""]
+    if not unparsed:
+        lines.append("None: every answer was read.")
+    for m in models:
+        if not m.unparsed:
+            continue
+        lines.append(f"**{m.model_id}**: {len(m.unparsed)} (all in unparseable.csv)")
+        lines.append("")
+        for u in m.unparsed[:examples]:
+            lines.append(f"- `{u['question_id']}` ({u['category']}): {_md_cell(u['text'])}")
+        lines.append("")
+    missing = {m.model_id: sum(s.missing for s in m.families.values()) for m in models}
+    if any(missing.values()):
+        lines += ["## Missing answers", ""]
+        lines += [f"- {k}: {v}" for k, v in missing.items() if v]
+    out.mkdir(parents=True, exist_ok=True)
+    fields = list(rows[0]) if rows else ["model", "family"]
+    with atomic_open(out / "scores.csv") as f:
+        f.write(_csv(rows, fields))
+    with atomic_open(out / "unparseable.csv") as f:
+        f.write(_csv(unparsed, ["model", "question_id", "category", "text"]))
+    with atomic_open(out / "index.md") as f:
+        f.write("\n".join(lines).rstrip() + "\n")

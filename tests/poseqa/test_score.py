@@ -92,6 +92,7 @@ def test_answer_and_score_through_the_loopback_server(
         assert lo <= float(line["accuracy"]) <= hi
     index = (report / "index.md").read_text()
     assert "Hard to say from here." in index and "Baselines" in index
+    assert "main persons agree where the captions decide" in index
     unparsed = list(csv.DictReader((report / "unparseable.csv").open()))
     assert len(unparsed) == sum(1 for r in rows if r["category"] == "facing")
 

@@ -171,14 +171,22 @@ def run_score(cfg: PoseQAScoreConfig) -> int:
     hold(out, "poseqa score", folder=True)
     manifest_path = folder / MANIFEST_FILE
     title = "PoseQA"
+    notes: list[str] = []
     if manifest_path.is_file():
         from ..io import read_json
 
         m = read_json(manifest_path)
         title = f"PoseQA ({m.get('split', '?')}, seed {m.get('seed', '?')})"
+        a = m.get("captions_agreement")
+        if a:
+            decided = a["agree"] + a["disagree"]
+            notes.append(
+                f"Posture answers vs the captions' posture words: {a['agree']} of {decided} "
+                "main persons agree where the captions decide."
+            )
     order = _family_order(questions)
     baselines = family_baselines(questions, order)
-    write_report(out, title, order, baselines, models, cfg.examples)
+    write_report(out, title, order, baselines, models, cfg.examples, notes)
     print(f"wrote {out / 'index.md'}")
     for m in models:
         total = sum(s.correct for s in m.families.values())
@@ -258,6 +266,7 @@ def write_report(
     baselines: dict[str, Baseline],
     models: list[ModelScore],
     examples: int,
+    notes: list[str] | None = None,
 ) -> None:
     rows = score_rows(order, baselines, models)
     unparsed = [{"model": m.model_id, **u} for m in models for u in m.unparsed]
@@ -265,6 +274,7 @@ def write_report(
     lines += [
         "Exact match after the tolerant answer parser; no LLM judge. Accuracy in %, with the",
         "95% Wilson interval; unparseable and missing answers count as wrong.",
+        *(notes or []),
         "",
         "## Baselines",
         "",

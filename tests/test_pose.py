@@ -178,6 +178,68 @@ def test_seated_pose_mirrored_faces_left() -> None:
     assert f.facing == "left"
 
 
+# Seated facing the camera: the thighs point at the viewer (20 px of a 100 px torso) and the
+# shins hang at full length. Hip, knee and ankle are nearly in a line, so the knee angle looks
+# straight: the shape of COCO train2017 463557, once called "standing".
+SEATED_FRONT = moved(
+    left_knee=(222, 220), right_knee=(178, 220), left_ankle=(224, 305), right_ankle=(176, 305)
+)
+
+
+def test_seated_facing_the_camera_is_sitting_not_standing() -> None:
+    f = facts(SEATED_FRONT)
+    assert all(leg.knee == "straight" for leg in f.legs)  # what fooled the planted-leg test
+    assert f.posture == "sitting"
+    assert f.facing == "camera"
+
+
+def test_foreshortened_thighs_under_a_leaning_torso_claim_nothing() -> None:
+    # The same legs under a torso leaning 25 deg: a crouched stance facing the camera (an
+    # umpire) as often as a seat. Neither standing nor sitting is claimed.
+    leaning = dict(SEATED_FRONT)
+    for name in ("nose", "left eye", "right eye", "left ear", "right ear"):
+        x, y = leaning[name]
+        leaning[name] = (x + 60, y + 10)
+    for name in ("left shoulder", "right shoulder", "left elbow", "right elbow"):
+        x, y = leaning[name]
+        leaning[name] = (x + 45, y + 8)
+    f = facts(leaning)
+    assert f.posture is None
+
+
+def test_one_foreshortened_thigh_stops_a_standing_claim() -> None:
+    # One leg straight and long, the other's thigh pointing at the camera: conflicting, so no
+    # posture rather than a wrong one.
+    f = facts(moved(left_knee=(222, 215), left_ankle=(224, 300)))
+    assert f.posture is None
+
+
+def test_a_child_with_short_legs_still_stands() -> None:
+    # Thighs a third of the torso (COCO train2017 37666, a small child walking) are short but
+    # not pointing at the camera: the child still stands.
+    f = facts(
+        moved(
+            left_knee=(221, 233),
+            right_knee=(179, 233),
+            left_ankle=(222, 273),
+            right_ankle=(178, 273),
+        )
+    )
+    assert f.posture == "standing"
+
+
+def test_real_seated_boy_facing_the_camera_is_sitting() -> None:
+    """COCO train2017 463557: every caption says the boy sits (on a couch, in a chair)."""
+    from llava_pose.coco import read_contexts
+
+    (ctx,) = read_contexts(Path(__file__).parent / "data" / "pose-cases" / "contexts.jsonl")
+    assert ctx.image_id == 463557
+    assert all("sit" in c.lower() for c in ctx.captions[:4])
+    scene = pose.scene_facts(ctx)
+    boy = max(scene.persons, key=lambda f: f.num_labelled)
+    assert boy.posture == "sitting"
+
+
 def test_horizontal_body_is_lying() -> None:
     points = {
         "nose": (60, 195),

@@ -90,6 +90,11 @@ INVERTED_TILT = 120.0
 STANDING_TILT_MAX = 45.0
 STANDING_KNEE_MIN = 140.0
 STANDING_LEG_MAX_DEG = 30.0
+# ... and each such thigh long in the image. A thigh shorter than this points at the camera
+# (a seated person seen from the front, COCO train2017 463557): its knee angle looks straight
+# whatever the knee does, so the leg says nothing about standing (an adult's standing thigh
+# is ~0.9, a small child's ~0.35-0.5; the seated boy's are 0.2).
+STANDING_THIGH_MIN = 0.3
 # Sitting: the thigh lies within 35 deg of horizontal (>= 55 from vertical) and is long
 # enough in the image to have a direction; the torso is within 45 deg of upright.
 SIT_THIGH_MIN_DEG = 55.0
@@ -103,6 +108,9 @@ SIT_FLAT_KNEE_MIN = 150.0
 # shin hangs down at full length below it.
 SIT_FRONT_THIGH_MAX = 0.35
 SIT_FRONT_SHIN_MIN = 0.5
+# ... with the torso upright: a forward lean over foreshortened thighs is as often a crouched
+# stance facing the camera (an umpire, a catcher rising) as a seat.
+SIT_FRONT_TILT_MAX = 15.0
 # Crouching/squatting: every known knee sharply bent and the hips down near the feet.
 CROUCH_KNEE_MAX = 110.0
 CROUCH_HIP_DROP_MAX = 0.5
@@ -500,6 +508,11 @@ def _dir_from_vertical(a: Joint, b: Joint) -> float:
     return _angle_between(_sub(_xy(b), _xy(a)), (0.0, 1.0))
 
 
+def _thigh(body: Body, hip: Joint, knee: Joint) -> float:
+    """Thigh length in the image, in scale units (short: it points at the camera)."""
+    return _norm(_sub(_xy(knee), _xy(hip))) / body.scale
+
+
 def _knee_angles(
     body: Body, legs: Sequence[tuple[Joint | None, Joint | None, Joint | None]]
 ) -> list[float | None]:
@@ -542,14 +555,17 @@ def posture_of(body: Body) -> tuple[Posture | None, bool]:
     knees = [k for k in knee_angles if k is not None]
     # A straight leg planted under the hip carries the weight: whatever the other leg does
     # (a kick, a pitcher's wind-up, a knee raised mid-run), the person is not down on a knee
-    # or seated.
+    # or seated. Only a thigh seen at length shows a straight knee: a foreshortened one (a
+    # seated person facing the camera) looks straight whatever the knee does.
     planted = any(
         k is not None
         and k >= STANDING_KNEE_MIN
         and hip is not None
+        and knee is not None
         and ankle is not None
+        and _thigh(body, hip, knee) >= STANDING_THIGH_MIN
         and _dir_from_vertical(hip, ankle) <= STANDING_LEG_MAX_DEG
-        for k, (hip, _, ankle) in zip(knee_angles, legs, strict=True)
+        for k, (hip, knee, ankle) in zip(knee_angles, legs, strict=True)
     )
     # The ground is at the lowest labelled knee or ankle; a kneeling knee rests on it.
     low = [j.y for _, knee, ankle in legs for j in (knee, ankle) if j is not None]
@@ -588,6 +604,8 @@ def posture_of(body: Body) -> tuple[Posture | None, bool]:
                 continue
             if thigh_dir > 90 + (90 - SIT_THIGH_MIN_DEG):
                 continue  # knee far above the hip: a kick or a climb, not a seat
+            if k is None and knee.occluded and tilt > SIT_FRONT_TILT_MAX:
+                continue  # leaning over one thigh that ends at a guessed knee: a crouch too
             if k is not None and ankle is not None:
                 # On a seat the shin drops from a clearly bent knee; sitting on the ground the
                 # whole leg lies flat. A half-bent knee under a sloping thigh is a ski tuck or
@@ -612,7 +630,7 @@ def posture_of(body: Body) -> tuple[Posture | None, bool]:
                 and shin >= SIT_FRONT_SHIN_MIN
                 and _dir_from_vertical(knee, ankle) <= STANDING_LEG_MAX_DEG
             )
-        if front and all(front) and tilt <= STANDING_LEG_MAX_DEG:
+        if front and all(front) and tilt <= SIT_FRONT_TILT_MAX:
             return "sitting", occluded
     if tilt <= STANDING_TILT_MAX:
         standing_legs = 0
@@ -620,9 +638,13 @@ def posture_of(body: Body) -> tuple[Posture | None, bool]:
             angle = limb_angle(body, hip, knee, ankle)
             if angle is None:
                 continue
-            assert hip is not None and ankle is not None
-            if angle < STANDING_KNEE_MIN or _dir_from_vertical(hip, ankle) > STANDING_LEG_MAX_DEG:
-                return None, False
+            assert hip is not None and knee is not None and ankle is not None
+            if (
+                angle < STANDING_KNEE_MIN
+                or _dir_from_vertical(hip, ankle) > STANDING_LEG_MAX_DEG
+                or _thigh(body, hip, knee) < STANDING_THIGH_MIN
+            ):
+                return None, False  # a leg that does not stand: no claim rather than a wrong one
             standing_legs += 1
         if standing_legs:
             return "standing", occluded

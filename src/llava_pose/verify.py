@@ -481,11 +481,16 @@ def _position_side(phrase: tuple[str, ...]) -> str:
 
 def _resolve_pronoun(m: _Mention, scene: _Scene) -> _Mention:
     """He/she: the latest topic of that gender; they: the latest group; else the only person."""
+    if m.gender == "plural" and scene.topics:
+        # "they": the latest topic, a group or a person of no stated gender (singular they)
+        t = scene.topics[-1]
+        if t.group:
+            return replace(m, persons=t.persons, group=True, why=t.why or "")
+        if t.gender is None:
+            why = "" if t.persons else f"'{m.text}' refers to '{t.text}': {t.why}"
+            return replace(m, persons=t.persons, why=why)
+        return replace(m, why=f"'{m.text}' after '{t.text}'")
     for t in reversed(scene.topics):
-        if m.gender == "plural":
-            if t.group or t.gender == "plural":
-                return replace(m, persons=t.persons, group=True, why=t.why or "")
-            continue
         if t.group:
             continue
         if t.gender in (None, m.gender):
@@ -609,7 +614,11 @@ def _find(words: list[str]) -> list[_Found]:
                 lo = None if hi else _match_any(words, j, v.lower)
                 if (hi or lo) and j + len(hi or lo or ()) < len(words):
                     k = j + len(hi or lo or ())
-                    if words[k] == "than" or (hi == ("above",) or lo == ("below",)):
+                    other = ("other", "right" if which == "left" else "left")
+                    if words[k] == "than" or (
+                        (hi == ("above",) or lo == ("below",))
+                        and any(w in other for w in words[k : k + 3])
+                    ):
                         part = "foot" if noun == "foot" else "hand"
                         higher = which if hi else ("right" if which == "left" else "left")
                         add(

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "llava_pose.cli.train",
     "llava_pose.cli.chat",
     "llava_pose.cli.poseqa",
+    "llava_pose.cli.verify",
 )
 
 log = logging.getLogger("llava_pose")

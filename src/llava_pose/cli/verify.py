@@ -1,0 +1,182 @@
+"""`llava-pose verify`: check the pose claims of any LLaVA JSON against COCO keypoints.
+
+Reads records (``id``, ``image``, ``conversations``: ours, the LLaVA-Pose release's, LLaVA's
+own mixes), finds each record's image context by its path or, failing that, by the COCO image
+id in its file name (2014 and 2017 names alike), checks the gpt turns with
+`llava_pose.verify.check_text`, and writes ``claims.jsonl`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import PurePosixPath
+from typing import Any
+
+from ..config import option
+from ..errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class VerifyConfig:
+    data: list[str] = option(
+        [],
+        "LLaVA JSON file(s) to check (a list of records with id, image, conversations)",
+        nargs="+",
+        metavar="FILE.json",
+    )
+    out: str = option("", "folder for claims.jsonl and summary.json (required)", metavar="DIR")
+    coco: str | None = option(
+        None,
+        "COCO root holding annotations/ (default: the bundled sample, unless --contexts)",
+        metavar="ROOT",
+    )
+    split: str = option("train2017", "split to read the keypoints of", metavar="NAME")
+    contexts: str | None = option(
+        None, "contexts JSONL from `llava-pose prepare`, instead of --coco", metavar="FILE"
+    )
+
+
+def _contexts(config: VerifyConfig) -> list[Any]:
+    from .. import coco
+
+    if config.contexts:
+        return coco.read_contexts(config.contexts)
+    root = config.coco or coco.sample_root()
+    if config.coco is None:
+        log.info("no --coco or --contexts given: using the bundled sample at %s", root)
+    return coco.load_split(root, config.split, human_only=False, check_images=False)
+
+
+def match_context(image: str, by_path: dict[str, Any], by_id: dict[int, Any]) -> Any | None:
+    """The context of a record's image: the same path, else the COCO id in its file name."""
+    from ..coco import image_id_of
+
+    hit = by_path.get(image)
+    if hit is not None:
+        return hit
+    image_id = image_id_of(PurePosixPath(image).name)
+    return None if image_id is None else by_id.get(image_id)
+
+
+def _records(path: str) -> list[Any]:
+    import msgspec
+
+    from ..io import read_bytes
+
+    try:
+        rows = msgspec.json.decode(read_bytes(path))
+    except msgspec.DecodeError as e:
+        raise InputError(path, f"invalid JSON ({e})") from None
+    if not isinstance(rows, list):
+        raise InputError(path, "expected a JSON list of records (LLaVA format)")
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InputError(path, "not a JSON object", f"[{index}]")
+        if not isinstance(row.get("conversations"), list):
+            raise InputError(path, "expected a list of turns", f"[{index}].conversations")
+        for k, turn in enumerate(row["conversations"]):
+            if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+                raise InputError(
+                    path, "expected {'from', 'value'} with a string value",
+                    f"[{index}].conversations[{k}]",
+                )  # fmt: skip
+        image = row.get("image")
+        if image is not None and not isinstance(image, str):
+            raise InputError(path, "expected a path (string)", f"[{index}].image")
+    return rows
+
+
+def run(config: VerifyConfig) -> int:
+    from ..io import write_json, write_jsonl
+    from ..verify import KINDS, VERDICTS, check_text, summarize
+
+    if not config.data:
+        raise ConfigError("--data: give at least one LLaVA JSON file")
+    if not config.out:
+        raise ConfigError("--out: required (the folder for claims.jsonl and summary.json)")
+    files = [(path, _records(path)) for path in config.data]  # every file checked first
+    contexts = _contexts(config)
+    by_path = {c.image: c for c in contexts}
+    by_id = {c.image_id: c for c in contexts}
+    lines: list[dict[str, Any]] = []
+    all_claims = []
+    records = without = 0
+    for path, rows in files:
+        for index, row in enumerate(rows):
+            records += 1
+            image = row.get("image")
+            ctx = match_context(image, by_path, by_id) if image else None
+            line: dict[str, Any] = {
+                "id": row.get("id", f"#{index}"),
+                "image": image,
+                "file": path,
+                "index": index,
+            }
+            if ctx is None:
+                without += 1
+                line["context"] = False
+                lines.append(line)
+                continue
+            turns = []
+            for k, turn in enumerate(row["conversations"]):
+                if turn.get("from") != "gpt":
+                    continue
+                claims = check_text(turn["value"], ctx)
+                all_claims += claims
+                turns.append({"turn": k, "claims": [c.to_dict() for c in claims]})
+            line.update(context=True, image_id=ctx.image_id, turns=turns)
+            lines.append(line)
+    counts = summarize(all_claims)
+    summary = {
+        "records": records,
+        "records_without_context": without,
+        "claims": counts["claims"],
+        **{v: counts[v] for v in VERDICTS},
+        "contradicted_share": counts["contradicted_share"],
+        "by_kind": {k: counts["by_kind"][k] for k in KINDS},
+        "records_with_contradiction": sum(
+            1
+            for line in lines
+            if any(
+                c["verdict"] == "contradicted" for t in line.get("turns", []) for c in t["claims"]
+            )
+        ),
+    }
+    write_jsonl(f"{config.out}/claims.jsonl", lines)
+    write_json(f"{config.out}/summary.json", summary)
+    print(
+        f"{records} records ({without} without a context), {counts['claims']} pose claims: "
+        f"{counts['supported']} supported, {counts['contradicted']} contradicted "
+        f"({counts['contradicted_share']:.1%}), {counts['unverifiable']} unverifiable"
+    )
+    print(f"wrote {config.out}/claims.jsonl and {config.out}/summary.json")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the `verify` command."""
+    from . import add_command
+
+    add_command(
+        subparsers,
+        "verify",
+        VerifyConfig,
+        run,
+        help="check the pose claims of LLaVA JSON against the COCO keypoints",
+        description=(
+            "Find the pose claims in the gpt turns of LLaVA JSON records (posture, arms, legs, "
+            "facing, place and order in the picture, which hand or foot is higher), resolve "
+            "whom each is about, and label it supported, contradicted or unverifiable by the "
+            "keypoint geometry. 'contradicted' is said only past a margin. Records are matched "
+            "to contexts by image path or COCO image id; records without one are counted."
+        ),
+        examples="""
+  llava-pose verify --data out/llava_pose_all.json --out verify/          # bundled sample
+  llava-pose verify --data out/llava_pose_all.json --coco /data/coco --split train2017 --out verify/
+  llava-pose verify --data llava_pose_samples.json --coco /data/coco --split train2014 --out verify-release/
+  llava-pose verify --data llava_v1_5_mix665k.json --contexts train.jsonl --out verify-llava/
+""",
+    )

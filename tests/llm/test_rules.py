@@ -294,3 +294,41 @@ def test_counts_and_plurals_are_words() -> None:
         "two knives",
     ]
     assert _counted("umbrella", 1) == "an umbrella"
+
+
+def _scene_ctx(*captions: str) -> ImageContext:
+    return ImageContext(image_id=1, image="x.jpg", width=100, height=100, captions=captions)
+
+
+def test_a_snowboarder_on_a_slope_is_not_skiing() -> None:
+    from llava_pose.llm.rules import find_activity
+
+    found = find_activity(_scene_ctx("A snowboarder rides down a snowy slope."))
+    assert found is not None and found["name"] == "snowboarding"
+    skier = find_activity(_scene_ctx("A skier going down a slope."))
+    assert skier is not None and skier["name"] == "skiing"
+
+
+def test_advice_and_cues_hold_only_where_facts_and_captions_support_them() -> None:
+    from dataclasses import replace as dc_replace
+
+    from llava_pose.llm.rules import _t, _texts
+    from llava_pose.pose import pose_facts
+
+    meal = next(a for a in _t()["activities"] if a["name"] == "meal")
+    standing = dc_replace(
+        pose_facts(Person((0.1, 0.1, 0.5, 0.9), ((0.0, 0.0, 0),) * 17), 100, 100),
+        posture="standing",
+    )
+    sitting = dc_replace(standing, posture="sitting")
+    at_table = "three men at a table with pizza"
+    assert not any("forearms" in t for t in _texts(meal["advice"], standing, at_table))
+    assert any("forearms" in t for t in _texts(meal["advice"], sitting, at_table))
+    assert not any(
+        "table" in t for t in _texts(meal["advice"], sitting, "a boy on a couch with food")
+    )
+    skiing = next(a for a in _t()["activities"] if a["name"] == "skiing")
+    assert not any("pole" in t for t in _texts(skiing["cues"]["arm_reach"], standing, "a skier"))
+    assert any(
+        "pole" in t for t in _texts(skiing["cues"]["arm_reach"], standing, "a skier with poles")
+    )

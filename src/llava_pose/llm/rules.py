@@ -183,13 +183,41 @@ def caption_activity(caption: str) -> tuple[str, bool] | None:
 
 
 def find_activity(context: ImageContext) -> dict[str, Any] | None:
-    """The first activity of teacher.yaml whose words occur in the captions or object names."""
+    """The first activity of teacher.yaml whose words occur in the captions or object names,
+    and none of its `unless` words (a snowboarder on a slope is not skiing)."""
     text = " ".join([*context.captions, *(o.category for o in context.objects)]).lower()
+
+    def said(words: Sequence[str]) -> bool:
+        return any(re.search(rf"\b{re.escape(w)}\b", text) for w in words)
+
     for activity in _t()["activities"]:
-        for word in activity["words"]:
-            if re.search(rf"\b{re.escape(word)}\b", text):
-                return dict(activity)
+        if said(activity["words"]) and not said(activity.get("unless", ())):
+            return dict(activity)
     return None
+
+
+def _supported(entry: str | dict[str, Any], f: PoseFacts | None, captions: str) -> bool:
+    """Whether a text entry of teacher.yaml holds here: a plain string always does; a mapping
+    {text, posture: [...], captions: [...]} only for those postures and when a caption says
+    one of those words, so advice never tells a standing man to rest his forearms on a table."""
+    if isinstance(entry, str):
+        return True
+    postures = entry.get("posture")
+    if postures is not None and (f is None or f.posture not in postures):
+        return False
+    words = entry.get("captions")
+    return words is None or any(re.search(rf"\b{re.escape(w)}\b", captions) for w in words)
+
+
+def _texts(
+    entries: str | Sequence[str | dict[str, Any]] | None, f: PoseFacts | None, captions: str
+) -> list[str]:
+    """The texts of `entries` that the facts and captions support."""
+    if entries is None:
+        return []
+    if isinstance(entries, str):
+        entries = [entries]
+    return [e if isinstance(e, str) else e["text"] for e in entries if _supported(e, f, captions)]
 
 
 def _lone_noun(context: ImageContext) -> str:
@@ -270,6 +298,10 @@ class Scene:
 
     def pick(self, options: str | Sequence[str]) -> str:
         return _pick(self.rng, options)
+
+    @property
+    def caption_text(self) -> str:
+        return " ".join(self.context.captions).lower()
 
     def scene_sentence(self) -> str | None:
         if not self.captions:
@@ -640,7 +672,8 @@ def _reasons(scene: Scene, f: PoseFacts, limit: int) -> list[str]:
     ranked = sorted(_cues(f), key=lambda cue: cue[0] not in specific)
     out = []
     for key, obj in ranked:
-        text = specific.get(key) or generic.get(key)
+        supported = _texts(specific.get(key), f, scene.caption_text)
+        text = supported[0] if supported else generic.get(key)
         if not text or ("{obj}" in text and obj is None):
             continue
         out.append(text.format(obj=obj))
@@ -651,8 +684,9 @@ def _reasons(scene: Scene, f: PoseFacts, limit: int) -> list[str]:
 
 def _next_step(scene: Scene, f: PoseFacts) -> str:
     g = _t()["generic"]["next"]
-    if scene.activity and scene.activity.get("next"):
-        return scene.pick(scene.activity["next"])
+    supported = _texts((scene.activity or {}).get("next"), f, scene.caption_text)
+    if supported:
+        return scene.pick(supported)
     if f.stride:
         return scene.pick(g["moving"])
     return scene.pick(g.get(f.posture or "unknown", g["unknown"]))
@@ -661,8 +695,9 @@ def _next_step(scene: Scene, f: PoseFacts) -> str:
 def _advice(scene: Scene, f: PoseFacts) -> list[str]:
     g: dict[str, str] = _t()["generic"]["advice"]
     out = []
-    if scene.activity and scene.activity.get("advice"):
-        out.append(scene.pick(scene.activity["advice"]))
+    supported = _texts((scene.activity or {}).get("advice"), f, scene.caption_text)
+    if supported:
+        out.append(scene.pick(supported))
     keys = [k for k, _ in _cues(f)] + ([f.posture] if f.posture else [])
     for key in ("lean_forward", "knees_bent", "arm_raised", "sitting", "crouching", "standing"):
         if key in keys and key in g:

@@ -390,3 +390,13 @@ def test_offline_teacher_on_coco_mini_writes_all_task_types(coco_mini, tmp_path)
             "all": 3 * n,
         }
         assert stats["filtered"] == {} and stats["requests"]["failed"] == 0
+
+
+def test_cues_reach_the_teacher_only_when_asked(openai_server, tmp_path) -> None:
+    assert gen(openai_server, tmp_path / "plain", images=2) == 0
+    plain = [json.dumps(r.body) for r in openai_server.requests]
+    openai_server.reset()
+    assert gen(openai_server, tmp_path / "cued", "--cues", images=2) == 0
+    cued = [json.dumps(r.body) for r in openai_server.requests]
+    assert not any("pose: " in b for b in plain)
+    assert sum("pose: " in b for b in cued) == 4  # detail and reasoning of each image

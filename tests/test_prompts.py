@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
+import msgspec
+import pytest
+
+from llava_pose.coco import read_split
 from llava_pose.context import render_compact, render_paper
 from llava_pose.llm.pricing import count_message_tokens
 from llava_pose.prompts import build_request, load_prompts, pick_instruction
-from llava_pose.records import ImageContext, Message, Obj, Person
+from llava_pose.records import ChatRequest, ImageContext, Message, Obj, Person
+from llava_pose.tasks import TASKS
 
 # Tables 1-4 of the paper, verbatim (its first line names the source and the licence).
 PAPER = Path(__file__).resolve().parent / "data" / "paper-prompts.txt"
@@ -126,3 +133,53 @@ def test_compact_format_sends_one_context_message_and_fewer_tokens() -> None:
         )
     conv = build_request(ctx(), "conversation", model="m", prompts=compact)
     assert conv.messages[1].content == "Captions:\nA skier.\nA man on skis.\nSnow."
+
+
+# -- pose cues: an ablation switch and nothing else -----------------------------------------
+
+GOLDEN = Path(__file__).parent / "data" / "golden" / "requests.json"
+
+
+def _digest(request: ChatRequest) -> str:
+    body = msgspec.json.encode([(m.role, m.content) for m in request.messages])
+    return hashlib.sha256(body).hexdigest()
+
+
+def test_requests_without_cues_are_byte_identical_to_before_cues(coco_mini: Path) -> None:
+    """Hashes of every COCO-MINI request (both formats, with and without few-shot examples),
+    taken before cues existed: off, the switch changes nothing."""
+    golden = json.loads(GOLDEN.read_text())
+    seen = 0
+    for split in ("train2017", "val2017"):
+        for ctx in read_split(coco_mini, split).contexts:
+            for fmt in ("paper", "compact"):
+                for fewshot in (False, True):
+                    for task in TASKS:
+                        r = build_request(
+                            ctx,
+                            task,
+                            model="gpt-4o",
+                            prompts=load_prompts(fmt),
+                            fewshot=fewshot,
+                            max_tokens=1024,
+                        )
+                        key = f"{split}/{ctx.image_id}/{fmt}/{int(fewshot)}/{task}"
+                        assert _digest(r) == golden[key], key
+                        seen += 1
+    assert seen == len(golden)
+
+
+@pytest.mark.parametrize("fmt", ["paper", "compact"])
+def test_cues_reach_only_the_tasks_that_show_people(coco_mini: Path, fmt: str) -> None:
+    ctx = next(c for c in read_split(coco_mini, "val2017").contexts if len(c.persons) > 1)
+    for task in TASKS:
+        plain = build_request(ctx, task, model="m", prompts=load_prompts(fmt))
+        cued = build_request(ctx, task, model="m", prompts=load_prompts(fmt, cues=True))
+        text = "\n".join(m.content for m in cued.messages[1:])
+        if task == "conversation":
+            assert cued.messages == plain.messages
+            continue
+        assert cued.messages[0].content.startswith(plain.messages[0].content)
+        assert 'a "pose:" line' in cued.messages[0].content
+        assert text.count("pose: ") == sum(1 for p in ctx.persons if p.num_labelled)
+        assert len(cued.messages) == len(plain.messages)

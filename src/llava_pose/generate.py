@@ -100,6 +100,11 @@ class GenerateConfig(SourceOptions, ModelOptions):
     fewshot: bool = option(
         False, "put worked keypoint-bearing examples before each query to steady the format"
     )
+    cues: bool = option(
+        False,
+        "after each person's keypoints, the pose facts computed from them in plain words "
+        "(posture, limbs with joint angles, facing, order, hidden parts); an ablation switch",
+    )
     split_conversations: bool = option(
         False, "write one record per conversation Q/A pair instead of one multi-turn record"
     )
@@ -161,7 +166,7 @@ def load_source(cfg: SourceOptions, seed: int) -> list[ImageContext]:
 def build_requests(
     contexts: list[ImageContext], cfg: GenerateConfig, model: str
 ) -> list[ChatRequest]:
-    prompts = load_prompts(cfg.format)
+    prompts = load_prompts(cfg.format, cfg.cues)
     return [
         build_request(
             ctx,

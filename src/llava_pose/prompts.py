@@ -28,7 +28,7 @@ from importlib import resources
 import msgspec
 import yaml
 
-from .context import FORMATS
+from .context import FORMATS, cues_system_note
 from .errors import ConfigError
 from .records import ChatRequest, ImageContext, Message
 from .tasks import TASK_TYPES, request_id, task_type
@@ -50,6 +50,7 @@ class PromptSet:
     conversation_request: str
     detail_instructions: tuple[str, ...]
     fewshot: dict[str, tuple[FewShotExample, ...]]
+    cues: bool = False  # each person's pose facts follow their keypoints (--cues)
 
 
 def _read(path: str) -> str:
@@ -57,7 +58,9 @@ def _read(path: str) -> str:
 
 
 @functools.cache
-def load_prompts(fmt: str = "paper") -> PromptSet:
+def load_prompts(fmt: str = "paper", cues: bool = False) -> PromptSet:
+    """The prompts of one format; with `cues`, tasks that show people get their pose facts
+    in words after the keypoints and one sentence about them in the system prompt."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown prompt format {fmt!r}: choose one of {', '.join(FORMATS)}")
     messages = yaml.safe_load(_read(f"{fmt}/messages.yaml"))
@@ -71,13 +74,18 @@ def load_prompts(fmt: str = "paper") -> PromptSet:
         )
         for t in TASK_TYPES
     }
+    note = "\n\n" + cues_system_note() if cues else ""
     return PromptSet(
         format=fmt,
-        system={t.name: _read(f"{fmt}/{t.name}.system.txt").strip() for t in TASK_TYPES},
+        system={
+            t.name: _read(f"{fmt}/{t.name}.system.txt").strip() + (note if t.shows_people else "")
+            for t in TASK_TYPES
+        },
         caption_question=messages["caption_question"],
         conversation_request=messages["conversation_request"],
         detail_instructions=instructions,
         fewshot=fewshot,
+        cues=cues,
     )
 
 

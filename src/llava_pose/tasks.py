@@ -51,8 +51,8 @@ def caption_query(prompts: PromptSet, ctx: ImageContext) -> list[Message]:
 def annotation_query(prompts: PromptSet, ctx: ImageContext) -> list[Message]:
     """Tables 2-3: the image's annotation messages (compact: one message)."""
     if prompts.format == "compact":
-        return [Message("user", render_compact(ctx))]
-    return [Message("user", m) for m in render_paper(ctx)]
+        return [Message("user", render_compact(ctx, cues=prompts.cues))]
+    return [Message("user", m) for m in render_paper(ctx, cues=prompts.cues)]
 
 
 def parse_pairs(text: str, instruction: str | None = None) -> Parsed:
@@ -78,6 +78,7 @@ class TaskType:
     parse: Parser
     writer: str  # the offline teacher's writer, ``module:function`` (imported when used)
     instructed: bool = False  # ends with a Table 4 instruction drawn per image
+    shows_people: bool = False  # its query shows the keypoints (and, with --cues, pose facts)
     multi_turn: bool = False  # several Q/A pairs: --split-conversations, one drawn for the bench
 
     @property
@@ -113,6 +114,7 @@ TASK_TYPES: tuple[TaskType, ...] = (
         parse=parse_answer,
         writer="llava_pose.llm.rules:write_detail",
         instructed=True,
+        shows_people=True,
     ),
     TaskType(
         name="reasoning",
@@ -123,6 +125,7 @@ TASK_TYPES: tuple[TaskType, ...] = (
         query=annotation_query,
         parse=parse_pairs,
         writer="llava_pose.llm.rules:write_reasoning",
+        shows_people=True,
     ),
 )
 

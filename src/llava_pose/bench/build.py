@@ -106,6 +106,7 @@ class BuildConfig(SourceOptions, ModelOptions):
         "paper", "prompt format: paper (Tables 1-4 exactly) or compact", choices=FORMATS
     )
     fewshot: bool = option(False, "put worked examples before each teacher query")
+    cues: bool = option(False, "give the teacher each person's pose facts in words (see generate)")
     temperature: float | None = option(
         None, "teacher temperature (default: the provider's); re-asks need it above 0 to differ"
     )
@@ -253,7 +254,7 @@ def run_build(cfg: BuildConfig) -> int:
         cfg.teacher, "teacher", "--teacher", dry_run=cfg.dry_run, **cfg.backend_options()
     )
     log.info("teacher: %s", backend.describe())
-    prompts = load_prompts(cfg.format)
+    prompts = load_prompts(cfg.format, cfg.cues)
     contexts = load_source(cfg, cfg.seed)
     eligible = [
         c for c in contexts if qualifies(c, cfg.min_keypoints, cfg.min_persons, cfg.min_person_area)

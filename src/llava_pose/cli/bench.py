@@ -1,4 +1,5 @@
-"""`llava-pose bench {build,answer,judge,report}`: the E-HPAUB benchmark (paper section 5.2)."""
+"""`llava-pose bench {build,answer,judge,report,export}`: the E-HPAUB benchmark (paper section 5.2),
+and the lmms-eval export of it and of PoseQA."""
 
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ REPORT_EXAMPLES = """
   llava-pose bench report --bench ehpaub/ --reviews reviews/ reviews-claude/ --out report/
 """
 
+EXPORT_EXAMPLES = """
+  # E-HPAUB (LLM-judged) and PoseQA (exact match) as lmms-eval tasks in one folder
+  llava-pose bench export --bench ehpaub/ --format lmms-eval --out lmms_tasks/
+  llava-pose bench export --bench poseqa/ --format lmms-eval --out lmms_tasks/
+  lmms-eval --model llava_onevision --tasks ehpaub,poseqa --include_path lmms_tasks/ ...
+"""
+
 
 def _build(config: Any) -> int:
     from ..bench.build import run_build
@@ -67,19 +75,26 @@ def _report(config: Any) -> int:
     return run_report(config)
 
 
+def _export(config: Any) -> int:
+    from ..bench.export import run_export
+
+    return run_export(config)
+
+
 def register(subparsers: Any) -> None:
-    """Add `bench` and its four subcommands."""
+    """Add `bench` and its subcommands."""
     import argparse
 
     from ..bench.answer import AnswerConfig
     from ..bench.build import BuildConfig
+    from ..bench.export import ExportConfig
     from ..bench.judge import JudgeConfig
     from ..bench.report import ReportConfig
     from . import add_command
 
     parser = subparsers.add_parser(
         "bench",
-        help="the E-HPAUB benchmark: build, answer, judge, report",
+        help="the E-HPAUB benchmark: build, answer, judge, report, export",
         description=(
             "E-HPAUB (paper section 5.2): build the questions and reference answers from COCO, "
             "answer them with any model, score the answers with a language-only judge "
@@ -143,4 +158,18 @@ def register(subparsers: Any) -> None:
             "missing or failed, in one folder with an index.md."
         ),
         examples=REPORT_EXAMPLES,
+    )
+    add_command(
+        steps,
+        "export",
+        ExportConfig,
+        _export,
+        help="write E-HPAUB or PoseQA as an lmms-eval task folder",
+        description=(
+            "Write OUT/TASK/ with the task YAML, utils.py, the documents and the scoring code "
+            "(copied from llava-pose: the folder runs without it), for `lmms-eval --tasks TASK "
+            "--include_path OUT`. E-HPAUB is judged in LLaVA-in-the-wild's pattern through "
+            "lmms-eval's judge providers; PoseQA is exact match after llava-pose's answer parser."
+        ),
+        examples=EXPORT_EXAMPLES,
     )

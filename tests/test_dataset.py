@@ -99,3 +99,29 @@ def test_write_dataset_orders_and_merges(tmp_path) -> None:
     }
     assert set(merged[0]) == {"id", "image", "conversations"}
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_the_pose_filter_drops_only_the_pair_the_keypoints_contradict() -> None:
+    from tests.test_pose import FRONT, H, W, person
+
+    standing = ImageContext(
+        image_id=7,
+        image="train2017/000000000007.jpg",
+        width=W,
+        height=H,
+        captions=("A man.",),
+        objects=(),
+        persons=(person(FRONT),),
+    )
+    request = build_request(standing, "conversation", model="m", prompts=P)
+    text = (
+        "Question:\nWhat is he doing?\n===\nAnswer:\nThe man is standing.\n===\n"
+        "Question:\nIs he resting?\n===\nAnswer:\nYes, the man is sitting on a bench."
+    )
+    checked = assemble(request, reply(text), check_poses=True)
+    [sample] = checked.samples
+    assert [t.value for t in sample.conversations][1::2] == ["The man is standing."]
+    assert checked.filtered == {"contradicts_pose": 1}
+    assert checked.claims == {"supported": 1, "contradicted": 1}
+    unchecked = assemble(request, reply(text))  # off: nothing checked, nothing dropped
+    assert unchecked.turns == 2 and not unchecked.filtered and not unchecked.claims

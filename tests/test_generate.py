@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def teacher_reply(body: dict) -> str:
-    """A well-formed reply for whichever task the system prompt asks for, unique per request."""
+    """A well-formed reply for whichever task the system prompt asks for, unique per request.
+    It says nothing about bodies, so the pose filter (on for LLM teachers) keeps it."""
     messages = body["messages"]
     system = body.get("system") or messages[0]["content"]
     if isinstance(system, list):
@@ -33,11 +34,11 @@ def teacher_reply(body: dict) -> str:
     tag = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:6]
     if "Design a conversation" in system:
         return (
-            f"Question:\nWhat is the person doing ({tag})?\n===\nAnswer:\nThe person stands with both arms down.\n"
-            "===\nQuestion:\nWhich way are they facing?\n===\nAnswer:\nThey face the camera."
+            f"Question:\nWhat is the person doing ({tag})?\n===\nAnswer:\nThe person is taking part in the scene.\n"
+            "===\nQuestion:\nHow do they seem?\n===\nAnswer:\nThey seem calm."
         )
     if "describe the scene in a detailed manner" in system:
-        return f"A person stands upright near the middle of the scene, arms relaxed ({tag})."
+        return f"A person is in the scene, looking relaxed ({tag})."
     return f"Question:\nWhy is the person standing still ({tag})?\n===\nAnswer:\nThey are waiting for a friend."
 
 
@@ -400,3 +401,24 @@ def test_cues_reach_the_teacher_only_when_asked(openai_server, tmp_path) -> None
     cued = [json.dumps(r.body) for r in openai_server.requests]
     assert not any("pose: " in b for b in plain)
     assert sum("pose: " in b for b in cued) == 4  # detail and reasoning of each image
+
+
+def test_the_pose_filter_is_on_for_llm_teachers_and_counted(openai_server, tmp_path) -> None:
+    def lying(body: dict) -> str:  # nobody in COCO-MINI val is lying down: a false statement
+        return teacher_reply(body).replace("A person is in the scene", "Everyone is lying down", 1)
+
+    openai_server.responder = lying
+    assert gen(openai_server, tmp_path / "on", images=3) == 0
+    on = read(tmp_path / "on" / "stats.json")
+    assert on["pose_claims"]["checked"] is True and on["pose_claims"]["contradicted"] >= 1
+    assert on["filtered"]["contradicts_pose"] == on["pose_claims"]["contradicted"]
+    assert on["samples"]["detail"] == 3 - on["filtered"]["contradicts_pose"]
+    assert gen(openai_server, tmp_path / "off", "--no-pose-filter", images=3) == 0
+    off = read(tmp_path / "off" / "stats.json")
+    assert off["pose_claims"] == {
+        "checked": False,
+        "supported": 0,
+        "contradicted": 0,
+        "unverifiable": 0,
+    }
+    assert off["samples"]["detail"] == 3 and "contradicts_pose" not in off["filtered"]

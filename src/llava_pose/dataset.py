@@ -21,8 +21,9 @@ from pathlib import Path
 from .filters import check_text, context_numbers
 from .io import write_json
 from .parse import QAPair
-from .records import ChatRequest, Completion, Sample, Turn
+from .records import ChatRequest, Completion, ImageContext, Sample, Turn
 from .tasks import short_order, task_type
+from .verify import check_text as check_claims
 
 IMAGE_TOKEN = "<image>"
 # The merged file that training reads (each task type's own file is its `TaskType.file`).
@@ -36,6 +37,7 @@ class Assembly:
     samples: list[Sample] = field(default_factory=list)
     turns: int = 0
     filtered: Counter[str] = field(default_factory=Counter)
+    claims: Counter[str] = field(default_factory=Counter)  # pose claims checked, by verdict
 
 
 def _turns(pairs: list[QAPair]) -> tuple[Turn, ...]:
@@ -49,28 +51,41 @@ def _turns(pairs: list[QAPair]) -> tuple[Turn, ...]:
 def _keep(
     pairs: tuple[QAPair, ...],
     numbers: frozenset[str],
-    filtered: Counter[str],
+    out: Assembly,
     *,
     check_question: bool = True,
+    poses: ImageContext | None = None,
 ) -> list[QAPair]:
-    """The pairs that pass the filters; a question we asked ourselves is not checked."""
+    """The pairs that pass the filters; a question we asked ourselves is not checked. With
+    `poses` (the image's context) an answer that contradicts the keypoints is dropped too."""
     kept = []
     for pair in pairs:
         reason = (check_question and check_text(pair.question)) or check_text(pair.answer, numbers)
+        if reason is None and poses is not None:
+            verdicts = Counter(c.verdict for c in check_claims(pair.answer, poses))
+            out.claims.update(verdicts)
+            if verdicts["contradicted"]:
+                reason = "contradicts_pose"
         if reason:
-            filtered[reason] += 1
+            out.filtered[reason] += 1
         else:
             kept.append(pair)
     return kept
 
 
 def assemble(
-    request: ChatRequest, completion: Completion, *, split_conversations: bool = False
+    request: ChatRequest,
+    completion: Completion,
+    *,
+    split_conversations: bool = False,
+    check_poses: bool = False,
 ) -> Assembly:
     """Turn one teacher reply into training records. Pure.
 
     The task's parser gives the pairs: an instructed task's reply is one pair (the instruction
-    asked, the reply), so it is kept or dropped whole by the same rules."""
+    asked, the reply), so it is kept or dropped whole by the same rules. With `check_poses`
+    every answer's pose claims are checked against the image's keypoints (`llava_pose.verify`):
+    counted by verdict, and a pair with a contradicted claim is dropped alone."""
     spec = task_type(request.meta["task"])
     image = request.meta["image"]
     out = Assembly()
@@ -85,7 +100,8 @@ def assemble(
         out.filtered["truncated"] += 1
     elif parsed.problem:
         out.filtered["malformed"] += 1
-    kept = _keep(pairs, numbers, out.filtered, check_question=not spec.instructed)
+    poses = request.context if check_poses else None
+    kept = _keep(pairs, numbers, out, check_question=not spec.instructed, poses=poses)
     if not kept:
         return out
     out.turns = len(kept)

@@ -7,6 +7,8 @@
                       "caption", "coordinates" (the system prompts forbid it)
 * ``quotes_numbers``  copies coordinates from the context: decimals such as 0.42, bracketed
                       tuples, or a 3-digit value that occurs in the context (compact format)
+* ``contradicts_pose`` says something about a body that the keypoints clearly contradict
+                      (`llava_pose.verify`; on for LLM teachers, see `generate --pose-filter`)
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import re
 
 from .records import ImageContext
 
-FILTERS = ("truncated", "empty", "malformed", "mentions_source", "quotes_numbers")
+FILTERS = (
+    "truncated",
+    "empty",
+    "malformed",
+    "mentions_source",
+    "quotes_numbers",
+    "contradicts_pose",
+)
 
 _SOURCE_WORDS = re.compile(
     r"\b(key[\s-]?points?|bounding[\s-]?box(?:es)?|captions?|coordinates?)\b", re.IGNORECASE

@@ -100,6 +100,11 @@ class GenerateConfig(SourceOptions, ModelOptions):
     fewshot: bool = option(
         False, "put worked keypoint-bearing examples before each query to steady the format"
     )
+    pose_filter: bool | None = option(
+        None,
+        "check every answer's pose claims against the keypoints and drop the pairs they "
+        "contradict (filter contradicts_pose; default: on for LLM teachers, off for rules)",
+    )
     cues: bool = option(
         False,
         "after each person's keypoints, the pose facts computed from them in plain words "
@@ -246,6 +251,12 @@ def fit_context_window(
     return kept, too_long
 
 
+def pose_filter_on(asked: bool | None, backend: Backend) -> bool:
+    """`--pose-filter` as given, else on for an LLM teacher: the offline teacher writes from
+    the same facts the checker reads, so checking it only costs time."""
+    return asked if asked is not None else backend.provider != "rules"
+
+
 def run_generate(cfg: GenerateConfig) -> int:
     started = time.monotonic()
     backend = make_backend(
@@ -290,14 +301,22 @@ def run_generate(cfg: GenerateConfig) -> int:
     by_task: dict[str, list[Sample]] = {t: [] for t in cfg.tasks}
     turns: Counter[str] = Counter()
     filtered: Counter[str] = Counter()
+    claims: Counter[str] = Counter()
+    check_poses = pose_filter_on(cfg.pose_filter, backend)
     for request, result in zip(requests, results, strict=True):
         if result.completion is None:
             continue
-        assembly = assemble(request, result.completion, split_conversations=cfg.split_conversations)
+        assembly = assemble(
+            request,
+            result.completion,
+            split_conversations=cfg.split_conversations,
+            check_poses=check_poses,
+        )
         task = request.meta["task"]
         by_task[task] += assembly.samples
         turns[task] += assembly.turns
         filtered.update(assembly.filtered)
+        claims.update(assembly.claims)
     files = write_dataset(out, by_task, cfg.tasks)
 
     s = runner.stats
@@ -328,6 +347,10 @@ def run_generate(cfg: GenerateConfig) -> int:
         },
         "turns": {t: turns[t] for t in cfg.tasks},
         "filtered": {name: filtered[name] for name in sorted(filtered)},
+        "pose_claims": {
+            "checked": check_poses,
+            **{v: claims[v] for v in ("supported", "contradicted", "unverifiable")},
+        },
         "tokens": {"input": s.input_tokens, "output": s.output_tokens},
         "cost_usd": {
             "this_run": round(s.cost, 4),

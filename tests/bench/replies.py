@@ -57,19 +57,20 @@ def judge_reply(body: dict) -> str:
 
 
 def teacher_reply(body: dict) -> str:
-    """A well-formed teacher reply for the task the system prompt asks for, unique per request."""
+    """A well-formed teacher reply for the task the system prompt asks for, unique per request.
+    It says nothing about bodies, so the pose filter (on for LLM teachers) keeps it."""
     system = system_of(body)
     digest = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()
     tag = "".join(chr(97 + int(c, 16)) for c in digest[:6])  # letters: digits could be filtered
     if "Design a conversation" in system:
         return (
-            f"Question:\nWhat is the person doing ({tag})?\n===\nAnswer:\nThe person stands with "
-            "both arms down.\n===\nQuestion:\nWhich way are they facing?\n===\nAnswer:\nThey "
-            "face the camera.\n===\nQuestion:\nIs anyone sitting?\n===\nAnswer:\nNo, everyone "
-            "is standing."
+            f"Question:\nWhat is the person doing ({tag})?\n===\nAnswer:\nThe person is taking "
+            "part in the scene.\n===\nQuestion:\nHow do they seem?\n===\nAnswer:\nThey "
+            "seem calm.\n===\nQuestion:\nIs anyone else around?\n===\nAnswer:\nYes, the "
+            "scene is busy."
         )
     if "describe the scene in a detailed manner" in system:
-        return f"A person stands upright near the middle of the scene, arms relaxed ({tag})."
+        return f"A person is in the scene, looking relaxed ({tag})."
     return (
         f"Question:\nWhy is the person standing still ({tag})?\n===\nAnswer:\nThey are waiting "
         "for the ball and keep their weight balanced."

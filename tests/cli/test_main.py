@@ -44,7 +44,7 @@ def fragments(secret: str, n: int = 8) -> list[str]:
 
 def test_a_key_echoed_in_replies_and_errors_is_in_no_file(server, tmp_path, capsys) -> None:
     masked = f"{KEY[:14]}...{KEY[-4:]}"
-    server.responder = lambda body: teacher_reply(body).replace("stands", f"stands ({KEY})", 1)
+    server.responder = lambda body: teacher_reply(body).replace("looking", f"looking ({KEY})", 1)
     server.add_fault(
         Fault("context_too_long", message=f"Incorrect API key provided: {masked}"), times=2
     )

@@ -45,7 +45,13 @@ from ..config import option
 from ..context import FORMATS
 from ..dataset import IMAGE_TOKEN, assemble
 from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError
-from ..generate import SourceOptions, expected_output_tokens, fit_context_window, load_source
+from ..generate import (
+    SourceOptions,
+    expected_output_tokens,
+    fit_context_window,
+    load_source,
+    pose_filter_on,
+)
 from ..io import write_json, write_jsonl
 from ..llm import check_role, make_backend
 from ..llm.pricing import PriceTable, estimate
@@ -107,6 +113,11 @@ class BuildConfig(SourceOptions, ModelOptions):
     )
     fewshot: bool = option(False, "put worked examples before each teacher query")
     cues: bool = option(False, "give the teacher each person's pose facts in words (see generate)")
+    pose_filter: bool | None = option(
+        None,
+        "re-ask replies whose pose claims the keypoints contradict (default: on for LLM "
+        "teachers, off for rules)",
+    )
     temperature: float | None = option(
         None, "teacher temperature (default: the provider's); re-asks need it above 0 to differ"
     )
@@ -190,13 +201,13 @@ class Item:
 
 
 def extract(
-    request: ChatRequest, result: Result, seed: int
+    request: ChatRequest, result: Result, seed: int, check_poses: bool = False
 ) -> tuple[Item | None, str, Counter[str]]:
     """(item, reason, filtered): the question and reference answer in a teacher reply, or why
     there is none. Parsing and filtering are the data pipeline's (`dataset.assemble`)."""
     if result.completion is None:
         return None, f"call failed: {result.error}", Counter()
-    assembly = assemble(request, result.completion)
+    assembly = assemble(request, result.completion, check_poses=check_poses)
     if not assembly.samples:
         reason = ", ".join(sorted(assembly.filtered)) or "no usable question/answer"
         return None, f"unusable reply ({reason})", assembly.filtered
@@ -302,6 +313,7 @@ def run_build(cfg: BuildConfig) -> int:
     filtered: Counter[str] = Counter()
     dropped: list[dict[str, Any]] = []
     budget_stopped = False
+    check_poses = pose_filter_on(cfg.pose_filter, backend)
 
     with cfg.open_runner(backend, out / "cache.sqlite", "teacher") as runner:
         while pending and not budget_stopped:
@@ -318,7 +330,7 @@ def run_build(cfg: BuildConfig) -> int:
                     continue
                 if im.dropped:
                     continue
-                item, reason, counts = extract(request, result, cfg.seed)
+                item, reason, counts = extract(request, result, cfg.seed, check_poses)
                 filtered.update(counts)
                 if item is not None:
                     im.items[task] = item

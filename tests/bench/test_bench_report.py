@@ -234,3 +234,50 @@ def test_a_question_in_both_the_review_and_its_unscored_file_is_an_input_error(
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith(f"llava-pose: error: {unscored}: duplicate question_id 0 (also in ")
     assert "rerun `bench judge`" in last
+
+
+def test_pose_faithfulness_is_counted_from_the_answers_without_a_judge(
+    two_judges, small_bench, tmp_path
+) -> None:
+    from llava_pose.bench.files import load_bench
+    from llava_pose.verify import check_text
+
+    texts = {
+        0: "Everyone has both arms raised above the head.",
+        1: "The person is standing with the left arm raised.",
+        2: "It is a sunny day.",
+        3: "Everyone has both arms raised above the head, facing away from the camera.",
+        4: "Nobody is sitting.",
+        5: "The people are lying on the grass.",
+    }
+    answers = write_jsonl(
+        tmp_path / "answers" / "m1.jsonl",
+        [{"question_id": q, "text": t, "model_id": "m1"} for q, t in texts.items()],
+    )
+    out = tmp_path / "report"
+    args = ["-q", "bench", "report", "--reviews", str(two_judges[0]), "--bench", str(small_bench)]
+    assert main([*args, "--answers", str(answers), "--out", str(out)]) == 0
+    bench = load_bench(small_bench, need_reference=False)
+    by_category: dict[str, list[int]] = {}
+    for q in bench.questions:  # the expectation, one answer at a time
+        verdicts = [c.verdict for c in check_text(texts[q.question_id], bench.contexts[q.image])]
+        claims, contra = by_category.setdefault(q.category, [0, 0])
+        by_category[q.category] = [claims + len(verdicts), contra + verdicts.count("contradicted")]
+    table = {(r["model"], r["category"]): r for r in rows(out / "faithfulness.csv")}
+    assert sum(c for c, _ in by_category.values()) > 0 and any(k for _, k in by_category.values())
+    for category, (claims, contra) in by_category.items():
+        row = table[("m1", category)]
+        assert (int(row["answers"]), int(row["claims"]), int(row["contradicted"])) == (
+            2,
+            claims,
+            contra,
+        )
+    total = table[("m1", "all")]
+    assert int(total["claims"]) == sum(c for c, _ in by_category.values())
+    assert "## Pose faithfulness (judge-free)" in (out / "index.md").read_text()
+
+
+def test_faithfulness_needs_the_benchmark(two_judges, tmp_path, capsys) -> None:
+    args = ["bench", "report", "--reviews", str(two_judges[0]), "--answers", "a.jsonl"]
+    assert main([*args, "--out", str(tmp_path / "r")]) == 2
+    assert "--answers: needs --bench" in capsys.readouterr().err

@@ -27,7 +27,7 @@ import csv
 import io
 import logging
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -38,7 +38,17 @@ import msgspec
 from ..config import option
 from ..errors import EXIT_OK, ConfigError, InputError
 from ..io import atomic_open, read_json, read_jsonl
-from .files import CATEGORY_TITLES, MANIFEST_FILE, Bench, QuestionId, load_bench, qid_key
+from ..verify import check_text as check_claims
+from .files import (
+    CATEGORY_TITLES,
+    MANIFEST_FILE,
+    AnswerSet,
+    Bench,
+    QuestionId,
+    load_answers,
+    load_bench,
+    qid_key,
+)
 from .judge import JUDGE_FILE, UNSCORED_DIR, unscored_path
 from .scores import Relative, kendall_tau, pearson, relative_score, spearman
 
@@ -62,6 +72,12 @@ class ReportConfig:
     )
     out: str = option("report", "output folder: index.md, CSV tables, agreement, charts")
     title: str = option("E-HPAUB", "title of the report")
+    answers: list[str] = option(
+        [],
+        "the models' answer files: adds a judge-free pose-faithfulness table (pose claims made, "
+        "share the keypoints contradict; needs --bench with context.jsonl)",
+        nargs="+",
+    )
 
 
 class ReviewLine(msgspec.Struct, frozen=True):
@@ -304,9 +320,14 @@ def run_report(cfg: ReportConfig) -> int:
     if not cfg.reviews:
         raise ConfigError("--reviews: give at least one review folder (one per judge)")
     bench = None
+    if cfg.answers and not cfg.bench:
+        raise ConfigError("--answers: needs --bench (its context.jsonl holds the keypoints)")
     if cfg.bench or cfg.questions:
         bench = load_bench(
-            cfg.bench, questions=cfg.questions, need_context=False, need_reference=False
+            cfg.bench,
+            questions=cfg.questions,
+            need_context=bool(cfg.answers),
+            need_reference=False,
         )
     else:
         log.warning("no --bench: questions without any review line cannot be listed")
@@ -464,6 +485,10 @@ def run_report(cfg: ReportConfig) -> int:
             ),
         )
 
+    if cfg.answers and bench is not None:
+        sets = [load_answers(path, bench) for path in cfg.answers]
+        md += _faithfulness_section(out, bench, sets, categories)
+
     md += ["## Missing and failed", ""]
     problem_rows = []
     for judge in judges:
@@ -495,6 +520,52 @@ def run_report(cfg: ReportConfig) -> int:
         out / "index.md",
     )
     return EXIT_OK
+
+
+def faithfulness(bench: Bench, answers: AnswerSet) -> dict[str, Counter[str]]:
+    """Pose claims in one model's answers, by category (and "all") and verdict, checked
+    against the benchmark's keypoints (`llava_pose.verify`): no judge involved. Pure."""
+    out: dict[str, Counter[str]] = {c: Counter() for c in [*bench.categories(), ALL]}
+    for q in bench.questions:
+        a = answers.answers.get(qid_key(q.question_id))
+        if a is None:
+            continue
+        verdicts = Counter(c.verdict for c in check_claims(a.text, bench.contexts[q.image]))
+        verdicts["answers"] += 1
+        out[q.category].update(verdicts)
+        out[ALL].update(verdicts)
+    return out
+
+
+def _faithfulness_section(
+    out: Path, bench: Bench, sets: list[AnswerSet], categories: list[str]
+) -> list[str]:
+    columns = [*categories, ALL]
+    rows, csv_rows = [], [["model", "category", "answers", "claims", "contradicted", "share"]]
+    for answers in sets:
+        counts = faithfulness(bench, answers)
+        cells = []
+        for c in columns:
+            n = counts[c]
+            claims = n["supported"] + n["contradicted"] + n["unverifiable"]
+            share = n["contradicted"] / claims if claims else None
+            cells.append(f"{claims} ({share:.1%})" if share is not None else "0")
+            csv_rows.append(
+                [answers.model_id, c, n["answers"], claims, n["contradicted"], _num(share)]
+            )
+        rows.append([answers.model_id, *cells])
+    _write_text(out / "faithfulness.csv", _csv(csv_rows))
+    return [
+        "## Pose faithfulness (judge-free)",
+        "",
+        "Pose claims in each model's answers (posture, arms, legs, facing, placement, order), "
+        "checked against the keypoints with `llava-pose verify`'s checker: claims made, and in "
+        "brackets the share the keypoints clearly contradict. No judge: the same answers always "
+        "give the same numbers.",
+        "",
+        _md_table(["Model", *(category_title(c) for c in columns)], rows),
+        "",
+    ]
 
 
 def _num(value: float | None) -> str:

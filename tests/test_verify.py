@@ -298,3 +298,15 @@ def test_no_false_alarm_on_labelled_sentences(labelled) -> None:  # type: ignore
     assert scores["contradicted"]["precision"] == 1.0
     assert scores["supported"]["precision"] == 1.0
     assert scores["contradicted"]["said"] >= 1 and scores["supported"]["said"] >= 10
+
+
+def test_the_persons_own_side_is_not_a_place_in_the_picture() -> None:
+    on_the_right = one(shifted(FRONT, 150))
+    assert verdicts("He holds the racket in the left hand.", on_the_right) == []
+    assert verdicts("He is on the left.", on_the_right) == [("placement", "contradicted")]
+
+
+def test_nobody_is_about_everyone_and_not_checked() -> None:
+    raised = one(moved(left_elbow=(240, 60), left_wrist=(245, 10)))
+    assert verdicts("No, nobody has their arms raised.", raised) == []
+    assert verdicts("No one is sitting.", raised) == []

@@ -137,11 +137,13 @@ class Vocab:
     facing_contradicted_by: dict[str, frozenset[str]]
     placement: dict[str, tuple[tuple[str, ...], ...]]
     picture_words: frozenset[str]
+    body_parts: tuple[tuple[str, ...], ...]
     order: dict[str, tuple[tuple[str, ...], ...]]
     higher: tuple[tuple[str, ...], ...]
     lower: tuple[tuple[str, ...], ...]
     foot_lifted: tuple[tuple[str, ...], ...]
     negation: tuple[tuple[str, ...], ...]
+    nobody: tuple[tuple[str, ...], ...]
     modal: frozenset[str]
     modal_to_verbs: frozenset[str]
     person_nouns: dict[str, str | None]  # noun -> gender
@@ -177,11 +179,13 @@ def vocab() -> Vocab:
         facing_contradicted_by={k: frozenset(v) for k, v in c["facing_contradicted_by"].items()},
         placement=group(c["placement"]),
         picture_words=frozenset(c["picture_words"]),
+        body_parts=_phrases(c["body_parts"]),
         order=group(c["order"]),
         higher=_phrases(c["higher"]),
         lower=_phrases(c["lower"]),
         foot_lifted=_phrases(c["foot_lifted"]),
         negation=_phrases(c["negation"]),
+        nobody=_phrases(c["nobody"]),
         modal=frozenset(c["modal"]),
         modal_to_verbs=frozenset(c["modal_to_verbs"]),
         person_nouns=nouns,
@@ -745,6 +749,8 @@ def _find(words: list[str]) -> list[_Found]:
                     continue
                 end = i + len(p)
                 picture = False
+                if _match_any(words, end, v.body_parts):
+                    break  # "in the left hand": the person's own side, not the picture's
                 if _match(words, end, ("side",)):
                     end += 1
                 if end < len(words) and words[end] == "of":
@@ -1109,6 +1115,8 @@ def check_text(text: str, context: ImageContext) -> list[Claim]:
             lo = min(gap_start, found.start)
             if _modal(words, 0, found.start):  # advice or a plan anywhere before it
                 continue
+            if any(_match_any(words, k, vocab().nobody) for k in range(found.start)):
+                continue  # "nobody ...": a claim about everyone at once, not checked
             negated = _negated(words, lo, found.end) or _negated(
                 words, found.start - 2, found.start
             )

@@ -34,14 +34,13 @@ from .context import FORMATS
 from .dataset import assemble, write_dataset
 from .errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError
 from .io import append_jsonl, write_json
-from .llm import make_backend
-from .llm.base import Backend
 from .llm.pricing import Estimate, PriceTable, context_window, estimate, over_context
 from .llm.runner import ModelOptions, Result
 from .lock import hold
 from .prompts import build_request, load_prompts
 from .records import ChatRequest, ImageContext, Sample
 from .tasks import TASKS
+from .teachers import Teacher, make_teacher
 
 log = logging.getLogger("llava_pose")
 
@@ -214,7 +213,7 @@ class TooLong:
 
 
 def fit_context_window(
-    requests: list[ChatRequest], backend: Backend, window: int | None = None
+    requests: list[ChatRequest], teacher: Teacher, window: int | None = None
 ) -> tuple[list[ChatRequest], TooLong]:
     """The requests that fit the teacher's context window, and those left out with a warning.
 
@@ -224,13 +223,13 @@ def fit_context_window(
     """
     if window is not None and window < 1:
         raise ConfigError(f"--context-window: must be at least 1 token, got {window}")
-    if backend.provider == "rules":
+    if not teacher.reads_prompt:
         return requests, TooLong(None, [])
-    window = window or context_window(backend.model)
+    window = window or context_window(teacher.model)
     kept: list[ChatRequest] = []
     skipped: list[tuple[ChatRequest, int]] = []
     for request in requests:
-        tokens = over_context(request, window, backend.model or "gpt-4o")
+        tokens = over_context(request, window, teacher.model or "gpt-4o")
         if tokens is None:
             kept.append(request)
         else:
@@ -243,7 +242,7 @@ def fit_context_window(
             "%s (%s tokens), e.g. %s needs %s; --context-window N if the model takes more",
             len(skipped),
             len(too_long.images()),
-            backend.spec,
+            teacher.spec,
             f"{window:,}",
             first.id,
             f"{tokens:,}",
@@ -251,28 +250,31 @@ def fit_context_window(
     return kept, too_long
 
 
-def pose_filter_on(asked: bool | None, backend: Backend) -> bool:
+def pose_filter_on(asked: bool | None, teacher: Teacher) -> bool:
     """`--pose-filter` as given, else on for an LLM teacher: the offline teacher writes from
     the same facts the checker reads, so checking it only costs time."""
-    return asked if asked is not None else backend.provider != "rules"
+    return asked if asked is not None else teacher.reads_prompt
 
 
 def run_generate(cfg: GenerateConfig) -> int:
     started = time.monotonic()
-    backend = make_backend(
-        cfg.teacher, "teacher", "--teacher", dry_run=cfg.dry_run, **cfg.backend_options()
+    teacher = make_teacher(
+        cfg.teacher,
+        dry_run=cfg.dry_run,
+        prompt={"format": cfg.format, "fewshot": cfg.fewshot, "cues": cfg.cues},
+        **cfg.backend_options(),
     )
-    log.info("teacher: %s", backend.describe())
+    log.info("teacher: %s", teacher.describe())
     contexts = load_source(cfg, cfg.seed)
     requests, too_long = fit_context_window(
-        build_requests(contexts, cfg, backend.model), backend, cfg.context_window
+        build_requests(contexts, cfg, teacher.model), teacher, cfg.context_window
     )
     prices = PriceTable.load(cfg.prices)
-    price = prices.for_backend(backend)
-    if not backend.free or cfg.dry_run:
+    price = teacher.price(prices)
+    if not teacher.free or cfg.dry_run:
         expected = expected_output_tokens()
         est = estimate(
-            requests, backend.model or "gpt-4o", price, lambda r: expected[r.meta["task"]]
+            requests, teacher.model or "gpt-4o", price, lambda r: expected[r.meta["task"]]
         )
         too_long.note(est)
         if cfg.dry_run:  # the estimate is the output: said once, on stdout
@@ -295,14 +297,14 @@ def run_generate(cfg: GenerateConfig) -> int:
                 {"id": request.id, "image": request.meta["image"], "reason": result.error},
             )
 
-    with cfg.open_runner(backend, out / "cache.sqlite", "teacher", prices) as runner:
+    with teacher.open(cfg, out / "cache.sqlite", "teacher", prices) as runner:
         results = runner.run(requests, on_result=on_result)
 
     by_task: dict[str, list[Sample]] = {t: [] for t in cfg.tasks}
     turns: Counter[str] = Counter()
     filtered: Counter[str] = Counter()
     claims: Counter[str] = Counter()
-    check_poses = pose_filter_on(cfg.pose_filter, backend)
+    check_poses = pose_filter_on(cfg.pose_filter, teacher)
     for request, result in zip(requests, results, strict=True):
         if result.completion is None:
             continue
@@ -324,7 +326,7 @@ def run_generate(cfg: GenerateConfig) -> int:
     stats = {
         "llava_pose_version": __version__,
         "complete": not budget_stopped and s.failed == 0,
-        "teacher": backend.spec,
+        "teacher": teacher.spec,
         "format": cfg.format,
         "fewshot": cfg.fewshot,
         "seed": cfg.seed,

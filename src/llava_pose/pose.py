@@ -1,7 +1,10 @@
-"""Pose facts from COCO keypoints: pure geometry, then plain English.
+"""Pose facts from COCO keypoints: geometry only, no English.
 
-The built-in `rules` teacher grounds its text in these facts, so they must be right more
-often than they are interesting: every threshold below errs on the side of saying nothing.
+Dataclasses of facts, the thresholds that decide them and pure functions of keypoints (and
+object boxes). The offline teacher's wording of these facts is `llava_pose.teachers.wording`;
+the claim checker (`llava_pose.verify`), the cues (`llava_pose.context`) and PoseQA read the
+same facts. They must be right more often than they are interesting: every threshold below
+errs on the side of saying nothing.
 
 Conventions:
 
@@ -12,7 +15,7 @@ Conventions:
   are always worded as "the left side of the picture".
 * A joint with v=0 (not labelled) is never used. A fact that needs a missing joint is unknown
   (None) and is never phrased. Joints with v=1 (labelled, occluded) are used, but the fact is
-  marked `occluded` and phrased with "appears to be".
+  marked `occluded` (the wording then hedges: "appears to be").
 * Lengths are compared with a per-person body `scale` (about the torso length in pixels), so
   the thresholds mean the same on a child in the distance and an adult in close-up.
 """
@@ -21,11 +24,10 @@ from __future__ import annotations
 
 import functools
 import math
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 
@@ -328,7 +330,7 @@ class Contact:
 
 @dataclass(frozen=True)
 class PoseFacts:
-    """Everything the rules teacher may say about one person."""
+    """Everything known about one person's pose: what the teachers, cues and checker use."""
 
     index: int  # position in ImageContext.persons
     num_labelled: int
@@ -712,7 +714,8 @@ def frame_position(person: Person) -> tuple[FrameX, Depth | None]:
 @functools.cache
 def object_roles() -> dict[str, frozenset[str]]:
     """Which object categories are held, stood on or ridden (package data)."""
-    data = _phrases()["objects"]
+    text = resources.files("llava_pose").joinpath("data/pose/objects.yaml").read_text("utf-8")
+    data: dict[str, list[str]] = yaml.safe_load(text)
     return {k: frozenset(v) for k, v in data.items()}
 
 
@@ -865,166 +868,3 @@ def scene_facts(context: ImageContext) -> SceneFacts:
         for i, p in enumerate(context.persons)
     )
     return SceneFacts(persons, left_to_right(context.persons))
-
-
-# -- English ----------------------------------------------------------------------------------
-
-
-@functools.cache
-def _phrases() -> dict[str, Any]:
-    text = resources.files("llava_pose").joinpath("data/rules/phrases.yaml").read_text("utf-8")
-    data: dict[str, Any] = yaml.safe_load(text)
-    return data
-
-
-def _pick(options: str | list[str], rng: random.Random | None) -> str:
-    if isinstance(options, str):
-        return options
-    return options[0] if rng is None else rng.choice(options)
-
-
-def _cap(s: str) -> str:
-    return s[:1].upper() + s[1:]
-
-
-def article(noun: str) -> str:
-    """The category with its indefinite article ('an umbrella', 'a pair of skis')."""
-    special = _phrases()["articles"].get(noun)
-    if special:
-        return str(special)
-    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
-
-
-def phrase_posture(f: PoseFacts, subject: str, rng: random.Random | None = None) -> str | None:
-    """'The person is standing upright, facing the camera.' or None when nothing is known."""
-    p = _phrases()
-    parts: list[str] = []
-    verb = _pick(p["verb"]["hedged" if f.posture_occluded else "plain"], rng)
-    if f.posture is not None:
-        parts.append(_pick(p["posture"][f.posture], rng))
-    if f.lean is not None:
-        parts.append(_pick(p["lean"][f.lean], rng))
-    if f.facing is not None:
-        parts.append(_pick(p["facing"][f.facing], rng))
-    if not parts:
-        return None
-    if f.posture is None:
-        verb = _pick(p["verb"]["plain"], rng)
-    return _cap(f"{subject} {verb} " + ", ".join(parts)) + "."
-
-
-def _arm_words(a: ArmFacts, rng: random.Random | None) -> list[str]:
-    p = _phrases()["arm"]
-    words: list[str] = []
-    if a.hanging:
-        return [_pick(p["hanging"], rng)]
-    if a.height in ("above_head", "above_shoulder"):
-        words.append(_pick(p[a.height], rng))
-    if a.reach is not None:
-        words.append(_pick(p["reach"][a.reach], rng))
-    if a.elbow is not None and a.reach is None:
-        words.append(_pick(p["elbow"][a.elbow], rng))
-    elif a.height == "below_shoulder" and not words:
-        words.append(_pick(p["below_shoulder"], rng))
-    return words
-
-
-def phrase_arms(f: PoseFacts, rng: random.Random | None = None) -> str | None:
-    """What the arms do, both together when they match; None when no arm is known."""
-    p = _phrases()
-    left, right = f.arms
-    lw, rw = _arm_words(left, None), _arm_words(right, None)
-    if lw and lw == rw:
-        words = _arm_words(left, rng)
-        verb = p["verb"]["hedged_plural" if left.occluded or right.occluded else "plural"]
-        return _cap(f"{_pick(p['arm']['both'], rng)} {_pick(verb, rng)} {_join(words)}") + "."
-    sentences = []
-    for a, w in ((left, lw), (right, rw)):
-        if not w:
-            continue
-        words = _arm_words(a, rng)
-        verb = p["verb"]["hedged" if a.occluded else "plain"]
-        owner = _pick(p["arm"]["one"], rng).format(side=a.side)
-        sentences.append(_cap(f"{owner} {_pick(verb, rng)} {_join(words)}") + ".")
-    return " ".join(sentences) or None
-
-
-def phrase_legs(f: PoseFacts, rng: random.Random | None = None) -> str | None:
-    """Knees, a lifted foot and a stride; None when no leg is known."""
-    p = _phrases()
-    out: list[str] = []
-    left, right = f.legs
-    if left.knee is not None and left.knee == right.knee:
-        verb = p["verb"]["hedged_plural" if left.occluded or right.occluded else "plural"]
-        out.append(
-            _cap(_pick(p["knee"]["both"][left.knee], rng).format(are=_pick(verb, rng))) + "."
-        )
-    else:
-        for leg in (left, right):
-            if leg.knee is None:
-                continue
-            verb = p["verb"]["hedged" if leg.occluded else "plain"]
-            text = _pick(p["knee"]["one"][leg.knee], rng).format(
-                side=leg.side, is_=_pick(verb, rng)
-            )
-            out.append(_cap(text) + ".")
-    for leg in (left, right):
-        if leg.lifted:
-            out.append(_cap(_pick(p["lifted"], rng).format(side=leg.side)) + ".")
-    if f.stride:
-        key = "stride" if f.facing in ("left", "right") else "stance"
-        out.append(_cap(_pick(p[key], rng)) + ".")
-    return " ".join(out) or None
-
-
-def _other(side: Side) -> Side:
-    return "right" if side == "left" else "left"
-
-
-def phrase_contacts(f: PoseFacts, subject: str, rng: random.Random | None = None) -> str | None:
-    """Objects in hand, underfoot or ridden; None when there are none."""
-    p = _phrases()["contact"]
-    out = []
-    for c in f.contacts:
-        both = c.side is not None and Contact(c.kind, c.category, _other(c.side)) in f.contacts
-        if both and c.side == "right":
-            continue  # said with the left hand, as "both hands"
-        key = f"{c.kind}_both" if both else c.kind
-        text = _pick(p[key], rng).format(
-            S=subject, obj=c.category, a_obj=article(c.category), side=c.side or ""
-        )
-        out.append(_cap(text) + ".")
-    return " ".join(out) or None
-
-
-def position_words(f: PoseFacts, rng: random.Random | None = None, sep: str = ", ") -> str:
-    """'on the left side of the picture, in the foreground' (no subject)."""
-    p = _phrases()["position"]
-    text = _pick(p["x"][f.frame_x], rng)
-    if f.depth is not None:
-        text += sep + _pick(p["depth"][f.depth], rng)
-    return text
-
-
-def depth_words(f: PoseFacts, rng: random.Random | None = None) -> str | None:
-    """'in the foreground' / 'small in the distance', or None in the middle ground."""
-    return None if f.depth is None else _pick(_phrases()["position"]["depth"][f.depth], rng)
-
-
-def _join(words: list[str]) -> str:
-    if len(words) <= 1:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def describe_person(
-    f: PoseFacts, subject: str = "the person", rng: random.Random | None = None
-) -> str:
-    """Every known fact about one person, in a few sentences (empty when nothing is known)."""
-    parts = [
-        phrase_posture(f, subject, rng),
-        phrase_arms(f, rng),
-        phrase_legs(f, rng),
-        phrase_contacts(f, subject, rng),
-    ]
-    return " ".join(s for s in parts if s)

@@ -101,7 +101,7 @@ TASK_TYPES: tuple[TaskType, ...] = (
         file="conversation.json",
         query=caption_query,
         parse=parse_pairs,
-        writer="llava_pose.llm.rules:write_conversation",
+        writer="llava_pose.teachers.rules:write_conversation",
         multi_turn=True,
     ),
     TaskType(
@@ -112,7 +112,7 @@ TASK_TYPES: tuple[TaskType, ...] = (
         file="detail.json",
         query=annotation_query,
         parse=parse_answer,
-        writer="llava_pose.llm.rules:write_detail",
+        writer="llava_pose.teachers.rules:write_detail",
         instructed=True,
         shows_people=True,
     ),
@@ -124,7 +124,7 @@ TASK_TYPES: tuple[TaskType, ...] = (
         file="reasoning.json",
         query=annotation_query,
         parse=parse_pairs,
-        writer="llava_pose.llm.rules:write_reasoning",
+        writer="llava_pose.teachers.rules:write_reasoning",
         shows_people=True,
     ),
 )

@@ -53,13 +53,14 @@ from ..generate import (
     pose_filter_on,
 )
 from ..io import write_json, write_jsonl
-from ..llm import check_role, make_backend
+from ..llm import check_role
 from ..llm.pricing import PriceTable, estimate
 from ..llm.runner import ModelOptions, Result
 from ..lock import hold
 from ..prompts import PromptSet, build_request, load_prompts
 from ..records import ChatRequest, ImageContext, derived_seed
 from ..tasks import TASK_TYPES, TASKS, task_type
+from ..teachers import make_teacher
 from .files import (
     CONTEXT_FILE,
     MANIFEST_FILE,
@@ -261,10 +262,13 @@ def run_build(cfg: BuildConfig) -> int:
             "val2014: about 35k of its 40.5k images are in train2017, so a model trained on "
             "data generated from train2017 has seen most of them; --split val2017 is disjoint"
         )
-    backend = make_backend(
-        cfg.teacher, "teacher", "--teacher", dry_run=cfg.dry_run, **cfg.backend_options()
+    teacher = make_teacher(
+        cfg.teacher,
+        dry_run=cfg.dry_run,
+        prompt={"format": cfg.format, "fewshot": cfg.fewshot, "cues": cfg.cues},
+        **cfg.backend_options(),
     )
-    log.info("teacher: %s", backend.describe())
+    log.info("teacher: %s", teacher.describe())
     prompts = load_prompts(cfg.format, cfg.cues)
     contexts = load_source(cfg, cfg.seed)
     eligible = [
@@ -272,8 +276,8 @@ def run_build(cfg: BuildConfig) -> int:
     ]
     # An image needs all three questions: one prompt too long for the teacher leaves it out.
     _, too_long = fit_context_window(
-        [teacher_request(c, t, 0, cfg, backend.model, prompts) for c in eligible for t in TASKS],
-        backend,
+        [teacher_request(c, t, 0, cfg, teacher.model, prompts) for c in eligible for t in TASKS],
+        teacher,
         cfg.context_window,
     )
     skipped = set(too_long.images())
@@ -291,13 +295,13 @@ def run_build(cfg: BuildConfig) -> int:
     if cfg.dry_run:
         expected = expected_output_tokens()
         requests = [
-            teacher_request(c, t, 0, cfg, backend.model, prompts)
+            teacher_request(c, t, 0, cfg, teacher.model, prompts)
             for c in order[: cfg.images]
             for t in TASKS
         ]
-        price = PriceTable.load(cfg.prices).for_backend(backend)
+        price = teacher.price(PriceTable.load(cfg.prices))
         est = estimate(
-            requests, backend.model or "gpt-4o", price, lambda r: expected[r.meta["task"]]
+            requests, teacher.model or "gpt-4o", price, lambda r: expected[r.meta["task"]]
         )
         print("\n".join(too_long.note(est).lines()))
         return EXIT_OK
@@ -313,12 +317,12 @@ def run_build(cfg: BuildConfig) -> int:
     filtered: Counter[str] = Counter()
     dropped: list[dict[str, Any]] = []
     budget_stopped = False
-    check_poses = pose_filter_on(cfg.pose_filter, backend)
+    check_poses = pose_filter_on(cfg.pose_filter, teacher)
 
-    with cfg.open_runner(backend, out / "cache.sqlite", "teacher") as runner:
+    with teacher.open(cfg, out / "cache.sqlite", "teacher") as runner:
         while pending and not budget_stopped:
             requests = [
-                teacher_request(im.ctx, t, a, cfg, backend.model, prompts) for im, t, a in pending
+                teacher_request(im.ctx, t, a, cfg, teacher.model, prompts) for im, t, a in pending
             ]
             results = runner.run(requests)
             again: list[tuple[_Image, str, int]] = []
@@ -390,7 +394,7 @@ def run_build(cfg: BuildConfig) -> int:
         return EXIT_BUDGET
     built = sorted((im for im in images if not im.dropped), key=lambda im: im.rank)
     built = [im for im in built if len(im.items) == len(TASKS)][: cfg.images]
-    files = _write_bench(out, built, backend.spec)
+    files = _write_bench(out, built, teacher.spec)
     s = runner.stats
     complete = len(built) == cfg.images
     manifest = {
@@ -415,7 +419,7 @@ def run_build(cfg: BuildConfig) -> int:
             "too_long_for_context_window": too_long.stats(),
             "order": "coco.select_images (blake2b of seed:image_id), prefix-stable",
         },
-        "teacher": backend.spec,
+        "teacher": teacher.spec,
         "prompts": {
             "format": cfg.format,
             "fewshot": cfg.fewshot,

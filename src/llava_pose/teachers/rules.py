@@ -1,44 +1,54 @@
 """`rules`: the built-in offline teacher. No network, no key, no cost.
 
 It writes the same three kinds of instruction data as a paid teacher, grounded only in what
-the annotations support: the pose facts of `llava_pose.pose` (keypoint geometry) for the
-people, and the human-written scene descriptions for everything else. It exists so that the
-whole pipeline (generate -> train -> bench) runs and is testable offline, and as a cheap,
-fully reproducible baseline dataset; a real LLM writes richer text.
+the annotations support: the pose facts of `llava_pose.pose` (keypoint geometry, worded by
+`llava_pose.teachers.wording`) for the people, and the human-written scene descriptions for
+everything else. It exists so that the whole pipeline (generate -> train -> bench) runs and is
+testable offline, and as a cheap, fully reproducible baseline dataset; a real LLM writes
+richer text.
 
-Output shapes are those the parser expects from any teacher:
+It is a teacher, not a language model: it writes each reply straight from (context, task,
+seed) and reads no prompt, so prompt options (``--format``, ``--fewshot``, ``--cues``) are an
+error with it rather than silently ignored. Output shapes are those the parser expects from
+any teacher:
 
 * conversation: ``Question:\\n<q>\\n===\\nAnswer:\\n<a>`` pairs joined by ``\\n===\\n`` (3-6 pairs);
 * detail: plain paragraphs that cover every person with labelled joints;
 * reasoning: one ``Question:\\n<q>\\n===\\nAnswer:\\n<a>`` pair.
 
 Answers never quote numbers from the context (counts are spelled out) and never name the
-annotation itself. The wording varies with ``request.seed`` and the image id, and is identical
-for the same context and seed. Phrases live in ``data/rules/*.yaml``.
+annotation itself. The wording varies with the seed and the image id, and is identical for the
+same context and seed. Phrases live in ``data/rules/*.yaml``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .. import pose
 from ..filters import check_text
+from ..llm.pricing import Price, PriceTable
+from ..llm.runner import ModelOptions, Result, RunStats
 from ..pose import PoseFacts, SceneFacts
+from ..progress import progress_bar
 from ..records import ChatRequest, Completion, ImageContext
 from ..tasks import BY_NAME, task_type
-from .base import Backend, PermanentError
+from . import wording
 
-__all__ = ["DESCRIPTION", "RulesBackend", "write"]
+__all__ = ["DESCRIPTION", "SPEC", "RulesTeacher", "write"]
 
+SPEC = "rules"
 DESCRIPTION = (
     "rules (built-in offline teacher: grounded in keypoint geometry and captions, no network)"
 )
@@ -49,33 +59,86 @@ MAX_OBJECT_KINDS = 5
 NOUN_AGREEMENT = 3
 
 
-class RulesBackend(Backend):
-    """The offline teacher: answers from `request.context`, ignoring the prompt text."""
+class RulesTeacher:
+    """The offline teacher: each reply is `write(request.context, task, request.seed)`.
 
-    provider = "rules"
-    cached = False  # instant and deterministic: nothing to keep
+    It takes the pipeline's requests so that generate and bench build treat every teacher
+    alike, but reads only their context, task and seed; nothing is cached (it is instant and
+    deterministic) and nothing costs."""
+
+    spec = SPEC
+    model = ""
     free = True
-    options: tuple[str, ...] = ()
-
-    def __init__(self, model: str = "") -> None:
-        super().__init__(model)
+    reads_prompt = False
 
     def describe(self) -> str:
         return DESCRIPTION
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    def price(self, prices: PriceTable) -> Price:
+        return Price(0.0, 0.0)
+
+    def write(self, context: ImageContext, task: str, seed: int = 0) -> str:
+        """The reply for one image and task: same context and seed, same text."""
+        return write(context, task, seed)
+
+    @staticmethod
+    def answer(request: ChatRequest) -> Result:
+        """The reply to one request, or why it cannot be written."""
+        task = request.meta.get("task")
         if request.context is None:
-            raise PermanentError(
+            error = (
                 f"{request.id}: the rules teacher needs the image's annotations "
                 "(request.context) and this request carries none"
             )
-        task = request.meta.get("task")
-        if task not in BY_NAME:
-            raise PermanentError(
-                f"{request.id}: the rules teacher writes {', '.join(BY_NAME)}, not {task!r}"
-            )
-        text = write(request.context, task, request.seed or 0)
-        return Completion(text=text, finish_reason="stop", model=self.spec)
+        elif task not in BY_NAME:
+            error = f"{request.id}: the rules teacher writes {', '.join(BY_NAME)}, not {task!r}"
+        else:
+            text = write(request.context, task, request.seed or 0)
+            completion = Completion(text=text, finish_reason="stop", model=SPEC)
+            return Result(request.id, completion=completion)
+        return Result(request.id, error=error, kind="failed")
+
+    @contextlib.contextmanager
+    def open(
+        self,
+        cfg: ModelOptions,
+        default_cache: str | Path,
+        progress: str,
+        prices: PriceTable | None = None,
+    ) -> Iterator[RulesRun]:
+        yield RulesRun(progress)
+
+
+class RulesRun:
+    """One run of the offline teacher: the runner's interface (`run`, `stats`), no runner."""
+
+    def __init__(self, progress: str | None = None) -> None:
+        self.progress = progress
+        self.stats = RunStats()
+
+    def run(
+        self,
+        requests: Sequence[ChatRequest],
+        on_result: Callable[[ChatRequest, Result], None] | None = None,
+    ) -> list[Result]:
+        """A result per request, in order; one it cannot answer fails alone, with its reason."""
+        bar = progress_bar(len(requests), self.progress, unit="req")
+        results = []
+        self.stats.requests += len(requests)
+        for request in requests:
+            result = RulesTeacher.answer(request)
+            if result.ok:
+                self.stats.called += 1
+            else:
+                self.stats.failed += 1
+            results.append(result)
+            if on_result:
+                on_result(request, result)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        return results
 
 
 # -- package data -----------------------------------------------------------------------------
@@ -119,7 +182,7 @@ _PLURALS = {
 
 def _counted(category: str, n: int) -> str:
     if n == 1:
-        return pose.article(category)
+        return wording.article(category)
     head, _, last = category.rpartition(" ")
     if last in _PLURALS:
         plural = _PLURALS[last]
@@ -343,12 +406,12 @@ class Scene:
 
     def position(self, f: PoseFacts, sep: str = ", ") -> str:
         """'on the left side of the picture, in the foreground' (no subject)."""
-        return pose.position_words(f, self.rng, sep)
+        return wording.position_words(f, self.rng, sep)
 
     def lead(self, f: PoseFacts) -> str:
         """The opening sentence about a person: posture, else where they are."""
         name = self.names[f.index]
-        return pose.phrase_posture(f, name, self.rng) or _cap(f"{name} is {self.position(f)}.")
+        return wording.phrase_posture(f, name, self.rng) or _cap(f"{name} is {self.position(f)}.")
 
 
 # -- detail -----------------------------------------------------------------------------------
@@ -369,15 +432,15 @@ def write_detail(scene: Scene) -> str:
         extreme = scene.facts.count > 1 and i in (order[0], order[-1])
         place = scene.position(f, " and ")
         if extreme:
-            place = pose.depth_words(f, scene.rng) or ""
+            place = wording.depth_words(f, scene.rng) or ""
         placed = f"{name}, {place}," if place else name
-        posture = pose.phrase_posture(f, placed, scene.rng)
+        posture = wording.phrase_posture(f, placed, scene.rng)
         if posture is None:
             posture = _cap(f"{name} is {scene.position(f)}.")
         rest = [
-            pose.phrase_arms(f, scene.rng),
-            pose.phrase_legs(f, scene.rng),
-            pose.phrase_contacts(f, name, scene.rng),
+            wording.phrase_arms(f, scene.rng),
+            wording.phrase_legs(f, scene.rng),
+            wording.phrase_contacts(f, name, scene.rng),
         ]
         if f.has_pose or any(rest):
             paragraphs.append(" ".join([posture, *(s for s in rest if s)]))
@@ -431,14 +494,14 @@ def _person_questions(scene: Scene, f: PoseFacts) -> list[QA]:
     def ask(aspect: str, options: str | Sequence[str], answer: str) -> None:
         out.append(QA(aspect, f.index, _cap(pick(options).format(S=name)), answer))
 
-    posture = pose.phrase_posture(f, name, scene.rng)
+    posture = wording.phrase_posture(f, name, scene.rng)
     if f.posture is not None and posture:
         options = list(q["posture"])
         if f.posture not in ("standing", "sitting"):
             options = [o for o in options if "standing or sitting" not in o]
         ask("posture", options, posture)
     if f.facing is not None:
-        facing = pose.phrase_posture(_only(f, facing=True), name, scene.rng)
+        facing = wording.phrase_posture(_only(f, facing=True), name, scene.rng)
         assert facing is not None
         question = pick(q["facing"])
         if "facing the camera?" in question:
@@ -450,10 +513,10 @@ def _person_questions(scene: Scene, f: PoseFacts) -> list[QA]:
         else:
             answer = facing
         out.append(QA("facing", f.index, _cap(question.format(S=name)), _cap(answer)))
-    arms = pose.phrase_arms(f, scene.rng)
+    arms = wording.phrase_arms(f, scene.rng)
     if arms:
         ask("arms", q["arms"], f"{scene.lead(f)} {arms}")
-    legs = pose.phrase_legs(f, scene.rng)
+    legs = wording.phrase_legs(f, scene.rng)
     if legs:
         question = pick(q["legs"])
         if "knees" in question and "bent" in question:
@@ -470,18 +533,18 @@ def _person_questions(scene: Scene, f: PoseFacts) -> list[QA]:
     contacts = [c for c in f.contacts if c.kind == "holding"]
     if contacts:
         sub = replace(f, contacts=tuple(contacts))
-        text = pose.phrase_contacts(sub, name, scene.rng)
+        text = wording.phrase_contacts(sub, name, scene.rng)
         assert text is not None
         ask("holding", q["holding"], text)
     supports = [c for c in f.contacts if c.kind in ("on_feet", "riding", "seated", "lying_on")]
     if supports:
         sub = replace(f, contacts=tuple(supports))
-        text = pose.phrase_contacts(sub, name, scene.rng)
+        text = wording.phrase_contacts(sub, name, scene.rng)
         assert text is not None
         ask(
             "support",
             q["support"],
-            f"{text} {pose.phrase_posture(f, name, scene.rng) or ''}".strip(),
+            f"{text} {wording.phrase_posture(f, name, scene.rng) or ''}".strip(),
         )
     where = _cap(f"{name} is {scene.position(f)}.")
     others = [
@@ -521,7 +584,7 @@ def _scene_questions(scene: Scene) -> list[QA]:
     if activity:
         if lone is not None:
             f = scene.facts.persons[0]
-            lead = pose.phrase_posture(f, lone, scene.rng)
+            lead = wording.phrase_posture(f, lone, scene.rng)
             question = _cap(pick(q["activity_one"]).format(S=lone))
             out.append(QA("activity", None, question, " ".join(s for s in (activity, lead) if s)))
         else:
@@ -736,7 +799,7 @@ def write_reasoning(scene: Scene) -> str:
     assert main is not None
     name = scene.names[main.index]
     question = _cap(scene.pick(t["questions"][kind]).format(S=name))
-    body = pose.describe_person(main, name, rng)
+    body = wording.describe_person(main, name, rng)
     parts = [_cap(scene.pick(t["open"]).format(obs=body[:1].lower() + body[1:]))]
     context = (
         scene.activity_sentence(name if scene.facts.count == 1 else None) or scene.scene_sentence()
@@ -786,7 +849,7 @@ def _group_answer(scene: Scene) -> str:
     if any(arm.height in ("above_head", "above_shoulder") for f in described for arm in f.arms):
         parts.append(scene.pick(t["group_raised"]))
     for f in described[:3]:
-        lead = pose.phrase_posture(f, scene.names[f.index], scene.rng)
+        lead = wording.phrase_posture(f, scene.names[f.index], scene.rng)
         if lead:
             parts.append(lead)
     parts.append(scene.pick(t["group_close"]))

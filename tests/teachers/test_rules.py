@@ -1,8 +1,8 @@
-"""The offline `rules` teacher on real COCO-MINI contexts: formats, grounding, determinism."""
+"""The offline `rules` teacher on real COCO-MINI contexts: formats, grounding, determinism,
+and its teacher interface (no LLM backend, no runner, prompt options refused)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
@@ -13,13 +13,21 @@ import msgspec
 import pytest
 
 from llava_pose import pose
+from llava_pose.cli import main
 from llava_pose.coco import load_split
+from llava_pose.errors import ConfigError
 from llava_pose.filters import check_text, context_numbers
-from llava_pose.llm import make_backend
-from llava_pose.llm.base import PermanentError
-from llava_pose.llm.rules import (
+from llava_pose.llm.pricing import Price, PriceTable
+from llava_pose.llm.runner import ModelOptions
+from llava_pose.parse import parse_qa
+from llava_pose.prompts import build_request, load_prompts
+from llava_pose.records import ChatRequest, ImageContext, Message, Person
+from llava_pose.tasks import TASKS
+from llava_pose.teachers import make_teacher
+from llava_pose.teachers.llm import LLMTeacher
+from llava_pose.teachers.rules import (
     DESCRIPTION,
-    RulesBackend,
+    RulesTeacher,
     _counted,
     caption_activity,
     clean_caption,
@@ -27,11 +35,6 @@ from llava_pose.llm.rules import (
     person_names,
     write,
 )
-from llava_pose.llm.runner import Runner
-from llava_pose.parse import parse_qa
-from llava_pose.prompts import build_request, load_prompts
-from llava_pose.records import ChatRequest, ImageContext, Message, Person
-from llava_pose.tasks import TASKS
 
 PAIR = r"Question:\n[^\n]+\n===\nAnswer:\n[^\n]+"
 CONVERSATION = re.compile(rf"{PAIR}(?:\n===\n{PAIR}){{2,5}}")
@@ -134,7 +137,7 @@ def test_text_does_not_depend_on_the_process(human: list[ImageContext]) -> None:
     code = (
         "import sys, json, msgspec\n"
         "from llava_pose.records import ImageContext\n"
-        "from llava_pose.llm.rules import write\n"
+        "from llava_pose.teachers.rules import write\n"
         "ctxs = msgspec.json.decode(sys.stdin.read(), type=list[ImageContext])\n"
         "print(json.dumps([write(c, t, 2) for c in ctxs for t in ('conversation', 'detail', 'reasoning')]))\n"
     )
@@ -210,59 +213,112 @@ def test_hidden_limbs_are_not_described() -> None:
     assert "left arm" in write(ctx, "detail", 0)
 
 
-async def test_backend_answers_from_context(human: list[ImageContext]) -> None:
-    backend = RulesBackend("")
-    assert backend.describe() == DESCRIPTION
-    assert (backend.provider, backend.cached, backend.free, backend.options) == (
+def test_the_teacher_writes_each_reply_from_context_task_and_seed(
+    human: list[ImageContext],
+) -> None:
+    teacher = make_teacher("rules")
+    assert isinstance(teacher, RulesTeacher)
+    assert teacher.describe() == DESCRIPTION
+    assert (teacher.spec, teacher.model, teacher.free, teacher.reads_prompt) == (
         "rules",
-        False,
+        "",
         True,
-        (),
+        False,
     )
+    assert teacher.price(PriceTable.load()) == Price(0.0, 0.0)
     ctx = human[0]
     request = ChatRequest(
         id="x",
         model="",
-        messages=(Message("user", "hi"),),
+        messages=(Message("user", "hi"),),  # not read
         seed=4,
         meta={"task": "detail"},
         context=ctx,
     )
-    done = await backend.complete(request)
+    done = RulesTeacher.answer(request).completion
+    assert done is not None
     assert done.text == write(ctx, "detail", 4)
+    assert teacher.write(ctx, "detail", 4) == done.text
     assert (done.finish_reason, done.input_tokens, done.output_tokens) == ("stop", 0, 0)
 
 
-def test_missing_context_or_unknown_task_is_permanent(human: list[ImageContext]) -> None:
-    backend = RulesBackend("")
-    no_context = ChatRequest(id="a", model="", messages=(), meta={"task": "detail"})
-    with pytest.raises(PermanentError, match="context"):
-        asyncio.run(backend.complete(no_context))
-    bad_task = ChatRequest(id="b", model="", messages=(), meta={"task": "poem"}, context=human[0])
-    with pytest.raises(PermanentError, match="poem"):
-        asyncio.run(backend.complete(bad_task))
-
-
-def test_make_backend_builds_the_rules_teacher() -> None:
-    backend = make_backend("rules", "teacher", "--teacher")
-    assert isinstance(backend, RulesBackend)
-    assert backend.spec == "rules"
-
-
-def test_runner_runs_real_requests(human: list[ImageContext]) -> None:
+def test_a_run_answers_real_requests_and_fails_the_unanswerable_alone(
+    human: list[ImageContext], tmp_path: Path
+) -> None:
     prompts = load_prompts("paper")
     ctxs = human[:6]
     requests = [build_request(c, t, model="", prompts=prompts, seed=9) for c in ctxs for t in TASKS]
     requests.append(ChatRequest(id="no-context", model="", messages=(), meta={"task": "detail"}))
-    runner = Runner(RulesBackend(""), cache=None)
-    results = runner.run(requests)
-    for request, result in zip(requests[:-1], results[:-1], strict=True):
+    requests.append(
+        ChatRequest(id="poem", model="", messages=(), meta={"task": "poem"}, context=ctxs[0])
+    )
+    seen: list[str] = []
+    with make_teacher("rules").open(ModelOptions(), tmp_path / "cache.sqlite", "teacher") as run:
+        results = run.run(requests, on_result=lambda r, _: seen.append(r.id))
+    assert seen == [r.id for r in requests]
+    for request, result in zip(requests[:-2], results[:-2], strict=True):
         assert result.ok, result.error
         assert result.completion is not None
         assert request.context is not None
         assert result.completion.text == write(request.context, request.meta["task"], 9)
-    assert results[-1].kind == "failed" and "context" in (results[-1].error or "")
-    assert runner.stats.failed == 1 and runner.stats.cost == 0
+    assert results[-2].kind == "failed" and "context" in (results[-2].error or "")
+    assert results[-1].kind == "failed" and "'poem'" in (results[-1].error or "")
+    s = run.stats
+    assert (s.requests, s.called, s.failed, s.cost, s.input_tokens) == (
+        len(requests),
+        len(requests) - 2,
+        2,
+        0,
+        0,
+    )
+    assert not (tmp_path / "cache.sqlite").exists()  # instant and deterministic: nothing kept
+
+
+def test_an_llm_spec_makes_an_llm_teacher() -> None:
+    teacher = make_teacher("openai:gpt-4o", dry_run=True, prompt={"format": "compact"})
+    assert isinstance(teacher, LLMTeacher)
+    assert (teacher.spec, teacher.model, teacher.free, teacher.reads_prompt) == (
+        "openai:gpt-4o",
+        "gpt-4o",
+        False,
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("format", "compact"), ("fewshot", True), ("cues", True)]
+)
+def test_prompt_options_are_an_error_with_the_offline_teacher(option: str, value: object) -> None:
+    with pytest.raises(ConfigError) as e:
+        make_teacher("rules", prompt={"format": "paper", "fewshot": False, option: value})
+    assert str(e.value) == (
+        f"--{option}: the offline teacher (rules) reads no prompt; drop it or use an LLM teacher"
+    )
+    # their defaults are no error
+    assert isinstance(
+        make_teacher("rules", prompt={"format": "paper", "fewshot": False, "cues": False}),
+        RulesTeacher,
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (["generate"], ["--fewshot"]),
+        (["generate"], ["--format", "compact"]),
+        (["bench", "build", "--teacher", "rules"], ["--fewshot"]),
+        (["bench", "build", "--teacher", "rules"], ["--format", "compact"]),
+    ],
+)
+def test_the_cli_refuses_prompt_options_with_rules_before_any_work(
+    coco_mini: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command, flag
+) -> None:
+    out = tmp_path / "o"
+    source = ["--coco", str(coco_mini), "--split", "val2017"]
+    assert main([*command, *source, *flag, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag[0]}: the offline teacher (rules) reads no prompt" in err
+    assert "Traceback" not in err and not out.exists()
 
 
 def test_caption_helpers() -> None:
@@ -301,7 +357,7 @@ def _scene_ctx(*captions: str) -> ImageContext:
 
 
 def test_a_snowboarder_on_a_slope_is_not_skiing() -> None:
-    from llava_pose.llm.rules import find_activity
+    from llava_pose.teachers.rules import find_activity
 
     found = find_activity(_scene_ctx("A snowboarder rides down a snowy slope."))
     assert found is not None and found["name"] == "snowboarding"
@@ -312,8 +368,8 @@ def test_a_snowboarder_on_a_slope_is_not_skiing() -> None:
 def test_advice_and_cues_hold_only_where_facts_and_captions_support_them() -> None:
     from dataclasses import replace as dc_replace
 
-    from llava_pose.llm.rules import _t, _texts
     from llava_pose.pose import pose_facts
+    from llava_pose.teachers.rules import _t, _texts
 
     meal = next(a for a in _t()["activities"] if a["name"] == "meal")
     standing = dc_replace(

@@ -102,17 +102,18 @@ def test_verify_reads_contexts_from_prepare(tmp_path: Path, coco_mini: Path) -> 
     assert row["turns"][0]["claims"][0]["kind"] == "arm"
 
 
-def test_offline_teacher_output_has_no_contradicted_claim(tmp_path: Path, coco_mini: Path) -> None:
+@pytest.mark.parametrize("split", ["train2017", "val2017"])
+def test_offline_teacher_output_has_no_contradicted_claim(
+    tmp_path: Path, coco_mini: Path, split: str
+) -> None:
     gen = tmp_path / "gen"
-    assert (
-        main(["generate", "--coco", str(coco_mini), "--split", "val2017", "--out", str(gen), "-q"])
-        == 0
-    )
+    args = ["generate", "--coco", str(coco_mini), "--split", split, "--all-images"]
+    assert main(["-q", *args, "--out", str(gen)]) == 0
     out = tmp_path / "out"
     args = ["verify", "--data", str(gen / "llava_pose_all.json"), "--coco", str(coco_mini)]
-    assert main([*args, "--split", "val2017", "--out", str(out)]) == 0
+    assert main([*args, "--split", split, "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["claims"] > 50 and summary["supported"] > 10
+    assert summary["claims"] > 30 and summary["supported"] > 10
     assert summary["contradicted"] == 0
 
 

@@ -388,3 +388,25 @@ def test_advice_and_cues_hold_only_where_facts_and_captions_support_them() -> No
     assert any(
         "pole" in t for t in _texts(skiing["cues"]["arm_reach"], standing, "a skier with poles")
     )
+
+
+def test_a_caption_the_keypoints_contradict_is_never_quoted() -> None:
+    from tests.test_pose import FRONT, H, W, person
+
+    captions = (
+        "A man sitting on a bench by the road.",
+        "A man standing by the road.",
+        "A man waiting by the road.",
+    )
+    ctx = ImageContext(
+        image_id=9,
+        image="x.jpg",
+        width=W,
+        height=H,
+        captions=captions,
+        objects=(),
+        persons=(person(FRONT),),
+    )
+    texts = [write(ctx, task, seed) for task in TASKS for seed in range(12)]
+    assert not any("bench" in t for t in texts)
+    assert any("standing by the road" in t or "waiting by the road" in t for t in texts)

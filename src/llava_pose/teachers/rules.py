@@ -44,6 +44,7 @@ from ..pose import PoseFacts, SceneFacts
 from ..progress import progress_bar
 from ..records import ChatRequest, Completion, ImageContext
 from ..tasks import BY_NAME, task_type
+from ..verify import check_text as check_claims
 from . import wording
 
 __all__ = ["DESCRIPTION", "SPEC", "RulesTeacher", "write"]
@@ -340,7 +341,13 @@ class Scene:
 
     @classmethod
     def of(cls, context: ImageContext, rng: random.Random) -> Scene:
-        captions = [c for c in (clean_caption(x) for x in context.captions) if c]
+        # Captions disagree with each other ("standing behind a car", "sitting on a pole"): one
+        # the keypoints contradict is never quoted or turned into an activity.
+        captions = [
+            c
+            for c in (clean_caption(x) for x in context.captions)
+            if c and not any(k.verdict == "contradicted" for k in check_claims(c, context))
+        ]
         return cls(
             context,
             pose.scene_facts(context),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.test_pose import FRONT, SEATED, SEATED_FRONT, H, W, moved, person, without
+from tests.test_pose import LYING as POSE_LYING
 
 from llava_pose import verify
 from llava_pose.coco import load_split
@@ -20,17 +21,7 @@ LABELLED = Path(__file__).parent / "data" / "verify" / "labelled.yaml"
 ARMS_UP = moved(
     left_elbow=(240, 60), right_elbow=(160, 60), left_wrist=(245, 10), right_wrist=(155, 10)
 )
-LYING = {
-    "nose": (60, 195),
-    "left shoulder": (100, 190),
-    "right shoulder": (100, 210),
-    "left hip": (200, 192),
-    "right hip": (200, 208),
-    "left knee": (270, 192),
-    "right knee": (270, 208),
-    "left ankle": (340, 194),
-    "right ankle": (340, 206),
-}
+LYING = without(POSE_LYING, "left elbow", "left wrist")
 
 
 def shifted(points: dict[str, tuple[float, float]], dx: float) -> dict[str, tuple[float, float]]:

@@ -74,6 +74,21 @@ def add_command(
     return parser
 
 
+def add_group(subparsers: Any, name: str, *, help: str, description: str) -> Any:
+    """A command with steps (``bench build``, ``poseqa score``): its parser prints help when
+    given no step. Returns the subparsers its steps are added to with `add_command`."""
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=f"examples:\n  llava-pose {name} STEP --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_verbosity(parser)
+    parser.set_defaults(_run=lambda _: parser.print_help() or 2, _config_cls=None)
+    return parser.add_subparsers(title="steps", metavar="STEP")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llava-pose",

@@ -83,16 +83,15 @@ def _export(config: Any) -> int:
 
 def register(subparsers: Any) -> None:
     """Add `bench` and its subcommands."""
-    import argparse
-
     from ..bench.answer import AnswerConfig
     from ..bench.build import BuildConfig
     from ..bench.export import ExportConfig
     from ..bench.judge import JudgeConfig
     from ..bench.report import ReportConfig
-    from . import add_command
+    from . import add_command, add_group
 
-    parser = subparsers.add_parser(
+    steps = add_group(
+        subparsers,
         "bench",
         help="the E-HPAUB benchmark: build, answer, judge, report, export",
         description=(
@@ -100,11 +99,7 @@ def register(subparsers: Any) -> None:
             "answer them with any model, score the answers with a language-only judge "
             "(LLaVA-Bench's protocol), and report the paper's tables."
         ),
-        epilog="examples:\n  llava-pose bench build --help\n  llava-pose bench report --help",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.set_defaults(_run=lambda _: parser.print_help() or 2, _config_cls=None)
-    steps = parser.add_subparsers(title="steps", metavar="STEP")
     add_command(
         steps,
         "build",

@@ -29,13 +29,12 @@ def _score(config: Any) -> int:
 
 def register(subparsers: Any) -> None:
     """Add `poseqa` and its two steps."""
-    import argparse
-
     from ..poseqa.build import PoseQABuildConfig
     from ..poseqa.score import PoseQAScoreConfig
-    from . import add_command
+    from . import add_command, add_group
 
-    parser = subparsers.add_parser(
+    steps = add_group(
+        subparsers,
         "poseqa",
         help="PoseQA: a judge-free benchmark from the keypoints alone (build, score)",
         description=(
@@ -44,11 +43,7 @@ def register(subparsers: Any) -> None:
             "left), only where the geometry is clear by a margin. Answer it with `bench answer "
             "--bench POSEQA`; score it by exact match, with no LLM."
         ),
-        epilog="examples:\n  llava-pose poseqa build --help\n  llava-pose poseqa score --help",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.set_defaults(_run=lambda _: parser.print_help() or 2, _config_cls=None)
-    steps = parser.add_subparsers(title="steps", metavar="STEP")
     add_command(
         steps,
         "build",

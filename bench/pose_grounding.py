@@ -15,6 +15,7 @@ A local model is priced at 0 (a prices file is written for it). Start a server, 
 
     python bench/pose_grounding.py --base-url http://127.0.0.1:8089/v1 --model qwen \\
         [--images 10] [--coco tests/data/coco-mini] [--split val2017] [--format compact] \\
+        [--tasks detail] [--max-tokens 256] \\
         [--work DIR]                    # keep the outputs (and caches: a rerun resumes)
 
 Where `--cues`, `--no-pose-filter` or `verify` is not in the installed CLI, the run says so
@@ -97,7 +98,7 @@ def generate(name: str, args: argparse.Namespace, work: Path, extra: list[str]) 
         "generate",
         *("--coco", args.coco, "--split", args.split, "--max-images", str(args.images)),
         *("--teacher", f"openai:{args.model}", "--base-url", args.base_url),
-        *("--format", args.format, "--seed", str(args.seed)),
+        *("--format", args.format, "--seed", str(args.seed), "--tasks", args.tasks),
         *("--context-window", str(args.context_window), "--max-tokens", str(args.max_tokens)),
         *("--timeout", str(args.timeout), "--concurrency", str(args.concurrency)),
         *("--prices", str(work / "prices.yaml"), *extra),
@@ -224,6 +225,11 @@ def main() -> int:
     ap.add_argument("--coco", default=str(REPO / "tests" / "data" / "coco-mini"))
     ap.add_argument("--split", default="val2017")
     ap.add_argument("--format", default="paper", choices=("paper", "compact"))
+    ap.add_argument(
+        "--tasks",
+        default="conversation,detail,reasoning",
+        help="task types (a slow CPU server: detail alone, where pose claims are densest)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--context-window", type=int, default=8192, help="the server's --n_ctx")
     ap.add_argument("--max-tokens", type=int, default=1024)

@@ -221,8 +221,6 @@ def fit_context_window(
     prompt) must be said and counted, not planned and sent in silence. The offline teacher
     reads no prompt and has no window. `window` (``--context-window``) overrides the table.
     """
-    if window is not None and window < 1:
-        raise ConfigError(f"--context-window: must be at least 1 token, got {window}")
     if not teacher.reads_prompt:
         return requests, TooLong(None, [])
     window = window or context_window(teacher.model)

@@ -874,12 +874,7 @@ def _arm_truth(body: pose.Body, facts: pose.PoseFacts, side: str, state: str) ->
         if angle <= CLEARLY_BENT_MAX and segs >= CLEARLY_BENT_SEGMENT and not hidden:
             return "no", f"{side} elbow bent to {angle:.0f} deg"
         return None, f"{side} elbow {angle:.0f} deg (inside the margin)"
-    # bent
-    if angle < pose.ELBOW_BENT_MAX:
-        return ("likely" if hidden else "yes"), f"{side} elbow {angle:.0f} deg"
-    if angle >= CLEARLY_STRAIGHT_MIN and segs >= CLEARLY_STRAIGHT_SEGMENT and not hidden:
-        return "no", f"{side} elbow straight ({angle:.0f} deg) at full length"
-    return None, f"{side} elbow {angle:.0f} deg (inside the margin)"
+    return _bend_truth(state, f"{side} elbow", angle, segs, hidden, 0.0, pose.ELBOW_BENT_MAX, 0.0)
 
 
 def _leg_truth(body: pose.Body, facts: pose.PoseFacts, side: str, state: str) -> tuple[Truth, str]:
@@ -902,17 +897,41 @@ def _leg_truth(body: pose.Body, facts: pose.PoseFacts, side: str, state: str) ->
         return None, f"{side} knee angle unknown"
     hidden = not _seen(hip, knee, ankle)
     segs = min(_seg(body, hip, knee), _seg(body, knee, ankle))
+    return _bend_truth(
+        state,
+        f"{side} knee",
+        angle,
+        segs,
+        hidden,
+        pose.KNEE_STRAIGHT_MIN,
+        pose.KNEE_BENT_MAX,
+        KNEE_CLEARLY_BENT_MAX,
+    )
+
+
+def _bend_truth(
+    state: str,
+    joint: str,
+    angle: float,
+    segs: float,
+    hidden: bool,
+    straight_min: float,
+    bent_max: float,
+    clearly_bent_max: float,
+) -> tuple[Truth, str]:
+    """Whether a limb is "straight" or "bent": said at pose.py's thresholds, contradicted only
+    past the clear margins with both segments long and every joint seen."""
     if state == "straight":
-        if angle >= pose.KNEE_STRAIGHT_MIN:
-            return ("likely" if hidden else "yes"), f"{side} knee {angle:.0f} deg"
-        if angle <= KNEE_CLEARLY_BENT_MAX and segs >= CLEARLY_BENT_SEGMENT and not hidden:
-            return "no", f"{side} knee bent to {angle:.0f} deg"
-        return None, f"{side} knee {angle:.0f} deg (inside the margin)"
-    if angle < pose.KNEE_BENT_MAX:
-        return ("likely" if hidden else "yes"), f"{side} knee {angle:.0f} deg"
+        if angle >= straight_min:
+            return ("likely" if hidden else "yes"), f"{joint} {angle:.0f} deg"
+        if angle <= clearly_bent_max and segs >= CLEARLY_BENT_SEGMENT and not hidden:
+            return "no", f"{joint} bent to {angle:.0f} deg"
+        return None, f"{joint} {angle:.0f} deg (inside the margin)"
+    if angle < bent_max:
+        return ("likely" if hidden else "yes"), f"{joint} {angle:.0f} deg"
     if angle >= CLEARLY_STRAIGHT_MIN and segs >= CLEARLY_STRAIGHT_SEGMENT and not hidden:
-        return "no", f"{side} knee straight ({angle:.0f} deg) at full length"
-    return None, f"{side} knee {angle:.0f} deg (inside the margin)"
+        return "no", f"{joint} straight ({angle:.0f} deg) at full length"
+    return None, f"{joint} {angle:.0f} deg (inside the margin)"
 
 
 def _facing_truth(body: pose.Body, facts: pose.PoseFacts, claimed: str) -> tuple[Truth, str]:

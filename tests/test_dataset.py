@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from llava_pose.dataset import assemble, write_dataset
+from llava_pose.dataset import assemble, write_dataset, write_extras
 from llava_pose.prompts import build_request, load_prompts
 from llava_pose.records import Completion, ImageContext, Obj, Person, Turn
 
@@ -69,6 +69,28 @@ def test_filters_drop_bad_pairs_and_count_them() -> None:
     assert a.samples == [] and a.filtered == {"empty": 1}
     a = assemble(req("reasoning"), reply("I cannot help with that."))
     assert a.samples == [] and a.filtered == {"malformed": 1}
+    assert a.rejected == [
+        {
+            "id": "391895-reasoning",
+            "image": CTX.image,
+            "task": "reasoning",
+            "filter": "malformed",
+            "question": None,
+            "answer": "I cannot help with that.",
+        }
+    ]
+
+
+def test_every_dropped_pair_is_kept_with_its_filter() -> None:
+    text = CONV + "\n===\nQuestion:\nWhere is he?\n===\nAnswer:\nHis keypoints put him at 0.45."
+    a = assemble(req("conversation"), reply(text))
+    [line] = a.rejected
+    assert (line["filter"], line["question"]) == ("mentions_source", "Where is he?")
+    cut = assemble(
+        req("conversation"), reply(CONV + "\n===\nQuestion:\nAnd?\n===\nAnswer:\nHe is", "length")
+    )
+    assert [(r["filter"], r["answer"]) for r in cut.rejected] == [("truncated", "He is")]
+    assert assemble(req("conversation"), reply(CONV)).rejected == []
 
 
 def test_truncated_replies_lose_only_the_cut_part() -> None:
@@ -101,6 +123,19 @@ def test_write_dataset_orders_and_merges(tmp_path) -> None:
     assert not list(tmp_path.glob(".*tmp"))
 
 
+def test_extras_are_sorted_and_a_stale_claims_file_goes(tmp_path) -> None:
+    text = "Question: Why?\nAnswer: He is at [0.3, 0.1]."
+    rejected = assemble(req("reasoning"), reply(text)).rejected
+    rejected += assemble(req("conversation"), reply(text)).rejected
+    (tmp_path / "claims.jsonl").write_text("old\n")
+    files = write_extras(tmp_path, rejected, None)
+    assert files == {"rejected": "rejected.jsonl"} and not (tmp_path / "claims.jsonl").exists()
+    lines = [json.loads(x) for x in (tmp_path / "rejected.jsonl").read_text().splitlines()]
+    assert [x["task"] for x in lines] == ["conversation", "reasoning"]
+    assert write_extras(tmp_path, [], [])["claims"] == "claims.jsonl"
+    assert (tmp_path / "rejected.jsonl").read_text() == ""
+
+
 def test_the_pose_filter_drops_only_the_pair_the_keypoints_contradict() -> None:
     from tests.test_pose import FRONT, H, W, person
 
@@ -123,5 +158,15 @@ def test_the_pose_filter_drops_only_the_pair_the_keypoints_contradict() -> None:
     assert [t.value for t in sample.conversations][1::2] == ["The man is standing."]
     assert checked.filtered == {"contradicts_pose": 1}
     assert checked.claims == {"supported": 1, "contradicted": 1}
+    [dropped] = checked.rejected
+    assert dropped["filter"] == "contradicts_pose"
+    assert [c["verdict"] for c in dropped["claims"]] == ["contradicted"]
+    [line] = checked.claim_lines  # the kept answer's claims, at its turn in the record
+    assert line["id"] == sample.id and line["image_id"] == 7
+    assert [(t["turn"], [c["verdict"] for c in t["claims"]]) for t in line["turns"]] == [
+        (1, ["supported"])
+    ]
+    split = assemble(request, reply(text), check_poses=True, split_conversations=True)
+    assert [ln["id"] for ln in split.claim_lines] == ["7-conv-0"]
     unchecked = assemble(request, reply(text))  # off: nothing checked, nothing dropped
     assert unchecked.turns == 2 and not unchecked.filtered and not unchecked.claims

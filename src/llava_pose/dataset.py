@@ -10,6 +10,9 @@ as in the paper's released samples.
 
 Filtering (see `filters`): in conversations and reasoning a bad pair is dropped and the good
 ones kept; a cut-off reply loses only its last pair; a description is kept or dropped whole.
+What was dropped is kept too (``rejected.jsonl``: one line per pair or whole reply, with the
+filter that dropped it), and with the pose check on, every checked answer's claims
+(``claims.jsonl``, the line shape `llava-pose verify` writes), so a reader can see both.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .filters import check_text, context_numbers
-from .io import write_json
+from .io import write_json, write_jsonl
 from .parse import QAPair
 from .records import ChatRequest, Completion, ImageContext, Sample, Turn
 from .tasks import short_order, task_type
@@ -28,6 +32,8 @@ from .verify import check_text as check_claims
 IMAGE_TOKEN = "<image>"
 # The merged file that training reads (each task type's own file is its `TaskType.file`).
 MERGED_FILE = "llava_pose_all.json"
+REJECTED_FILE = "rejected.jsonl"
+CLAIMS_FILE = "claims.jsonl"
 
 
 @dataclass
@@ -38,6 +44,8 @@ class Assembly:
     turns: int = 0
     filtered: Counter[str] = field(default_factory=Counter)
     claims: Counter[str] = field(default_factory=Counter)  # pose claims checked, by verdict
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # rejected.jsonl lines
+    claim_lines: list[dict[str, Any]] = field(default_factory=list)  # claims.jsonl lines
 
 
 def _turns(pairs: list[QAPair]) -> tuple[Turn, ...]:
@@ -52,24 +60,31 @@ def _keep(
     pairs: tuple[QAPair, ...],
     numbers: frozenset[str],
     out: Assembly,
+    reject: dict[str, Any],
     *,
     check_question: bool = True,
     poses: ImageContext | None = None,
-) -> list[QAPair]:
-    """The pairs that pass the filters; a question we asked ourselves is not checked. With
-    `poses` (the image's context) an answer that contradicts the keypoints is dropped too."""
+) -> list[tuple[QAPair, list[dict[str, Any]] | None]]:
+    """The pairs that pass the filters, each with its checked claims (None unchecked); a
+    question we asked ourselves is not checked. With `poses` (the image's context) an answer
+    that contradicts the keypoints is dropped too. Dropped pairs go to `out.rejected`."""
     kept = []
     for pair in pairs:
         reason = (check_question and check_text(pair.question)) or check_text(pair.answer, numbers)
+        claims = None
         if reason is None and poses is not None:
-            verdicts = Counter(c.verdict for c in check_claims(pair.answer, poses))
+            found = check_claims(pair.answer, poses)
+            claims = [c.to_dict() for c in found]
+            verdicts = Counter(c.verdict for c in found)
             out.claims.update(verdicts)
             if verdicts["contradicted"]:
                 reason = "contradicts_pose"
         if reason:
             out.filtered[reason] += 1
+            line = {**reject, "filter": reason, "question": pair.question, "answer": pair.answer}
+            out.rejected.append(line if claims is None else {**line, "claims": claims})
         else:
-            kept.append(pair)
+            kept.append((pair, claims))
     return kept
 
 
@@ -89,29 +104,69 @@ def assemble(
     spec = task_type(request.meta["task"])
     image = request.meta["image"]
     out = Assembly()
+    reject = {"id": request.id, "image": image, "task": spec.name}
     numbers = context_numbers(request.context) if request.context else frozenset()
     truncated = completion.finish_reason == "length"
     parsed = spec.parse(completion.text, request.meta.get("instruction"))
     pairs = parsed.pairs
+    whole = None  # why the whole reply was dropped before any pair was looked at
     if truncated and pairs:
         out.filtered["truncated"] += 1
+        last = pairs[-1]
+        out.rejected.append(
+            {**reject, "filter": "truncated", "question": last.question, "answer": last.answer}
+        )
         pairs = pairs[:-1]
     elif truncated:
         out.filtered["truncated"] += 1
+        whole = "truncated"
     elif parsed.problem:
         out.filtered["malformed"] += 1
+        whole = "malformed"
+    if whole and not pairs:
+        out.rejected.append(
+            {**reject, "filter": whole, "question": None, "answer": completion.text}
+        )
     poses = request.context if check_poses else None
-    kept = _keep(pairs, numbers, out, check_question=not spec.instructed, poses=poses)
+    kept = _keep(pairs, numbers, out, reject, check_question=not spec.instructed, poses=poses)
     if not kept:
         return out
     out.turns = len(kept)
     if spec.multi_turn and split_conversations:
-        out.samples = [
-            Sample(f"{request.id}-{k}", image, _turns([pair])) for k, pair in enumerate(kept)
-        ]
+        groups = [(f"{request.id}-{k}", [item]) for k, item in enumerate(kept)]
     else:
-        out.samples = [Sample(request.id, image, _turns(kept))]
+        groups = [(request.id, kept)]
+    for sample_id, items in groups:
+        out.samples.append(Sample(sample_id, image, _turns([pair for pair, _ in items])))
+        if poses is not None:
+            turns = [
+                {"turn": 2 * k + 1, "claims": claims or []} for k, (_, claims) in enumerate(items)
+            ]
+            out.claim_lines.append(
+                {"id": sample_id, "image": image, "image_id": poses.image_id, "turns": turns}
+            )
     return out
+
+
+def write_extras(
+    out_dir: Path, rejected: list[dict[str, Any]], claim_lines: list[dict[str, Any]] | None
+) -> dict[str, str]:
+    """``rejected.jsonl`` always (empty when nothing was dropped), ``claims.jsonl`` when the
+    pose check ran (else a stale one from an earlier run is removed), both atomically, in the
+    order the dataset files use."""
+
+    def key(line: dict[str, Any]) -> tuple[int, int, str]:
+        image_id, short, *_ = line["id"].split("-")
+        return int(image_id), short_order(short), line["id"]
+
+    write_jsonl(out_dir / REJECTED_FILE, sorted(rejected, key=key))
+    files = {"rejected": REJECTED_FILE}
+    if claim_lines is None:
+        (out_dir / CLAIMS_FILE).unlink(missing_ok=True)
+    else:
+        write_jsonl(out_dir / CLAIMS_FILE, sorted(claim_lines, key=key))
+        files["claims"] = CLAIMS_FILE
+    return files
 
 
 def write_dataset(

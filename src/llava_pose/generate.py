@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -31,7 +32,7 @@ from .coco import (
 )
 from .config import option
 from .context import FORMATS
-from .dataset import assemble, write_dataset
+from .dataset import assemble, write_dataset, write_extras
 from .errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError
 from .io import append_jsonl, write_json
 from .llm.pricing import Estimate, PriceTable, context_window, estimate, over_context
@@ -302,6 +303,8 @@ def run_generate(cfg: GenerateConfig) -> int:
     turns: Counter[str] = Counter()
     filtered: Counter[str] = Counter()
     claims: Counter[str] = Counter()
+    rejected: list[dict[str, Any]] = []
+    claim_lines: list[dict[str, Any]] = []
     check_poses = pose_filter_on(cfg.pose_filter, teacher)
     for request, result in zip(requests, results, strict=True):
         if result.completion is None:
@@ -317,7 +320,10 @@ def run_generate(cfg: GenerateConfig) -> int:
         turns[task] += assembly.turns
         filtered.update(assembly.filtered)
         claims.update(assembly.claims)
+        rejected += assembly.rejected
+        claim_lines += assembly.claim_lines
     files = write_dataset(out, by_task, cfg.tasks)
+    files |= write_extras(out, rejected, claim_lines if check_poses else None)
 
     s = runner.stats
     budget_stopped = s.skipped_budget > 0

@@ -1,0 +1,539 @@
+"""A Figure-1 style picture of one image: its people's skeletons over the photo and, beside it,
+one generated sample's text (the paper's Figure 1 shows the context and the replies next to
+the image; people judge generated data by looking at it).
+
+Everything that decides what is drawn is a pure function returning plain data, so tests check
+it by equality: `figure_shapes` (circles, segments, rectangles and texts in output pixels, for
+a context and an image size) and `layout_panel` (the text panel's lines and their places).
+`render` only paints them with Pillow: shapes at twice the size, then box-filtered down, which
+antialiases edges while a marker's inside keeps its exact colour and untouched photo pixels
+stay as they were. Pillow's built-in font keeps the output the same on every machine.
+
+What the skeleton parts are (limbs, sides, colours, labels) is `llava_pose.skeleton`, shared
+with the `view` browser; the person's own left and right, not the viewer's.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from .coco import image_id_of
+from .errors import ConfigError, InputError
+from .records import ImageContext
+from .skeleton import BOX_COLOUR, LIMBS, SIDE_COLOURS, limb_side, person_labels, side
+from .tasks import request_id, task_type
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# -- style: every colour, word and proportion of the picture ----------------------------------
+
+OUTLINE = "#FFFFFF"  # ring around a visible keypoint, so it reads on any photo
+TAG_TEXT = "#000000"  # person label text on its BOX_COLOUR tag
+LEGEND_BACKGROUND = "#000000B0"
+LEGEND_TEXT = "#FFFFFF"
+LEGEND_HIDDEN = "#FFFFFF"  # the legend's hidden-point ring (in the picture: the side's colour)
+# (label, side or "hidden"): what the legend explains, in its order.
+LEGEND: tuple[tuple[str, str], ...] = (
+    ("left", "left"),
+    ("right", "right"),
+    ("centre", "centre"),
+    ("hidden", "hidden"),
+)
+PANEL_BACKGROUND = "#FFFFFF"
+PANEL_COLOURS: dict[str, str] = {
+    "title": "#111111",
+    "human-label": "#0072B2",
+    "human": "#1B3A57",
+    "gpt-label": "#D55E00",
+    "gpt": "#222222",
+    "other-label": "#555555",
+    "other": "#222222",
+}
+SPEAKERS: dict[str, str] = {"human": "Q:", "gpt": "A:"}  # turn prefixes, as in LLaVA's figures
+ELLIPSIS = "…"  # marks text cut at the panel's bottom
+IMAGE_TOKEN = "<image>"
+SUPERSAMPLE = 2  # shapes are drawn this many times larger, then box-filtered down
+PANEL_SHARE = 0.85  # panel width as a share of the image width ...
+PANEL_MIN_CHARS = 28  # ... but at least this many font sizes wide
+PANEL_MIN_HEIGHT = 360  # px: a short image still gets a readable panel
+LINE_SPACING = 1.35  # line height / font size
+
+Kind = Literal["title", "human", "gpt", "other", "human-label", "gpt-label", "other-label"]
+Measure = Callable[[str, int], float]  # (text, font size) -> width in px
+
+
+# -- drawing primitives (output pixels) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Circle:
+    """A keypoint: filled (visible, v=2) or a ring (labelled but hidden, v=1)."""
+
+    x: float
+    y: float
+    r: float
+    fill: str | None
+    outline: str
+    width: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A limb between two labelled keypoints."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    colour: str
+    width: int
+
+
+@dataclass(frozen=True)
+class Rect:
+    """A person's box, a label's tag or the legend's background."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    outline: str | None
+    width: int
+    fill: str | None = None
+
+
+@dataclass(frozen=True)
+class Text:
+    """Text whose top-left corner is at (x, y)."""
+
+    x: float
+    y: float
+    text: str
+    colour: str
+    size: int
+
+
+Shape = Circle | Segment | Rect | Text
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Line widths, radii and font sizes for one image size: they scale with the image, so a
+    4000 px photo gets markers as visible as a 640 px one."""
+
+    limb: int
+    radius: float
+    ring: int
+    outline: int
+    box: int
+    font: int
+    panel_font: int
+
+
+def sizes(width: int, height: int) -> Sizes:
+    """Sizes for an image of `width` x `height` px (COCO's usual 640 px side is the unit)."""
+    u = max(width, height) / 640
+    return Sizes(
+        limb=max(1, round(3 * u)),
+        radius=max(2.0, round(4.5 * u, 1)),
+        ring=max(1, round(2 * u)),
+        outline=max(1, round(1 * u)),
+        box=max(1, round(2 * u)),
+        font=max(11, round(13 * u)),
+        panel_font=max(13, round(14 * u)),
+    )
+
+
+def _px(v: float, size: int) -> float:
+    return round(v * size, 2)
+
+
+def figure_shapes(ctx: ImageContext, width: int, height: int, measure: Measure) -> list[Shape]:
+    """Everything drawn over a `width` x `height` photo of `ctx`, in painting order: boxes,
+    limbs, keypoints, person tags, legend. Pure: `measure` gives a text's width in px.
+
+    A limb joins two labelled (v>0) points; a visible point (v=2) is a filled dot with a white
+    rim, a hidden one (v=1) a ring in its side's colour; unlabelled ones (v=0) are not drawn.
+    """
+    s = sizes(width, height)
+    boxes: list[Shape] = []
+    limbs: list[Shape] = []
+    points: list[Shape] = []
+    tags: list[Shape] = []
+    labels = person_labels(ctx)
+    pad = max(1.0, s.font * 0.25)
+    for i, person in enumerate(ctx.persons):
+        x1, y1, x2, y2 = person.box
+        box = (_px(x1, width), _px(y1, height), _px(x2, width), _px(y2, height))
+        boxes.append(Rect(*box, outline=BOX_COLOUR, width=s.box))
+        kps = person.keypoints
+        for a, b in LIMBS:
+            if kps[a][2] > 0 and kps[b][2] > 0:
+                limbs.append(
+                    Segment(
+                        _px(kps[a][0], width),
+                        _px(kps[a][1], height),
+                        _px(kps[b][0], width),
+                        _px(kps[b][1], height),
+                        SIDE_COLOURS[limb_side((a, b))],
+                        s.limb,
+                    )
+                )
+        for k, (x, y, v) in enumerate(kps):
+            if v == 0:
+                continue
+            colour = SIDE_COLOURS[side(k)]
+            cx, cy = _px(x, width), _px(y, height)
+            if v == 2:
+                points.append(Circle(cx, cy, s.radius, colour, OUTLINE, s.outline))
+            else:
+                points.append(Circle(cx, cy, s.radius, None, colour, s.ring))
+        # The tag sits on the box's top-left corner, above it when there is room.
+        tw, th = measure(labels[i], s.font) + 2 * pad, s.font + 2 * pad
+        tx = min(box[0], max(0.0, width - tw))
+        ty = box[1] - th if box[1] - th >= 0 else box[1]
+        tags.append(Rect(tx, ty, tx + tw, ty + th, outline=None, width=0, fill=BOX_COLOUR))
+        tags.append(Text(tx + pad, ty + pad, labels[i], TAG_TEXT, s.font))
+    return boxes + limbs + points + tags + legend_shapes(width, height, measure)
+
+
+def legend_shapes(width: int, height: int, measure: Measure) -> list[Shape]:
+    """The legend in the photo's bottom-left corner: a marker and a word per `LEGEND` entry."""
+    s = sizes(width, height)
+    pad = s.font * 0.5
+    step = s.font * 1.3
+    marker = 2 * s.radius + pad * 0.5
+    text_w = max(measure(label, s.font) for label, _ in LEGEND)
+    w = pad * 2 + marker + text_w
+    h = pad * 2 + step * len(LEGEND) - (step - s.font)
+    x0, y0 = pad, height - pad - h
+    shapes: list[Shape] = [
+        Rect(x0, y0, x0 + w, y0 + h, outline=None, width=0, fill=LEGEND_BACKGROUND)
+    ]
+    for n, (label, kind) in enumerate(LEGEND):
+        top = y0 + pad + n * step
+        cx, cy = x0 + pad + s.radius, top + s.font / 2
+        if kind == "hidden":
+            shapes.append(Circle(cx, cy, s.radius, None, LEGEND_HIDDEN, s.ring))
+        else:
+            shapes.append(Circle(cx, cy, s.radius, SIDE_COLOURS[kind], OUTLINE, s.outline))  # type: ignore[index]
+        shapes.append(Text(x0 + pad + marker, top, label, LEGEND_TEXT, s.font))
+    return shapes
+
+
+# -- the text panel ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PanelLine:
+    """One line of the panel, its top-left corner in panel pixels and what it is."""
+
+    x: float
+    y: float
+    text: str
+    kind: Kind
+
+
+def panel_width(width: int, height: int) -> int:
+    """The text panel's width beside a `width` x `height` photo."""
+    return max(round(width * PANEL_SHARE), PANEL_MIN_CHARS * sizes(width, height).panel_font)
+
+
+def clean_turn(text: str) -> list[str]:
+    """A turn's paragraphs: LLaVA's ``<image>`` token removed, whitespace collapsed."""
+    text = text.replace(IMAGE_TOKEN, "")
+    paragraphs = (" ".join(p.split()) for p in text.split("\n"))
+    return [p for p in paragraphs if p]
+
+
+def wrap(text: str, width: float, size: int, measure: Measure) -> list[str]:
+    """Greedy word wrap to `width` px; a word wider than a line is broken between letters."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        candidate = f"{line} {word}" if line else word
+        if measure(candidate, size) <= width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        line = ""
+        while measure(word, size) > width and len(word) > 1:
+            k = len(word) - 1
+            while k > 1 and measure(word[:k], size) > width:
+                k -= 1
+            lines.append(word[:k])
+            word = word[k:]
+        line = word
+    if line:
+        lines.append(line)
+    return lines
+
+
+def _with_ellipsis(text: str, width: float, size: int, measure: Measure) -> str:
+    """`text` shortened word by word until it and the ellipsis fit in `width`."""
+    words = text.split()
+    while words and measure(" ".join(words) + " " + ELLIPSIS, size) > width:
+        words.pop()
+    return (" ".join(words) + " " + ELLIPSIS) if words else ELLIPSIS
+
+
+def layout_panel(
+    title: str,
+    turns: Sequence[tuple[str, str]],
+    width: int,
+    height: int,
+    size: int,
+    measure: Measure,
+) -> list[PanelLine]:
+    """Lines of a `width` x `height` panel: the title, then each (speaker, text) turn with its
+    prefix and a hanging indent. Text that does not fit ends in `ELLIPSIS` on the last line
+    that fits, never past the bottom. Pure: `measure` gives a text's width in px."""
+    pad = float(size)
+    line_h = round(size * LINE_SPACING, 2)
+    bottom = height - pad
+    indent = max(measure(p, size) for p in SPEAKERS.values()) + size * 0.5
+    body_w = width - 2 * pad - indent
+    out = [PanelLine(pad, pad, title, "title")]
+    y = pad + line_h * 1.5
+    for speaker, value in turns:
+        kind: Kind = speaker if speaker in SPEAKERS else "other"  # type: ignore[assignment]
+        prefix = SPEAKERS.get(speaker, f"{speaker}:")
+        lines = [line for p in clean_turn(value) for line in wrap(p, body_w, size, measure)]
+        for k, line in enumerate(lines):
+            if y + line_h > bottom:
+                return _cut(out, width - pad, size, measure)
+            if k == 0:
+                out.append(PanelLine(pad, y, prefix, f"{kind}-label"))  # type: ignore[arg-type]
+            out.append(PanelLine(pad + indent, y, line, kind))
+            y += line_h
+        y += line_h * 0.4
+    return out
+
+
+def _cut(lines: list[PanelLine], right: float, size: int, measure: Measure) -> list[PanelLine]:
+    """Mark the last body line as cut (the title alone gets the marker on its own line)."""
+    last = lines[-1]
+    if last.kind == "title":
+        return [*lines, PanelLine(last.x, last.y + size * LINE_SPACING * 1.5, ELLIPSIS, "other")]
+    text = _with_ellipsis(last.text, right - last.x, size, measure)
+    return [*lines[:-1], PanelLine(last.x, last.y, text, last.kind)]
+
+
+# -- picking the image and the record ---------------------------------------------------------
+
+
+def parse_image(text: str) -> int:
+    """The COCO image id in ``--image``: a file stem (000000391895), the id (391895) or a file
+    name, 2017 or 2014 style, with or without folders."""
+    name = PurePosixPath(text.strip().replace("\\", "/")).name
+    if name.isdigit():
+        return int(name)
+    found = image_id_of(name)
+    if found is None:
+        raise ConfigError(
+            f"--image: expected a COCO file stem, id or file name (000000391895, 391895, "
+            f"000000391895.jpg), got {text!r}"
+        )
+    return found
+
+
+def record_image_id(record: dict[str, Any]) -> int | None:
+    """The COCO image id in a record's ``image`` path, as `verify` matches records."""
+    image = record.get("image")
+    return image_id_of(PurePosixPath(image).name) if isinstance(image, str) else None
+
+
+def pick_record(
+    records: Sequence[dict[str, Any]],
+    path: str,
+    *,
+    record: str | None,
+    image_id: int | None,
+    task: str | None,
+) -> dict[str, Any]:
+    """The record to show: the one called `record`, else the image's record of `task`
+    (``{image_id}-{short}``, or its first split-conversation part ``...-{k}``).
+
+    Errors name the data file and the field."""
+    if record is not None:
+        for row in records:
+            if str(row.get("id")) == record:
+                found = record_image_id(row)
+                if image_id is not None and found is not None and found != image_id:
+                    raise ConfigError(
+                        f"--record: {record} is about image {found} ({row.get('image')}), "
+                        f"not --image {image_id}"
+                    )
+                return row
+        raise InputError(path, f"no record with id {record!r} (--record)", "id")
+    if image_id is None:
+        raise ConfigError("--image: required (a file stem, id or file name)")
+    name = task or "conversation"
+    wanted = request_id(image_id, task_type(name).name)
+    parts = re.compile(re.escape(wanted) + r"-(\d+)")
+    first_part: tuple[int, dict[str, Any]] | None = None
+    for row in records:
+        rid = str(row.get("id"))
+        if record_image_id(row) not in (image_id, None):
+            continue
+        if rid == wanted:
+            return row
+        m = parts.fullmatch(rid)
+        if m and (first_part is None or int(m.group(1)) < first_part[0]):
+            first_part = (int(m.group(1)), row)
+    if first_part is not None:
+        return first_part[1]
+    raise InputError(
+        path, f"no {name} record of image {image_id} (looked for id {wanted!r}; --task)", "id"
+    )
+
+
+def record_turns(row: dict[str, Any]) -> list[tuple[str, str]]:
+    """(speaker, text) of a record's turns."""
+    return [(str(t["from"]), str(t["value"])) for t in row["conversations"]]
+
+
+# -- painting ---------------------------------------------------------------------------------
+
+
+@functools.cache
+def font(size: int) -> Any:
+    """Pillow's built-in font (Aileron) at `size` px: the same on every machine, no font files."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size)
+
+
+def measure_text(text: str, size: int) -> float:
+    """The width of `text` in px in `font(size)`."""
+    return float(font(size).getlength(text))
+
+
+def _paint(draw: Any, shape: Shape, k: int) -> None:
+    """One non-text shape at `k` times its size."""
+    if isinstance(shape, Circle):
+        r = shape.r * k
+        xy = (shape.x * k - r, shape.y * k - r, shape.x * k + r, shape.y * k + r)
+        draw.ellipse(xy, fill=shape.fill, outline=shape.outline, width=shape.width * k)
+    elif isinstance(shape, Segment):
+        xy = (shape.x1 * k, shape.y1 * k, shape.x2 * k, shape.y2 * k)
+        draw.line(xy, fill=shape.colour, width=shape.width * k)
+    elif isinstance(shape, Rect):
+        xy = (shape.x1 * k, shape.y1 * k, shape.x2 * k, shape.y2 * k)
+        draw.rectangle(xy, fill=shape.fill, outline=shape.outline, width=shape.width * k)
+
+
+def resize_to_width(photo: Image.Image, width: int) -> Image.Image:
+    """`photo` scaled to `width` px wide, aspect kept (coordinates are normalized, so the
+    skeletons follow): smaller files for docs and slides."""
+    from PIL import Image
+
+    if photo.width == width:
+        return photo
+    height = max(1, round(photo.height * width / photo.width))
+    return photo.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def draw_skeletons(photo: Image.Image, ctx: ImageContext) -> Image.Image:
+    """`photo` (RGB) with `figure_shapes` painted over it, as a new RGB image."""
+    from PIL import Image, ImageDraw
+
+    width, height = photo.size
+    shapes = figure_shapes(ctx, width, height, measure_text)
+    k = SUPERSAMPLE
+    layer = Image.new("RGBA", (width * k, height * k), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    for shape in shapes:
+        if not isinstance(shape, Text):
+            _paint(draw, shape, k)
+    layer = layer.resize((width, height), Image.Resampling.BOX)
+    out = Image.alpha_composite(photo.convert("RGBA"), layer)
+    draw = ImageDraw.Draw(out)
+    for shape in shapes:
+        if isinstance(shape, Text):
+            draw.text((shape.x, shape.y), shape.text, fill=shape.colour, font=font(shape.size))
+    return out.convert("RGB")
+
+
+def render(
+    photo: Image.Image, ctx: ImageContext, panel: tuple[str, list[tuple[str, str]]] | None = None
+) -> Image.Image:
+    """The figure: the photo with its skeletons and, given (title, turns), the text panel to
+    its right (`panel_width` wide, at least `PANEL_MIN_HEIGHT` tall)."""
+    from PIL import Image, ImageDraw
+
+    drawn = draw_skeletons(photo.convert("RGB"), ctx)
+    if panel is None:
+        return drawn
+    width, height = drawn.size
+    pw, ph = panel_width(width, height), max(height, PANEL_MIN_HEIGHT)
+    size = sizes(width, height).panel_font
+    out = Image.new("RGB", (width + pw, ph), PANEL_BACKGROUND)
+    out.paste(drawn, (0, 0))
+    draw = ImageDraw.Draw(out)
+    title, turns = panel
+    face = font(size)
+    for line in layout_panel(title, turns, pw, ph, size, measure_text):
+        draw.text((width + line.x, line.y), line.text, fill=PANEL_COLOURS[line.kind], font=face)
+    return out
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+class _Turn(msgspec.Struct):
+    from_: str = msgspec.field(name="from")
+    value: str
+
+
+class _Record(msgspec.Struct):
+    """The part of a LLaVA record the panel shows; other fields are ignored, a record without
+    an image (text-only, in LLaVA's mixes) is allowed."""
+
+    id: str | int
+    conversations: list[_Turn]
+    image: str | None = None
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a LLaVA JSON file; a malformed one is an error naming the file and field."""
+    from .io import read_json
+
+    rows: list[_Record] = read_json(path, list[_Record])
+    out: list[dict[str, Any]] = msgspec.to_builtins(rows)
+    return out
+
+
+def open_photo(path: str | Path) -> Image.Image:
+    """The image at `path`, decoded, as RGB; a missing or unreadable file is an InputError."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise InputError(path, "image file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a directory, expected an image file") from None
+    except UnidentifiedImageError:
+        raise InputError(path, "not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+        raise InputError(path, f"cannot read the image ({e})") from None
+
+
+def write_png(image: Image.Image, path: str | Path) -> None:
+    """Save `image` as PNG atomically: a temp file beside `path`, then renamed over it."""
+    from .io import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        image.save(f, format="PNG", optimize=True)

@@ -16,6 +16,9 @@ EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_BUDGET = 3
+# --batch without --wait: requests were submitted or are still running; rerun to collect
+# (sysexits' EX_TEMPFAIL: "try again later").
+EXIT_PENDING = 75
 EXIT_INTERRUPTED = 130
 
 

@@ -5,6 +5,10 @@ temperature, max tokens, seed) and nothing else, so a rerun of the same command,
 crash, Ctrl-C or ``kill -9``, finds every call it already paid for. Each completion is
 committed the moment it arrives; with WAL and ``synchronous=NORMAL`` a committed row survives
 the process being killed (a power cut may lose the last few).
+
+Batch mode keeps its bookkeeping in the same file (`llava_pose.llm.batch`): one row per
+submission (``batch_submissions``) and one per request in it (``batch_items``), each step
+committed before the next is taken, so a killed process never loses a submitted batch.
 """
 
 from __future__ import annotations
@@ -33,6 +37,34 @@ CREATE TABLE IF NOT EXISTS completions (
     cost REAL NOT NULL,
     created REAL NOT NULL
 )
+"""
+
+# A submission's state: preparing (intent recorded; upload or create may have happened without
+# being recorded) -> open (the provider has the batch) -> collected (its results are in) or
+# abandoned (never reached the provider; its requests are free to go again).
+_BATCH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batch_submissions (
+    sub_id TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    base_url TEXT,
+    created REAL NOT NULL,
+    requests INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    file_id TEXT,
+    batch_id TEXT,
+    state TEXT NOT NULL,
+    status TEXT,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_items (
+    sub_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    outcome TEXT,
+    reason TEXT,
+    PRIMARY KEY (sub_id, key)
+);
+CREATE INDEX IF NOT EXISTS batch_items_key ON batch_items (key);
 """
 
 _encoder = msgspec.json.Encoder()
@@ -67,6 +99,7 @@ class Cache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        self._db.executescript(_BATCH_SCHEMA)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
         """Look up many keys at once (one query per 500) before a run starts."""
@@ -90,21 +123,136 @@ class Cache:
         self, key: str, backend: str, request_id: str, completion: Completion, cost: float
     ) -> None:
         """Commit one finished call at once."""
+        with self._lock:
+            self._put(key, backend, request_id, completion, cost)
+
+    def _put(
+        self, key: str, backend: str, request_id: str, completion: Completion, cost: float
+    ) -> None:
         blob = _encoder.encode(msgspec.structs.replace(completion, cached=False))
+        self._db.execute(
+            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                backend,
+                request_id,
+                blob,
+                completion.input_tokens,
+                completion.output_tokens,
+                cost,
+                time.time(),
+            ),
+        )
+
+    # -- batch bookkeeping (see llava_pose.llm.batch) -------------------------------------------
+
+    def batch_intent(
+        self,
+        sub_id: str,
+        backend: str,
+        base_url: str | None,
+        items: list[tuple[str, str]],
+        size: int,
+    ) -> None:
+        """Record a submission and its (key, request id) items in one transaction, before
+        anything is sent: from here on its requests are not sent again by another submission."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO batch_submissions VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, "
+                    "'preparing', NULL, ?)",
+                    (sub_id, backend, base_url, now, len(items), size, now),
+                )
+                self._db.executemany(
+                    "INSERT INTO batch_items VALUES (?, ?, ?, NULL, NULL)",
+                    [(sub_id, key, rid) for key, rid in items],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def batch_update(self, sub_id: str, **fields: object) -> None:
+        """Commit one step of a submission (file_id, batch_id, state, status) at once."""
+        names = sorted(fields)
+        sets = ", ".join(f"{n} = ?" for n in names)
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    backend,
-                    request_id,
-                    blob,
-                    completion.input_tokens,
-                    completion.output_tokens,
-                    cost,
-                    time.time(),
-                ),
+                f"UPDATE batch_submissions SET {sets}, updated = ? WHERE sub_id = ?",
+                [fields[n] for n in names] + [time.time(), sub_id],
             )
+
+    def batch_submissions(self, states: Iterable[str] | None = None) -> list[dict[str, object]]:
+        """Submissions, oldest first; only those in `states` when given."""
+        query = "SELECT * FROM batch_submissions"
+        args: list[str] = []
+        if states is not None:
+            args = list(states)
+            query += f" WHERE state IN ({','.join('?' * len(args))})"
+        with self._lock:
+            cur = self._db.execute(query + " ORDER BY created, sub_id", args)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur]
+
+    def batch_items(self, sub_id: str) -> list[tuple[str, str, str | None, str | None]]:
+        """(key, request id, outcome, reason) of one submission's requests."""
+        with self._lock:
+            return list(
+                self._db.execute(
+                    "SELECT key, request_id, outcome, reason FROM batch_items WHERE sub_id = ?",
+                    (sub_id,),
+                )
+            )
+
+    def batch_history(
+        self, keys: Iterable[str]
+    ) -> dict[str, list[tuple[str, str | None, str | None]]]:
+        """Per key: (state of its submission, outcome, reason) of every submission holding it."""
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, list[tuple[str, str | None, str | None]]] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows = self._db.execute(
+                    "SELECT i.key, s.state, i.outcome, i.reason FROM batch_items i "
+                    "JOIN batch_submissions s ON s.sub_id = i.sub_id "
+                    f"WHERE i.key IN ({','.join('?' * len(chunk))}) ORDER BY s.created",
+                    chunk,
+                )
+                for key, state, outcome, reason in rows:
+                    out.setdefault(key, []).append((state, outcome, reason))
+        return out
+
+    def batch_collect(
+        self,
+        sub_id: str,
+        backend: str,
+        done: list[tuple[str, str, Completion, float]],
+        outcomes: dict[str, tuple[str, str | None]],
+        status: str,
+    ) -> None:
+        """Store a finished batch in one transaction: its completions (key, request id,
+        completion, cost) into the cache, every item's outcome, and the submission collected."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for key, rid, completion, cost in done:
+                    self._put(key, backend, rid, completion, cost)
+                self._db.executemany(
+                    "UPDATE batch_items SET outcome = ?, reason = ? WHERE sub_id = ? AND key = ?",
+                    [(o, r, sub_id, k) for k, (o, r) in outcomes.items()],
+                )
+                self._db.execute(
+                    "UPDATE batch_submissions SET state = 'collected', status = ?, updated = ? "
+                    "WHERE sub_id = ?",
+                    (status, time.time(), sub_id),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def __len__(self) -> int:
         with self._lock:

@@ -38,15 +38,23 @@ class Price(msgspec.Struct, frozen=True):
 
 class PriceTable:
     """Model name -> Price, matched exactly or by the longest name it extends with a snapshot
-    suffix (so "gpt-4o-2024-08-06" is priced as "gpt-4o", but "o3-pro" is not "o3")."""
+    suffix (so "gpt-4o-2024-08-06" is priced as "gpt-4o", but "o3-pro" is not "o3"); and per
+    provider, the factor its batch API charges (the file's ``batch_discount``)."""
 
-    def __init__(self, prices: dict[str, Price]) -> None:
+    def __init__(self, prices: dict[str, Price], batch: dict[str, float] | None = None) -> None:
         self.prices = prices
+        self.batch = batch or {}
+
+    def batch_discount(self, provider: str) -> float:
+        """What a batch call costs as a fraction of the online price (1.0: no discount known)."""
+        return self.batch.get(provider, 1.0)
 
     @classmethod
     def load(cls, override: str | Path | None = None) -> PriceTable:
         text = resources.files("llava_pose").joinpath("data/prices.yaml").read_text("utf-8")
-        prices = _parse(yaml.safe_load(text), "prices.yaml")
+        data = yaml.safe_load(text)
+        batch = _parse_batch(data, "prices.yaml")
+        prices = _parse(data, "prices.yaml")
         if override:
             try:
                 data = yaml.safe_load(Path(override).read_text("utf-8"))
@@ -58,8 +66,9 @@ class PriceTable:
                 ) from None
             except yaml.YAMLError as e:
                 raise ConfigError(f"{override}: invalid YAML ({str(e).splitlines()[0]})") from None
+            batch.update(_parse_batch(data, str(override)))
             prices.update(_parse(data, str(override)))
-        return cls(prices)
+        return cls(prices, batch)
 
     def for_backend(self, backend: Backend) -> Price | None:
         """Zero for free backends (rules, local models); else the model's price, or None."""
@@ -73,6 +82,21 @@ class PriceTable:
             k for k in self.prices if name.startswith(k) and _SNAPSHOT.fullmatch(name[len(k) :])
         ]
         return self.prices[max(matches, key=len)] if matches else None
+
+
+def _parse_batch(data: object, where: str) -> dict[str, float]:
+    """The ``batch_discount`` entry (provider -> factor in (0, 1]), taken out of `data`."""
+    if not isinstance(data, dict) or "batch_discount" not in data:
+        return {}
+    value = data.pop("batch_discount")
+    if not isinstance(value, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1
+        for v in value.values()
+    ):
+        raise ConfigError(
+            f"{where}: batch_discount: expected provider: factor in (0, 1], e.g. {{openai: 0.5}}"
+        )
+    return {str(k).lower(): float(v) for k, v in value.items()}
 
 
 def _parse(data: object, where: str) -> dict[str, Price]:

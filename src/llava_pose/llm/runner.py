@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -45,6 +46,9 @@ from ..records import ChatRequest, Completion
 from .base import Backend, ConnectionFailed, PermanentError, RetryableError, UsageError
 from .cache import Cache, request_key
 from .pricing import Price, PriceTable, count_message_tokens
+
+if TYPE_CHECKING:
+    from .batch import BatchRunner
 
 # Completion budget assumed for requests that set no max_tokens, when reserving budget/TPM.
 DEFAULT_MAX_OUTPUT = 1024
@@ -61,6 +65,35 @@ PROMPT_SANITY_FACTOR = 4
 PROMPT_SANITY_SLACK = 4096
 
 log = logging.getLogger("llava_pose")
+
+
+def prompt_tokens(request: ChatRequest, model: str) -> int:
+    """Offline prompt tokens of a request, its images at their reserve."""
+    text = count_message_tokens(request.messages, model)
+    return text + IMAGE_TOKENS_RESERVE * len(request.images)
+
+
+def worst_tokens(request: ChatRequest, model: str, ratio: float = 1.0) -> tuple[int, int]:
+    """(prompt, completion) tokens a request can cost at most: the offline count with margin
+    (scaled by `ratio`, billed over counted so far) and its max tokens."""
+    prompt = prompt_tokens(request, model) * ratio
+    return int(prompt * 1.05) + 8, request.max_tokens or DEFAULT_MAX_OUTPUT
+
+
+def check_usage(request: ChatRequest, completion: Completion) -> None:
+    """Raise UsageError when the reported usage cannot be true of this request."""
+    limit = request.max_tokens
+    if limit is not None and completion.output_tokens > limit:
+        raise UsageError(
+            f"completion_tokens {completion.output_tokens} above the request's max tokens {limit}"
+        )
+    # No tokenizer makes more tokens than bytes; chars bound that within a factor of 4.
+    chars = sum(len(m.content) + 16 for m in request.messages)
+    ceiling = PROMPT_SANITY_FACTOR * (chars + IMAGE_TOKENS_RESERVE * len(request.images))
+    if completion.input_tokens > ceiling + PROMPT_SANITY_SLACK:
+        raise UsageError(
+            f"prompt_tokens {completion.input_tokens} for a prompt of {chars} characters"
+        )
 
 
 @dataclass
@@ -114,6 +147,25 @@ class ModelOptions(RunnerOptions):
         None,
         "SQLite file of finished calls (default: in the output folder); reuse it and no call is paid twice",
     )
+    batch: bool = option(
+        False,
+        "send the calls through the provider's batch API (OpenAI Batch, Anthropic Message "
+        "Batches: half price, done within 24 h): submit, exit with code 75, rerun to collect",
+    )
+    wait: bool = option(
+        False, "with --batch: poll until every batch has ended, then write the outputs"
+    )
+    batch_retries: int = option(
+        2,
+        "with --batch: resubmissions of a failed, expired or cancelled request before it "
+        "counts as failed",
+        at_least=0,
+    )
+    poll_interval: float = option(
+        30.0,
+        "with --batch --wait: seconds before the first poll (then 1.5x, up to 10 min)",
+        more_than=0,
+    )
 
     @contextlib.contextmanager
     def open_runner(
@@ -122,21 +174,44 @@ class ModelOptions(RunnerOptions):
         default_cache: str | Path,
         progress: str,
         prices: PriceTable | None = None,
-    ) -> Iterator[Runner]:
+    ) -> Iterator[Runner | BatchRunner]:
         """A Runner with these options and its cache (`--cache`, else `default_cache`), closed
-        on the way out. The same for every command that calls a model."""
+        on the way out: the online one, or with --batch the provider's batch API behind the
+        same interface. The same for every command that calls a model."""
+        if self.wait and not self.batch:
+            raise ConfigError("--wait: only with --batch")
+        api = None
+        if self.batch:
+            from .batch import batch_api
+
+            api = batch_api(backend)  # a backend without one fails before the lock is taken
         cache_path = Path(self.cache or default_cache)
         if backend.cached:
             hold(cache_path, progress, what="--cache")
         cache = Cache(cache_path) if backend.cached else None
+        table = prices or PriceTable.load(self.prices)
         try:
-            yield Runner(
-                backend,
-                cache=cache,
-                options=self.runner_options(),
-                prices=prices or PriceTable.load(self.prices),
-                progress=progress,
-            )
+            if api is not None:
+                from .batch import BatchRunner, options_from
+
+                assert cache is not None
+                yield BatchRunner(
+                    backend,  # type: ignore[arg-type]
+                    cache=cache,
+                    price=table.for_backend(backend),
+                    options=options_from(self, table.batch_discount(backend.provider)),
+                    max_cost=self.max_cost,
+                    progress=progress,
+                    api=api,
+                )
+            else:
+                yield Runner(
+                    backend,
+                    cache=cache,
+                    options=self.runner_options(),
+                    prices=table,
+                    progress=progress,
+                )
         finally:
             if cache is not None:
                 cache.close()
@@ -361,10 +436,7 @@ class Runner:
             return 0
         tokens = self._prompt_tokens.get(request.id)
         if tokens is None:
-            text = count_message_tokens(request.messages, self.backend.model)
-            tokens = self._prompt_tokens[request.id] = text + IMAGE_TOKENS_RESERVE * len(
-                request.images
-            )
+            tokens = self._prompt_tokens[request.id] = prompt_tokens(request, self.backend.model)
         return tokens
 
     def _estimate(self, request: ChatRequest) -> tuple[int, int]:
@@ -395,21 +467,6 @@ class Runner:
             raise BudgetExceeded(self.stats.stop_reason)
         self._reserved += worst
         return worst
-
-    def _check_usage(self, request: ChatRequest, completion: Completion) -> None:
-        """Raise UsageError when the reported usage cannot be true of this request."""
-        limit = request.max_tokens
-        if limit is not None and completion.output_tokens > limit:
-            raise UsageError(
-                f"completion_tokens {completion.output_tokens} above the request's max tokens {limit}"
-            )
-        # No tokenizer makes more tokens than bytes; chars bound that within a factor of 4.
-        chars = sum(len(m.content) + 16 for m in request.messages)
-        ceiling = PROMPT_SANITY_FACTOR * (chars + IMAGE_TOKENS_RESERVE * len(request.images))
-        if completion.input_tokens > ceiling + PROMPT_SANITY_SLACK:
-            raise UsageError(
-                f"prompt_tokens {completion.input_tokens} for a prompt of {chars} characters"
-            )
 
     async def _one(
         self, request: ChatRequest, key: str, rpm: RateLimiter | None, tpm: RateLimiter | None
@@ -484,7 +541,7 @@ class Runner:
                     self.backend.complete(request), self.options.timeout
                 )
                 completion = scrub(completion)
-                self._check_usage(request, completion)
+                check_usage(request, completion)
                 return completion
             except BackendError:
                 raise

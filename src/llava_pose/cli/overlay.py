@@ -49,6 +49,11 @@ class OverlayConfig:
         metavar="FILE.json",
     )
     record: str | None = option(None, "id of the record to show (with --data)", metavar="ID")
+    task: str | None = option(
+        None,
+        "with --data and no --record: show the image's record of this task (default: conversation)",
+        choices=TASKS,
+    )
     width: int | None = option(
         None,
         "scale the photo to this width in px first, aspect kept (smaller files for docs)",
@@ -56,20 +61,15 @@ class OverlayConfig:
         at_least=32,
         at_most=10_000,
     )
-    task: str | None = option(
-        None,
-        "with --data and no --record: show the image's record of this task (default: conversation)",
-        choices=TASKS,
-    )
 
 
 def _check_out(out: str) -> Path:
     """--out names a .png file in a folder that exists (checked before any slow work)."""
     path = Path(out)
-    if path.suffix.lower() != ".png":
-        raise ConfigError(f"--out: expected a .png file name, got {out!r}")
     if path.is_dir():
         raise ConfigError(f"--out: {out} is a folder, expected a .png file name")
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"--out: expected a .png file name, got {out!r}")
     if not path.parent.is_dir():
         raise ConfigError(f"--out: folder {path.parent} does not exist (create it first)")
     return path
@@ -136,10 +136,11 @@ def run(config: OverlayConfig) -> int:
     panel = (str(row["id"]), overlay.record_turns(row)) if row is not None else None
     figure = overlay.render(photo, ctx, panel)
     overlay.write_png(figure, out)
+    n = len(ctx.persons)
     shown = f", record {row['id']}" if row is not None else ""
     print(
         f"wrote {out} ({figure.width}x{figure.height} px, image {ctx.image_id}, "
-        f"{len(ctx.persons)} people{shown})"
+        f"{n} {'person' if n == 1 else 'people'}{shown})"
     )
     return 0
 

@@ -180,6 +180,23 @@ def test_a_turn_that_no_longer_fits_marks_the_last_shown_line() -> None:
     assert len(lines) < 2 * len(turns)
 
 
+def test_paragraphs_of_a_turn_are_set_apart_under_one_prefix() -> None:
+    lines = layout_panel("1-detail", [("gpt", "One.\nTwo.")], 400, 300, 10, chars)
+    assert [(line.text, line.kind) for line in lines[1:]] == [
+        ("A:", "gpt-label"),
+        ("One.", "gpt"),
+        ("Two.", "gpt"),
+    ]
+    assert lines[3].y - lines[2].y == pytest.approx(10 * 1.35 * 1.25)
+
+
+def test_text_is_set_in_dejavu_sans_which_has_accents_and_dashes() -> None:
+    from llava_pose.overlay import font
+
+    assert font(14).getname() == ("DejaVu Sans", "Book")
+    assert font(14, bold=True).getname() == ("DejaVu Sans", "Bold")
+
+
 def test_panel_width_grows_with_the_image_but_stays_readable() -> None:
     assert panel_width(640, 480) == round(640 * 0.85)
     assert panel_width(1280, 960) > panel_width(640, 480)

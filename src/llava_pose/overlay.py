@@ -7,7 +7,8 @@ it by equality: `figure_shapes` (circles, segments, rectangles and texts in outp
 a context and an image size) and `layout_panel` (the text panel's lines and their places).
 `render` only paints them with Pillow: shapes at twice the size, then box-filtered down, which
 antialiases edges while a marker's inside keeps its exact colour and untouched photo pixels
-stay as they were. Pillow's built-in font keeps the output the same on every machine.
+stay as they were. Text is DejaVu Sans from matplotlib's copy, so the output is the same on
+every machine with the same package versions.
 
 What the skeleton parts are (limbs, sides, colours, labels) is `llava_pose.skeleton`, shared
 with the `view` browser; the person's own left and right, not the viewer's.
@@ -65,6 +66,9 @@ PANEL_SHARE = 0.85  # panel width as a share of the image width ...
 PANEL_MIN_CHARS = 28  # ... but at least this many font sizes wide
 PANEL_MIN_HEIGHT = 360  # px: a short image still gets a readable panel
 LINE_SPACING = 1.35  # line height / font size
+TURN_GAP = 0.4  # extra space after a turn, in lines
+PARAGRAPH_GAP = 0.25  # ... and between the paragraphs of one turn
+FONT_FILES = {"regular": "DejaVuSans.ttf", "bold": "DejaVuSans-Bold.ttf"}
 
 Kind = Literal["title", "human", "gpt", "other", "human-label", "gpt-label", "other-label"]
 Measure = Callable[[str, int], float]  # (text, font size) -> width in px
@@ -307,15 +311,17 @@ def layout_panel(
     for speaker, value in turns:
         kind: Kind = speaker if speaker in SPEAKERS else "other"  # type: ignore[assignment]
         prefix = SPEAKERS.get(speaker, f"{speaker}:")
-        lines = [line for p in clean_turn(value) for line in wrap(p, body_w, size, measure)]
-        for k, line in enumerate(lines):
-            if y + line_h > bottom:
-                return _cut(out, width - pad, size, measure)
-            if k == 0:
-                out.append(PanelLine(pad, y, prefix, f"{kind}-label"))  # type: ignore[arg-type]
-            out.append(PanelLine(pad + indent, y, line, kind))
-            y += line_h
-        y += line_h * 0.4
+        for n, paragraph in enumerate(clean_turn(value)):
+            if n:
+                y += line_h * PARAGRAPH_GAP
+            for k, line in enumerate(wrap(paragraph, body_w, size, measure)):
+                if y + line_h > bottom:
+                    return _cut(out, width - pad, size, measure)
+                if n == k == 0:
+                    out.append(PanelLine(pad, y, prefix, f"{kind}-label"))  # type: ignore[arg-type]
+                out.append(PanelLine(pad + indent, y, line, kind))
+                y += line_h
+        y += line_h * TURN_GAP
     return out
 
 
@@ -406,11 +412,30 @@ def record_turns(row: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 @functools.cache
-def font(size: int) -> Any:
-    """Pillow's built-in font (Aileron) at `size` px: the same on every machine, no font files."""
+def _font_dir() -> Path | None:
+    """matplotlib's bundled fonts (a core dependency), found without importing matplotlib."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("matplotlib")
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        folder = Path(base) / "mpl-data" / "fonts" / "ttf"
+        if all((folder / name).is_file() for name in FONT_FILES.values()):
+            return folder
+    return None
+
+
+@functools.cache
+def font(size: int, bold: bool = False) -> Any:
+    """DejaVu Sans at `size` px, from matplotlib's copy: the same file wherever the package is
+    installed, covering accents and typographic dashes (Pillow's built-in font has neither,
+    and is the fallback). Basic layout: no dependence on the system's text shaping library."""
     from PIL import ImageFont
 
-    return ImageFont.load_default(size)
+    folder = _font_dir()
+    if folder is None:
+        return ImageFont.load_default(size)
+    name = FONT_FILES["bold" if bold else "regular"]
+    return ImageFont.truetype(str(folder / name), size, layout_engine=ImageFont.Layout.BASIC)
 
 
 def measure_text(text: str, size: int) -> float:
@@ -481,8 +506,9 @@ def render(
     out.paste(drawn, (0, 0))
     draw = ImageDraw.Draw(out)
     title, turns = panel
-    face = font(size)
+    regular, bold = font(size), font(size, bold=True)
     for line in layout_panel(title, turns, pw, ph, size, measure_text):
+        face = bold if line.kind == "title" or line.kind.endswith("-label") else regular
         draw.text((width + line.x, line.y), line.text, fill=PANEL_COLOURS[line.kind], font=face)
     return out
 

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "llava_pose.cli.poseqa",
     "llava_pose.cli.verify",
     "llava_pose.cli.overlay",
+    "llava_pose.cli.view",
 )
 
 log = logging.getLogger("llava_pose")

@@ -1,0 +1,287 @@
+"""`llava-pose view DIR`: what DIR is, where its keypoints and images are, then serve or export.
+
+DIR is a `generate` output folder (``llava_pose_all.json``, or a LLaVA JSON file itself), an
+E-HPAUB folder from `bench build` (``questions.jsonl`` + ``context.jsonl``) or a PoseQA folder
+from `poseqa build` (its manifest says ``"benchmark": "PoseQA"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import option
+from ..errors import EXIT_OK, ConfigError, InputError
+from ..records import ImageContext
+from .model import SiteData
+
+log = logging.getLogger("llava_pose")
+
+DEFAULT_PORT = 8765
+
+
+@dataclasses.dataclass
+class ViewConfig:
+    """Options of `llava-pose view`."""
+
+    folder: str = option(
+        help="generate output folder (or a LLaVA JSON file), E-HPAUB folder or PoseQA folder",
+        positional=True,
+        metavar="DIR",
+    )
+    answers: list[str] = option(
+        [],
+        "benchmarks: the models' answers files, or folders of them (default: the files the "
+        "reviews name)",
+        nargs="+",
+        metavar="FILE_OR_DIR",
+    )
+    reviews: list[str] = option(
+        [],
+        "E-HPAUB: review folders from `bench judge`, one per judge",
+        nargs="+",
+        metavar="DIR",
+    )
+    claims: list[str] = option(
+        [],
+        "datasets: claims.jsonl of `llava-pose verify --out` to highlight (besides DIR's own)",
+        nargs="+",
+        metavar="FILE",
+    )
+    coco: str | None = option(
+        None,
+        "COCO root with annotations/ and images (default: the one DIR was made from)",
+        metavar="ROOT",
+    )
+    split: str | None = option(
+        None, "split to read keypoints from (default: DIR's, else train2017)", metavar="NAME"
+    )
+    contexts: str | None = option(
+        None, "contexts JSONL from `llava-pose prepare`, instead of --coco", metavar="FILE"
+    )
+    image_root: str | None = option(
+        None,
+        "folder the records' image paths are relative to (default: the COCO root)",
+        metavar="DIR",
+    )
+    host: str = option("127.0.0.1", "address to serve on (the default is this machine only)")
+    port: int = option(
+        DEFAULT_PORT, "port to serve on (0: any free port)", at_least=0, at_most=65535
+    )
+    export: str | None = option(
+        None,
+        "write the pages as a static folder (opens from disk, no server) instead of serving",
+        metavar="OUT",
+    )
+
+
+# -- what DIR is ------------------------------------------------------------------------------
+
+
+def detect(folder: Path) -> str:
+    """``dataset``, ``ehpaub`` or ``poseqa``; an InputError when DIR is none of them."""
+    from ..io import read_json
+    from .datasets import RECORDS_FILE
+
+    if folder.is_file():
+        if folder.suffix == ".json":
+            return "dataset"
+        raise InputError(folder, "expected a folder, or a LLaVA JSON file (.json)")
+    if not folder.is_dir():
+        raise InputError(folder, "not found")
+    if (folder / "questions.jsonl").is_file():
+        manifest = folder / "manifest.json"
+        if manifest.is_file() and read_json(manifest).get("benchmark") == "PoseQA":
+            return "poseqa"
+        return "ehpaub"
+    if (folder / RECORDS_FILE).is_file():
+        return "dataset"
+    raise InputError(
+        folder,
+        f"neither a generate output ({RECORDS_FILE}) nor a benchmark folder (questions.jsonl)",
+    )
+
+
+# -- keypoints and images ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Contexts:
+    """The contexts found, matched to records by image path or COCO id, and the image root."""
+
+    by_path: dict[str, ImageContext]
+    by_id: dict[int, ImageContext]
+    image_root: Path | None
+
+    def find(self, image: str) -> ImageContext | None:
+        from ..cli.verify import match_context
+
+        return match_context(image, self.by_path, self.by_id)
+
+
+def _stats_source(folder: Path, stats: dict[str, Any]) -> tuple[str, str | None]:
+    """("coco", ROOT) / ("contexts", FILE) / ("sample", None) from a stats.json ``source``."""
+    source = stats.get("source")
+    if not source or source == "bundled sample":
+        return "sample", None
+    for candidate in (Path(source), folder / source):
+        if candidate.is_dir():
+            return "coco", str(candidate)
+        if candidate.is_file():
+            return "contexts", str(candidate)
+    raise InputError(
+        folder / "stats.json",
+        f"source {source!r} not found from here: give --coco ROOT --split NAME or --contexts FILE",
+        field="source",
+    )
+
+
+def load_contexts(
+    cfg: ViewConfig,
+    default_kind: str,
+    default_source: str | None,
+    default_split: str | None,
+    images: list[str],
+) -> Contexts:
+    """Contexts of the images the data names, from the options, else the data's own source."""
+    from .. import coco
+
+    if cfg.contexts:
+        kind, source = "contexts", cfg.contexts
+    elif cfg.coco:
+        kind, source = "coco", cfg.coco
+    else:
+        kind, source = default_kind, default_source
+    split = cfg.split or default_split or coco.SAMPLE_SPLIT
+    if kind == "contexts":
+        assert source is not None
+        contexts = coco.read_contexts(source)
+        root = Path(cfg.image_root) if cfg.image_root else None
+    elif kind == "none":
+        contexts, root = [], Path(cfg.image_root) if cfg.image_root else None
+    else:
+        root = Path(source) if kind == "coco" and source else coco.sample_root()
+        ids = {coco.image_id_of(Path(i).name) for i in images}
+        ids.discard(None)
+        contexts = coco.load_split(
+            root, split, human_only=False, check_images=False, image_ids=ids or None
+        )
+        root = Path(cfg.image_root) if cfg.image_root else root
+    return Contexts({c.image: c for c in contexts}, {c.image_id: c for c in contexts}, root)
+
+
+# -- the three kinds --------------------------------------------------------------------------
+
+
+def _dataset(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
+    from ..io import read_json
+    from .datasets import CLAIMS_FILE, RECORDS_FILE, REJECTED_FILE, STATS_FILE, load_dataset
+
+    if cfg.answers or cfg.reviews:
+        flag = "--answers" if cfg.answers else "--reviews"
+        raise ConfigError(f"{flag}: only for a benchmark folder; {folder} is a dataset")
+    records_path = folder if folder.is_file() else folder / RECORDS_FILE
+    base = records_path.parent
+    stats_path = base / STATS_FILE
+    stats = read_json(stats_path) if not folder.is_file() and stats_path.is_file() else {}
+    if cfg.coco or cfg.contexts or not stats:
+        kind, source = "sample", None  # the options decide (`load_contexts`), else the sample
+    else:
+        kind, source = _stats_source(base, stats)
+    rejected = base / REJECTED_FILE if not folder.is_file() else None
+    own_claims = base / CLAIMS_FILE if not folder.is_file() else None
+    claim_paths = [p for p in [own_claims] if p is not None and p.is_file()]
+    for given in cfg.claims:
+        if not Path(given).is_file():
+            raise InputError(given, "claims file not found (from `llava-pose verify --out DIR`)")
+        claim_paths.append(Path(given))
+    found: list[Contexts] = []
+
+    def contexts_for(images: list[str]) -> Callable[[str], ImageContext | None]:
+        found.append(load_contexts(cfg, kind, source, stats.get("split"), images))
+        return found[0].find
+
+    data = load_dataset(
+        records_path,
+        rejected_path=rejected if rejected is not None and rejected.is_file() else None,
+        claim_paths=claim_paths,
+        contexts_for=contexts_for,
+        stats=stats,
+    )
+    return data, found[0].image_root if found else None
+
+
+def build(cfg: ViewConfig) -> tuple[SiteData, Path | None]:
+    """Read and check everything DIR and the options name; the site data and image root."""
+    folder = Path(cfg.folder)
+    kind = detect(folder)
+    if kind == "dataset":
+        return _dataset(cfg, folder)
+    if cfg.claims:
+        raise ConfigError(f"--claims: only for a dataset; {folder} is a benchmark folder")
+    from .benchmarks import load_ehpaub, load_poseqa
+
+    if kind == "ehpaub":
+        return load_ehpaub(cfg, folder)
+    if cfg.reviews:
+        raise ConfigError("--reviews: PoseQA is scored by exact match, not by a judge")
+    return load_poseqa(cfg, folder)
+
+
+# -- serve or export --------------------------------------------------------------------------
+
+
+def run_view(cfg: ViewConfig) -> int:
+    from .site import export_folder, exported_src, served_src, write_site
+
+    started = time.perf_counter()
+    data, image_root = build(cfg)
+    if image_root is None:
+        log.info("no image root known: pages show the keypoints without photos (--image-root)")
+    if cfg.export:
+        out = Path(cfg.export)
+        with export_folder(out) as (tmp, old):
+            src, make_thumbs = exported_src(image_root, tmp, old)
+            write_site(data, tmp, src)
+            make_thumbs()
+        print(
+            f"wrote {len(data.rows):,} {data.noun} of {len(data.pages):,} images to {out} "
+            f"in {time.perf_counter() - started:.1f} s: open {out / 'index.html'}"
+        )
+        return EXIT_OK
+    from .server import ViewServer
+
+    site = Path(tempfile.mkdtemp(prefix="llava-pose-view-"))
+    try:
+        src, served = served_src(image_root)
+        write_site(data, site, src)
+        try:
+            server = ViewServer(site, image_root, frozenset(served), cfg.host, cfg.port)
+        except OSError as e:
+            raise ConfigError(
+                f"--port {cfg.port}: cannot listen on {cfg.host}:{cfg.port} ({e.strerror}); "
+                "choose another port (0: any free one)"
+            ) from None
+        log.info(
+            "%s %s of %s images ready in %.1f s",
+            f"{len(data.rows):,}",
+            data.noun,
+            f"{len(data.pages):,}",
+            time.perf_counter() - started,
+        )
+        print(f"serving {server.url}  (Ctrl-C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
+        finally:
+            server.server_close()
+    finally:
+        shutil.rmtree(site, ignore_errors=True)
+    return EXIT_OK

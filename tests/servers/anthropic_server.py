@@ -1,4 +1,5 @@
-"""A loopback server speaking Anthropic's messages API (what the anthropic SDK expects).
+"""A loopback server speaking Anthropic's messages API (what the anthropic SDK expects), with
+its Message Batches endpoints.
 
 with AnthropicServer(latency=0.05, api_key="sk-ant-test-SECRET-123456") as server:
     client = anthropic.Anthropic(base_url=server.url, api_key="sk-ant-test-SECRET-123456")
@@ -8,13 +9,21 @@ python -m tests.servers.anthropic_server --port 0 --latency 1   # prints the bas
 
 from __future__ import annotations
 
+import datetime
+import json
+import re
 from typing import Any
 
+from .batches import BatchItem, BatchRecord
 from .core import (
+    ApiCall,
+    ApiError,
     Body,
     ClientError,
     LoopbackServer,
     Recorded,
+    Reply,
+    canonical,
     check_base64_image,
     count_tokens,
     serve_main,
@@ -48,14 +57,37 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
     ),
     "bad_request": (400, "invalid_request_error", "Invalid request."),
     "not_found": (404, "not_found_error", "Not found"),
+    "no_such": (404, "not_found_error", "Not found"),
+    "request_too_large": (
+        413,
+        "request_too_large",
+        "Request exceeds the maximum allowed number of bytes.",
+    ),
 }
+
+# Message Batches: the documented limits per batch (size in decimal megabytes, the stricter
+# reading) and the custom_id rule.
+BATCH_LIMITS = (100_000, 256_000_000)
+_CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_BATCHES = r"(?:/v1)?/messages/batches"
 
 
 class AnthropicServer(LoopbackServer):
-    """POST /v1/messages, GET /v1/models (also without the /v1 prefix)."""
+    """POST /v1/messages, GET /v1/models (also without the /v1 prefix), and Message Batches:
+    /v1/messages/batches (create, list, retrieve, cancel, results, delete)."""
 
     provider = "anthropic"
     default_models = ("claude-sonnet-4-20250514", "claude-3-5-haiku-20241022")
+    batch_limits = BATCH_LIMITS
+    id_prefix = "msgbatch_loopback"
+    api_routes = (
+        ("POST", _BATCHES, "batch_create"),
+        ("GET", _BATCHES, "batch_list"),
+        ("GET", _BATCHES + r"/(?P<batch_id>[^/]+)", "batch_retrieve"),
+        ("DELETE", _BATCHES + r"/(?P<batch_id>[^/]+)", "batch_delete"),
+        ("POST", _BATCHES + r"/(?P<batch_id>[^/]+)/cancel", "batch_cancel"),
+        ("GET", _BATCHES + r"/(?P<batch_id>[^/]+)/results", "results"),
+    )
 
     def route(self, method: str, path: str) -> str | None:
         path = path.removeprefix("/v1")
@@ -190,6 +222,171 @@ class AnthropicServer(LoopbackServer):
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None,
         }
+
+    # -- Message Batches ---------------------------------------------------------------------
+
+    def handle_api(self, call: ApiCall) -> Reply | None:
+        handler = getattr(self, f"_api_{call.name}")
+        return handler(call)  # type: ignore[no-any-return]
+
+    def _api_batch_create(self, call: ApiCall) -> Reply | None:
+        if len(call.raw) > self.max_bytes:
+            raise ApiError(
+                "request_too_large",
+                f"Request exceeds the maximum allowed number of bytes ({self.max_bytes}) for a "
+                "message batch.",
+            )
+        body = call.json()
+        requests = body.get("requests")
+        if not isinstance(requests, list):
+            raise ClientError("requests: Field required")
+        if not requests:
+            raise ClientError("requests: List should have at least 1 item after validation, not 0")
+        if len(requests) > self.max_requests:
+            raise ClientError(
+                f"requests: List should have at most {self.max_requests} items after "
+                f"validation, not {len(requests)}"
+            )
+        seen: dict[str, int] = {}
+        for i, r in enumerate(requests):
+            where = f"requests.{i}"
+            if not isinstance(r, dict):
+                raise ClientError(f"{where}: Input should be a valid dictionary")
+            cid = r.get("custom_id")
+            if not isinstance(cid, str) or not _CUSTOM_ID.fullmatch(cid):
+                raise ClientError(
+                    f"{where}.custom_id: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'"
+                )
+            if cid in seen:
+                raise ClientError(
+                    f"{where}.custom_id: duplicate custom_id {cid!r} (also requests.{seen[cid]}); "
+                    "each custom_id must be unique within a batch"
+                )
+            seen[cid] = i
+            params = r.get("params")
+            if not isinstance(params, dict):
+                raise ClientError(f"{where}.params: Field required")
+            try:
+                self.validate(params)
+            except ClientError as e:
+                raise ClientError(f"{where}.params.{e}") from None
+        if call.hang("batch_create"):
+            return None
+        b = self._create_batch(
+            [(r["custom_id"], r["params"], canonical(r["params"])) for r in requests], {}
+        )
+        if call.hang("after_batch_create"):
+            return None
+        return Reply(200, self._render_batch(b))
+
+    def _found(self, call: ApiCall) -> BatchRecord:
+        b = self._batch(call.params["batch_id"])
+        if b is None:
+            raise ApiError("no_such", f"No message batch with id '{call.params['batch_id']}'.")
+        return b
+
+    def _api_batch_retrieve(self, call: ApiCall) -> Reply | None:
+        if call.hang("batch_retrieve"):
+            return None
+        return Reply(200, self._render_batch(self._found(call)))
+
+    def _api_batch_list(self, call: ApiCall) -> Reply:
+        try:
+            limit = int(call.query.get("limit", 20))
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= 1000:
+            raise ClientError("limit: Input should be between 1 and 1000")
+        live = self._listed()
+        ids = [b.id for b in live]
+        after, before = call.query.get("after_id"), call.query.get("before_id")
+        if before is not None:
+            end = ids.index(before) if before in ids else 0
+            start = max(0, end - limit)
+            has_more = start > 0
+        else:
+            start = ids.index(after) + 1 if after is not None and after in ids else 0
+            if after is not None and after not in ids:
+                start = len(ids)
+            end = start + limit
+            has_more = end < len(ids)
+        page = [self._render_batch(b) for b in live[start:end]]
+        return Reply(
+            200,
+            {
+                "data": page,
+                "has_more": has_more,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+            },
+        )
+
+    def _api_batch_cancel(self, call: ApiCall) -> Reply:
+        b = self._found(call)
+        if not self._cancel(b) and b.state == "ended":
+            raise ClientError(f"Message batch {b.id} has already ended; it cannot be canceled.")
+        return Reply(200, self._render_batch(b))
+
+    def _api_batch_delete(self, call: ApiCall) -> Reply:
+        b = self._found(call)
+        if b.state != "ended":
+            raise ClientError(
+                f"Message batch {b.id} is still processing: cancel it and wait for it to end "
+                "before deleting it."
+            )
+        b.deleted = True
+        return Reply(200, {"id": b.id, "type": "message_batch_deleted"})
+
+    def _api_results(self, call: ApiCall) -> Reply | None:
+        if call.hang("results"):
+            return None
+        b = self._found(call)
+        if b.state != "ended":
+            raise ClientError(
+                f"Message batch {b.id} has not ended yet: results are available once its "
+                "processing_status is 'ended'."
+            )
+        rows = [json.dumps({"custom_id": it.custom_id, "result": _result(it)}) for it in b.results]
+        data = ("\n".join(rows) + "\n").encode()
+        return Reply(200, raw=data, content_type="application/binary")
+
+    def _render_batch(self, b: BatchRecord) -> dict[str, Any]:
+        counts = b.counts()
+        ended = b.state == "ended"
+        return {
+            "id": b.id,
+            "type": "message_batch",
+            "processing_status": b.state,
+            "request_counts": {
+                "processing": counts["processing"],
+                "succeeded": counts["succeeded"],
+                "errored": counts["errored"],
+                "canceled": counts["canceled"],
+                "expired": counts["expired"],
+            },
+            "ended_at": _iso(b.ended),
+            "created_at": _iso(b.created),
+            "expires_at": _iso(b.created + 24 * 3600),
+            "archived_at": None,
+            "cancel_initiated_at": _iso(b.cancel_at),
+            "results_url": f"{self.root}/v1/messages/batches/{b.id}/results" if ended else None,
+        }
+
+
+def _result(it: BatchItem) -> dict[str, Any]:
+    if it.outcome == "succeeded":
+        return {"type": "succeeded", "message": it.payload}
+    if it.outcome == "errored":
+        return {"type": "errored", "error": it.payload}
+    return {"type": it.outcome}
+
+
+def _iso(t: float | None) -> str | None:
+    """RFC 3339 in UTC, as Anthropic writes its timestamps."""
+    if t is None:
+        return None
+    stamp = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
+    return stamp.isoformat().replace("+00:00", "Z")
 
 
 if __name__ == "__main__":

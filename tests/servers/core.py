@@ -22,17 +22,29 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import select
 import signal
 import socket
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from .batches import (
+    HANG_POINTS,
+    HANG_SECONDS,
+    BatchItem,
+    BatchMixin,
+    BatchRecord,
+    Predicate,
+    contains_predicate,
+)
 
 Body = dict[str, Any]
 Responder = Callable[[Body], str]
@@ -109,6 +121,7 @@ class _Rule:
     times: int | None  # how many more requests it may hit; None: unlimited
     at: frozenset[int] | None  # arrival indices it hits
     when: Callable[[Body], bool] | None
+    routes: frozenset[str] = frozenset({"online"})  # endpoints it applies to
 
 
 @dataclass
@@ -165,11 +178,52 @@ class ClientError(Exception):
         self.param = param
 
 
-class LoopbackServer:
+class ApiError(Exception):
+    """A batch/files API call the real API rejects: rendered as the provider's `kind` error."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message or kind)
+        self.kind = kind
+        self.message = message
+        self.code = code
+        self.param = param
+
+
+@dataclass
+class ApiCall:
+    """One call of a batch/files endpoint, as a provider's `handle_api` gets it."""
+
+    name: str  # route name: batch_create, file_upload, results...
+    method: str
+    params: dict[str, str]  # path parameters (batch_id, file_id)
+    query: dict[str, str]
+    headers: dict[str, str]  # names lower-cased
+    raw: bytes
+    rec: Recorded
+    hang: Callable[[str], bool] = field(repr=False)  # True: hung there, send nothing
+
+    def json(self) -> Body:
+        """The JSON object body, or the provider's 400."""
+        body = self.rec.body
+        if not isinstance(body, dict):
+            raise ClientError("We could not parse the JSON body of your request.")
+        return body
+
+
+class LoopbackServer(BatchMixin):
     """Base of the provider servers. Use as a context manager or `start()`/`stop()`."""
 
     provider = ""
     default_models: tuple[str, ...] = ()
+    # (method, path regex with named groups, route name) of the batch/files endpoints.
+    api_routes: tuple[tuple[str, str, str], ...] = ()
 
     def __init__(
         self,
@@ -183,6 +237,14 @@ class LoopbackServer:
         port: int = 0,
         models: Iterable[str] | None = None,
         image_tokens: int = IMAGE_TOKENS,
+        batch_hold: bool | Predicate = False,
+        batch_latency: float = 0.0,
+        batch_expire_when: Predicate | None = None,
+        batch_fail_when: Predicate | None = None,
+        batch_shuffle: bool = True,
+        batch_max_requests: int | None = None,
+        batch_max_bytes: int | None = None,
+        hang_at: Iterable[str] | str | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self.image_tokens = image_tokens  # prompt tokens billed per image part
@@ -210,6 +272,19 @@ class LoopbackServer:
         self._stop_r, self._stop_w = -1, -1
         self._conns: set[socket.socket] = set()
         self._changed = threading.Condition(self._lock)
+        self._api_records: list[Recorded] = []
+        self._api_counter = itertools.count()
+        self._item_counter = itertools.count(50_000_000)  # ids of batch items' replies
+        self._init_batches(
+            batch_hold=batch_hold,
+            batch_latency=batch_latency,
+            batch_expire_when=batch_expire_when,
+            batch_fail_when=batch_fail_when,
+            batch_shuffle=batch_shuffle,
+            batch_max_requests=batch_max_requests,
+            batch_max_bytes=batch_max_bytes,
+            hang_at=hang_at,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -343,15 +418,19 @@ class LoopbackServer:
         times: int | None = None,
         at: Iterable[int] | None = None,
         when: Callable[[Body], bool] | None = None,
+        routes: Iterable[str] | str = "online",
     ) -> None:
         """Script a fault. `times=N`: the next N requests (that match `when`, if given);
-        `at`: these arrival indices (0-based, counted since start); `when`: every request
-        whose JSON body satisfies the predicate. Earlier rules win."""
+        `at`: these arrival indices (0-based, counted since start, in `requests` for the
+        online endpoint, in `api_calls` for the others); `when`: every request whose JSON body
+        satisfies the predicate. `routes`: the endpoints it applies to ("online" is the
+        chat/messages endpoint; batch ones are named in README.md). Earlier rules win."""
         if isinstance(fault, str):
             fault = Fault(fault)
         if times is None and at is None and when is None:
             raise ValueError("add_fault: say which requests: times=, at= or when=")
-        rule = _Rule(fault, times, frozenset(at) if at is not None else None, when)
+        names = frozenset([routes] if isinstance(routes, str) else routes)
+        rule = _Rule(fault, times, frozenset(at) if at is not None else None, when, names)
         with self._lock:
             self._rules.append(rule)
 
@@ -387,10 +466,18 @@ class LoopbackServer:
         with self._lock:
             return self._max_in_flight
 
+    @property
+    def api_calls(self) -> list[Recorded]:
+        """Every call of a batch/files endpoint (GETs included), in arrival order. `body` is
+        the parsed JSON (an upload: its purpose, filename and size); `status` None: no reply."""
+        with self._lock:
+            return list(self._api_records)
+
     def reset(self) -> None:
-        """Forget records and the in-flight maximum (faults and knobs stay)."""
+        """Forget records and the in-flight maximum (faults, knobs, files and batches stay)."""
         with self._lock:
             self._records.clear()
+            self._api_records.clear()
             self._max_in_flight = self._in_flight
 
     def wait_for(self, predicate: Callable[[list[Recorded]], bool], timeout: float = 10.0) -> bool:
@@ -407,14 +494,28 @@ class LoopbackServer:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             paid = collections.Counter(r.key for r in self._records if r.completed)
-            return {
+            stats = {
                 "requests": len(self._records),
                 "completed": sum(1 for r in self._records if r.completed),
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
                 "max_paid_per_body": max(paid.values(), default=0),
                 "distinct_paid_bodies": len(paid),
+                "api_calls": len(self._api_records),
+                "hung": dict(self._hung),
             }
+        batches = self.batches
+        done = self.batch_completions()
+        billed = paid + done
+        stats |= {
+            "batches": len(batches),
+            "batches_running": sum(1 for b in batches if b.state != "ended"),
+            "batch_items": sum(len(b.items) for b in batches),
+            "batch_items_succeeded": sum(done.values()),
+            "max_batch_submissions_per_body": max(self.batch_submissions().values(), default=0),
+            "max_billed_per_body": max(billed.values(), default=0),
+        }
+        return stats
 
     # -- provider hooks -----------------------------------------------------------------------
 
@@ -436,6 +537,17 @@ class LoopbackServer:
 
     def render_ok(self, rec: Recorded, text: str, finish: str, usage: tuple[int, int]) -> Any:
         raise NotImplementedError
+
+    def api_route(self, method: str, path: str) -> tuple[str, dict[str, str]] | None:
+        """(route name, path parameters) of a batch/files endpoint, or None."""
+        for want, pattern, name in self.api_routes:
+            if want == method and (m := re.fullmatch(pattern, path)):
+                return name, m.groupdict()
+        return None
+
+    def handle_api(self, call: ApiCall) -> Reply | None:
+        """Answer a batch/files call (None: hung, send nothing). Raise ClientError/ApiError."""
+        raise ApiError("not_found", f"no route {call.method} {call.rec.path}")
 
     def render_error(
         self, kind: str, message: str | None, code: str | None = None, param: str | None = None
@@ -481,26 +593,48 @@ class LoopbackServer:
             self._records.append(rec)
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
-            fault = self._pick_fault(rec) if isinstance(body, dict) else None
-            snap = {
-                "latency": self._latency,
-                "finish_reason": self._finish_reason,
-                "api_key": self._api_key,
-                "context_limit": self._context_limit,
-                "fault": fault,
-                "responder": self._responder,
-                "scripted": self._scripted,
-            }
+            fault = self._pick_fault(rec, "online") if isinstance(body, dict) else None
+            snap = self._snap_locked() | {"fault": fault}
             self._changed.notify_all()
         return rec, snap
 
-    def _pick_fault(self, rec: Recorded) -> Fault | None:
+    def _snap_locked(self) -> dict[str, Any]:
+        """The knobs one request uses, read once (the caller holds the lock)."""
+        return {
+            "latency": self._latency,
+            "finish_reason": self._finish_reason,
+            "api_key": self._api_key,
+            "context_limit": self._context_limit,
+            "fault": None,
+            "responder": self._responder,
+            "scripted": self._scripted,
+        }
+
+    def _begin_api(
+        self, method: str, path: str, headers: dict[str, str], body: Any, route: str
+    ) -> tuple[Recorded, dict[str, Any]]:
+        with self._lock:
+            rec = Recorded(next(self._api_counter), method, path, headers, body, time.monotonic())
+            self._api_records.append(rec)
+            snap = self._snap_locked() | {"fault": self._pick_fault(rec, route)}
+            self._changed.notify_all()
+        return rec, snap
+
+    def _end_api(self, rec: Recorded, status: int | None) -> None:
+        with self._lock:
+            rec.finished = time.monotonic()
+            rec.status = status
+            self._changed.notify_all()
+
+    def _pick_fault(self, rec: Recorded, route: str) -> Fault | None:
         for rule in self._rules:
+            if route not in rule.routes:
+                continue
             if rule.at is not None and rec.index not in rule.at:
                 continue
             if rule.times is not None and rule.times <= 0:
                 continue
-            if rule.when is not None and not rule.when(rec.body):
+            if rule.when is not None and not (isinstance(rec.body, dict) and rule.when(rec.body)):
                 continue
             if rule.times is not None:
                 rule.times -= 1
@@ -515,6 +649,76 @@ class LoopbackServer:
             scripted = snap["scripted"].popleft() if snap["scripted"] else None
         return scripted if scripted is not None else self.default_reply(body)
 
+    def _prepare(self, body: Body, snap: dict[str, Any]) -> int:
+        """Validate as the provider does; the prompt tokens. Raises ClientError."""
+        self.validate(body)
+        prompt = self.prompt_tokens(body)
+        limit = snap["context_limit"]
+        if limit is not None and prompt > limit:
+            raise self.context_error(prompt, limit)
+        return prompt
+
+    def _compose(
+        self, rec: Recorded, snap: dict[str, Any], prompt: int
+    ) -> tuple[Any, str, tuple[int, int]]:
+        """The reply JSON, its text and real usage: one code path for online and batch."""
+        text = self._reply_text(rec.body, snap)
+        finish = "stop"
+        cap = self.max_tokens(rec.body)
+        completion = count_tokens(text)
+        if cap is not None and completion > cap:
+            text, completion, finish = truncate_tokens(text, cap), cap, "length"
+        if snap["finish_reason"] is not None:
+            finish = snap["finish_reason"]
+        usage = (prompt, completion)
+        reported = self.report_usage(*usage) if self.report_usage else usage
+        return self.render_ok(rec, text, finish, reported), text, usage
+
+    def _batch_item(self, body: Body) -> tuple[int, Any, str | None, tuple[int, int] | None]:
+        """Answer one batch item as the online endpoint would answer this body."""
+        with self._lock:
+            snap = self._snap_locked()
+        rec = Recorded(next(self._item_counter), "POST", "batch", {}, body, time.monotonic())
+        try:
+            prompt = self._prepare(body, snap)
+        except ClientError as e:
+            status, payload = self.render_error("bad_request", str(e), e.code, e.param)
+            return status, payload, None, None
+        payload, text, usage = self._compose(rec, snap, prompt)
+        return 200, payload, text, usage
+
+    def _item_error(self, message: str) -> Any:
+        return self.render_error("bad_request", message)[1]
+
+    def _log_item(self, b: BatchRecord, it: BatchItem) -> None:
+        self._log_row(
+            {
+                "index": it.line,
+                "path": f"batch:{b.id}",
+                "batch_id": b.id,
+                "custom_id": it.custom_id,
+                "status": it.status,
+                "completed": True,
+                "fault": None,
+                "body_sha256": body_digest(it.body),
+                "body": _abbreviate(it.body),
+                "usage": it.usage,
+                "arrived": b.created,
+                "finished": it.finished,
+            }
+        )
+
+    def _log_row(self, row: dict[str, Any]) -> None:
+        if self._log_path is None:
+            return
+        line = (json.dumps(row) + "\n").encode()
+        with self._log_lock:
+            fd = os.open(self._log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+
     def _end(self, rec: Recorded, status: int | None, completed: bool) -> None:
         with self._lock:
             rec.finished = time.monotonic()
@@ -523,25 +727,20 @@ class LoopbackServer:
             self._in_flight -= 1
             self._changed.notify_all()
         if self._log_path is not None:
-            row = {
-                "index": rec.index,
-                "path": rec.path,
-                "status": status,
-                "completed": completed,
-                "fault": rec.fault,
-                "body_sha256": body_digest(rec.body),
-                "body": _abbreviate(rec.body),
-                "usage": rec.usage,
-                "arrived": time.time() - (time.monotonic() - rec.arrived),
-                "finished": time.time(),
-            }
-            line = (json.dumps(row) + "\n").encode()
-            with self._log_lock:
-                fd = os.open(self._log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                try:
-                    os.write(fd, line)
-                finally:
-                    os.close(fd)
+            self._log_row(
+                {
+                    "index": rec.index,
+                    "path": rec.path,
+                    "status": status,
+                    "completed": completed,
+                    "fault": rec.fault,
+                    "body_sha256": body_digest(rec.body),
+                    "body": _abbreviate(rec.body),
+                    "usage": rec.usage,
+                    "arrived": time.time() - (time.monotonic() - rec.arrived),
+                    "finished": time.time(),
+                }
+            )
 
     def _control(self, body: Body) -> Any:
         """POST /_control: change knobs of a server running in another process."""
@@ -560,7 +759,26 @@ class LoopbackServer:
         for f in body.get("faults", []):
             spec = dict(f)
             times, at = spec.pop("times", None), spec.pop("at", None)
-            self.add_fault(Fault(**spec), times=times, at=at)
+            routes = spec.pop("routes", "online")
+            self.add_fault(Fault(**spec), times=times, at=at, routes=routes)
+        for name in (
+            "batch_latency",
+            "batch_shuffle",
+            "batch_max_requests",
+            "batch_max_bytes",
+            "hang_at",
+        ):
+            if name in body:
+                setattr(self, name, body[name])
+        if "batch_hold" in body:  # true/false, or a text: hold the items whose body contains it
+            hold = body["batch_hold"]
+            self.batch_hold = hold if isinstance(hold, bool) else contains_predicate(hold)
+        if "batch_expire_when" in body:  # a text the body contains, or null
+            self.batch_expire_when = contains_predicate(body["batch_expire_when"])
+        if "batch_fail_when" in body:
+            self.batch_fail_when = contains_predicate(body["batch_fail_when"])
+        if body.get("release_batches"):
+            self.release_batches()
         return self.stats()
 
 
@@ -604,8 +822,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Reply(200, owner.stats()))
         elif owner.route("GET", path) == "models":
             self._send(Reply(200, owner.render_models()))
-        else:
+        elif not self._try_api("GET", b""):
             status, payload = owner.render_error("not_found", f"no route GET {path}")
+            self._send(Reply(status, payload))
+
+    def do_DELETE(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not self._try_api("DELETE", raw):
+            path = self.path.split("?")[0]
+            status, payload = self.owner.render_error("not_found", f"no route DELETE {path}")
             self._send(Reply(status, payload))
 
     def do_POST(self) -> None:
@@ -613,6 +839,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if self._try_api("POST", raw):
+            return
         try:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
@@ -660,28 +888,74 @@ class _Handler(BaseHTTPRequestHandler):
             rec.fault = fault.kind
             return self._fault(rec, fault)
         try:
-            owner.validate(body)
-            prompt = owner.prompt_tokens(body)
-            limit = snap["context_limit"]
-            if limit is not None and prompt > limit:
-                raise owner.context_error(prompt, limit)
+            prompt = owner._prepare(body, snap)
         except ClientError as e:
             status, payload = owner.render_error("bad_request", str(e), e.code, e.param)
             return Reply(status, payload)
         if not self._wait(snap["latency"]):
             self.close_connection = True
             return None
-        text = owner._reply_text(body, snap)
-        finish = "stop"
-        cap = owner.max_tokens(body)
-        completion = count_tokens(text)
-        if cap is not None and completion > cap:
-            text, completion, finish = truncate_tokens(text, cap), cap, "length"
-        if snap["finish_reason"] is not None:
-            finish = snap["finish_reason"]
-        usage = (prompt, completion)
-        reported = owner.report_usage(*usage) if owner.report_usage else usage
-        return Reply(200, owner.render_ok(rec, text, finish, reported), text=text, usage=usage)
+        payload, text, usage = owner._compose(rec, snap, prompt)
+        return Reply(200, payload, text=text, usage=usage)
+
+    def _try_api(self, method: str, raw: bytes) -> bool:
+        """Serve a batch/files endpoint; False if the path is none of them."""
+        owner = self.owner
+        path, _, query = self.path.partition("?")
+        found = owner.api_route(method, path)
+        if found is None:
+            return False
+        name, params = found
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        body: Any = None
+        if raw and "json" in headers.get("content-type", "json"):
+            with contextlib.suppress(ValueError):
+                body = json.loads(raw)
+        rec, snap = owner._begin_api(method, path, headers, body, name)
+        call = ApiCall(
+            name, method, params, dict(urllib.parse.parse_qsl(query)), headers, raw, rec, self._hang
+        )
+        status: int | None = None
+        try:
+            reply = self._api_reply(call, snap)
+            if reply is not None:
+                if self._client_gone():
+                    self.close_connection = True
+                elif self._send(reply):
+                    status = reply.status
+        finally:
+            owner._end_api(rec, status)
+        return True
+
+    def _api_reply(self, call: ApiCall, snap: dict[str, Any]) -> Reply | None:
+        owner = self.owner
+        rec = call.rec
+        expected = snap["api_key"]
+        if expected is not None and not owner.auth_ok(rec.headers, expected):
+            rec.fault = "unauthorized"
+            status, payload = owner.render_error(
+                "unauthorized", owner.unauthorized_message(rec.headers)
+            )
+            return Reply(status, payload)
+        fault: Fault | None = snap["fault"]
+        if fault is not None:
+            rec.fault = fault.kind
+            return self._fault(rec, fault)
+        try:
+            return owner.handle_api(call)
+        except ClientError as e:
+            status, payload = owner.render_error("bad_request", str(e), e.code, e.param)
+        except ApiError as e:
+            status, payload = owner.render_error(e.kind, e.message, e.code, e.param)
+        return Reply(status, payload)
+
+    def _hang(self, point: str) -> bool:
+        """If `point` is in `hang_at`: hold until the client leaves (or the server stops)."""
+        if not self.owner._should_hang(point):
+            return False
+        self._wait(HANG_SECONDS)
+        self.close_connection = True
+        return True
 
     def _fault(self, rec: Recorded, fault: Fault) -> Reply | None:
         owner = self.owner
@@ -813,6 +1087,37 @@ def serve_main(cls: type[LoopbackServer], argv: Sequence[str] | None = None) -> 
     )
     parser.add_argument("--fault-times", type=int, default=1, help="how many requests get --fault")
     parser.add_argument("--retry-after", type=float, default=None, help="Retry-After of --fault")
+    parser.add_argument(
+        "--batch-hold", action="store_true", help="batches stay in progress until released"
+    )
+    parser.add_argument(
+        "--batch-latency",
+        type=float,
+        default=0.0,
+        help="seconds from a batch's creation to its end",
+    )
+    parser.add_argument(
+        "--batch-max-requests", type=int, default=None, help="lower the requests-per-batch limit"
+    )
+    parser.add_argument(
+        "--batch-max-bytes", type=int, default=None, help="lower the bytes-per-batch limit"
+    )
+    parser.add_argument(
+        "--batch-expire-when", default=None, help="expire batch items whose body contains this"
+    )
+    parser.add_argument(
+        "--batch-fail-when", default=None, help="fail batch items whose body contains this"
+    )
+    parser.add_argument(
+        "--no-batch-shuffle", action="store_true", help="batch results in submission order"
+    )
+    parser.add_argument(
+        "--hang-at",
+        action="append",
+        default=[],
+        choices=HANG_POINTS,
+        help="stop answering at this point (repeatable)",
+    )
     args = parser.parse_args(argv)
     server = cls(
         latency=args.latency,
@@ -821,6 +1126,14 @@ def serve_main(cls: type[LoopbackServer], argv: Sequence[str] | None = None) -> 
         context_limit=args.context_limit,
         log_path=args.log,
         port=args.port,
+        batch_hold=args.batch_hold,
+        batch_latency=args.batch_latency,
+        batch_max_requests=args.batch_max_requests,
+        batch_max_bytes=args.batch_max_bytes,
+        batch_expire_when=contains_predicate(args.batch_expire_when),
+        batch_fail_when=contains_predicate(args.batch_fail_when),
+        batch_shuffle=not args.no_batch_shuffle,
+        hang_at=args.hang_at,
     )
     if args.fault:
         server.add_fault(Fault(args.fault, retry_after=args.retry_after), times=args.fault_times)

@@ -33,13 +33,14 @@ from .coco import (
 from .config import option
 from .context import FORMATS
 from .dataset import assemble, write_dataset, write_extras
-from .errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError
+from .errors import ConfigError
 from .io import append_jsonl, write_json
-from .llm.pricing import Estimate, PriceTable, context_window, estimate, over_context
+from .llm.pricing import Estimate, PriceTable, context_window, over_context
 from .llm.runner import ModelOptions, Result
 from .lock import hold
 from .prompts import build_request, load_prompts
 from .records import ChatRequest, ImageContext, Sample
+from .stage import make_stage
 from .tasks import TASKS
 from .teachers import Teacher, make_teacher
 
@@ -269,21 +270,19 @@ def run_generate(cfg: GenerateConfig) -> int:
         build_requests(contexts, cfg, teacher.model), teacher, cfg.context_window
     )
     prices = PriceTable.load(cfg.prices)
-    price = teacher.price(prices)
+    out = Path(cfg.out)
+    stage = make_stage("generate", teacher, prices, cfg, out / "cache.sqlite")
     if not teacher.free or cfg.dry_run:
         expected = expected_output_tokens()
-        est = estimate(
-            requests, teacher.model or "gpt-4o", price, lambda r: expected[r.meta["task"]]
-        )
-        too_long.note(est)
-        if cfg.dry_run:  # the estimate is the output: said once, on stdout
-            print("\n".join(est.lines()))
-            return EXIT_OK
-        log.info("%d images x %d tasks; estimate before the run:", len(contexts), len(cfg.tasks))
-        for line in est.lines():
-            log.info("  %s", line)
 
-    out = Path(cfg.out)
+        def tokens(r: ChatRequest) -> int:
+            return expected[r.meta["task"]]
+
+        if cfg.dry_run:  # the estimate is the output: said once, on stdout
+            return stage.dry_run(requests, tokens, too_long.note)
+        log.info("%d images x %d tasks", len(contexts), len(cfg.tasks))
+        stage.log_estimate(requests, tokens, too_long.note)
+
     hold(out, "generate", folder=True)
     out.mkdir(parents=True, exist_ok=True)
     failed_path = out / "failed.jsonl"
@@ -296,8 +295,10 @@ def run_generate(cfg: GenerateConfig) -> int:
                 {"id": request.id, "image": request.meta["image"], "reason": result.error},
             )
 
-    with teacher.open(cfg, out / "cache.sqlite", "teacher", prices) as runner:
-        results = runner.run(requests, on_result=on_result)
+    with stage.open(teacher.open(cfg, out / "cache.sqlite", "teacher", prices)):
+        done = stage.ask(requests, lambda r: r, on_result=on_result)
+    if stage.waiting:  # the dataset is written once every batch is in, as an online run would
+        return stage.exit_code()
 
     by_task: dict[str, list[Sample]] = {t: [] for t in cfg.tasks}
     turns: Counter[str] = Counter()
@@ -306,7 +307,7 @@ def run_generate(cfg: GenerateConfig) -> int:
     rejected: list[dict[str, Any]] = []
     claim_lines: list[dict[str, Any]] = []
     check_poses = pose_filter_on(cfg.pose_filter, teacher)
-    for request, result in zip(requests, results, strict=True):
+    for _, request, result in done:
         if result.completion is None:
             continue
         assembly = assemble(
@@ -325,11 +326,12 @@ def run_generate(cfg: GenerateConfig) -> int:
     files = write_dataset(out, by_task, cfg.tasks)
     files |= write_extras(out, rejected, claim_lines if check_poses else None)
 
-    s = runner.stats
-    budget_stopped = s.skipped_budget > 0
+    s = stage.stats
+    run = stage.run_stats()
+    run["requests"]["skipped_context"] = len(too_long.skipped)
     stats = {
         "llava_pose_version": __version__,
-        "complete": not budget_stopped and s.failed == 0,
+        "complete": not s.skipped_budget and s.failed == 0,
         "teacher": teacher.spec,
         "format": cfg.format,
         "fewshot": cfg.fewshot,
@@ -337,15 +339,8 @@ def run_generate(cfg: GenerateConfig) -> int:
         "source": cfg.contexts or cfg.coco or "bundled sample",
         "split": cfg.split,
         "images": len(contexts),
-        "requests": {
-            "total": s.requests,
-            "cached": s.cached,
-            "called": s.called,
-            "failed": s.failed,
-            "skipped_budget": s.skipped_budget,
-            "skipped_context": len(too_long.skipped),
-            "retries": s.retries,
-        },
+        "mode": run["mode"],
+        "requests": run["requests"],
         "context_window": too_long.stats(),
         "samples": {
             **{t: len(by_task[t]) for t in cfg.tasks},
@@ -357,12 +352,8 @@ def run_generate(cfg: GenerateConfig) -> int:
             "checked": check_poses,
             **{v: claims[v] for v in ("supported", "contradicted", "unverifiable")},
         },
-        "tokens": {"input": s.input_tokens, "output": s.output_tokens},
-        "cost_usd": {
-            "this_run": round(s.cost, 4),
-            "from_cache": round(s.cached_cost, 4),
-            "priced": not s.unpriced,
-        },
+        "tokens": run["tokens"],
+        "cost_usd": run["cost_usd"],
         "elapsed_s": round(time.monotonic() - started, 2),
         "files": files,
     }
@@ -375,15 +366,4 @@ def run_generate(cfg: GenerateConfig) -> int:
         s.cost,
         s.failed,
     )
-    if budget_stopped:
-        log.warning(
-            "%s. %d requests not sent: rerun with a higher --max-cost to continue (finished "
-            "calls come from the cache).",
-            s.stop_reason,
-            s.skipped_budget,
-        )
-        return EXIT_BUDGET
-    if s.failed:
-        log.warning("%d requests failed permanently: see %s", s.failed, failed_path)
-        return EXIT_SOME_FAILED
-    return EXIT_OK
+    return stage.exit_code(s.failed, f"{s.failed} requests failed permanently: see {failed_path}")

@@ -28,13 +28,15 @@ import msgspec
 
 from .. import __version__
 from ..config import option
-from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError, InputError
+from ..errors import ConfigError, InputError
 from ..io import append_jsonl, read_bytes, write_jsonl
 from ..llm import make_backend
+from ..llm.pricing import PriceTable
 from ..llm.runner import ModelOptions, Result
 from ..lock import hold
 from ..paths import join_inside
 from ..records import ChatRequest, Message
+from ..stage import make_stage
 from ..train.config import PRECISIONS, TEMPLATES
 from .files import Answer, Question, load_bench, qid_key
 
@@ -246,33 +248,26 @@ def run_answer(cfg: AnswerConfig) -> int:
         append_jsonl(partial, row)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with cfg.open_runner(backend, out.with_name(out.stem + ".cache.sqlite"), "answer") as runner:
-        runner.run(requests, on_result=on_result)
+    cache = out.with_name(out.stem + ".cache.sqlite")
+    prices = PriceTable.load(cfg.prices)
+    stage = make_stage("bench answer", backend, prices, cfg, cache)
+    with stage.open(cfg.open_runner(backend, cache, "answer", prices)):
+        stage.ask(requests, lambda r: r, on_result=on_result)
+    if stage.waiting:  # the answers file is written once every batch is in
+        return stage.exit_code()
 
     rows = [done[qid_key(q.question_id)] for q in bench.questions if qid_key(q.question_id) in done]
     write_jsonl(out, rows)
     partial.unlink(missing_ok=True)
-    s = runner.stats
     log.info(
         "wrote %d of %d answers to %s; cost this run $%.4f",
         len(rows),
         len(bench.questions),
         out,
-        s.cost,
+        stage.stats.cost,
     )
-    if s.skipped_budget:
-        log.warning(
-            "%s. %d questions not answered: rerun with a higher --max-cost to continue.",
-            s.stop_reason,
-            s.skipped_budget,
-        )
-        return EXIT_BUDGET
-    if len(rows) < len(bench.questions):
-        log.warning(
-            "%d questions failed (reasons in %s): the judge records them as missing answers; "
-            "rerun to retry them",
-            len(bench.questions) - len(rows),
-            failed_path,
-        )
-        return EXIT_SOME_FAILED
-    return EXIT_OK
+    return stage.exit_code(
+        len(bench.questions) - len(rows),
+        f"{len(bench.questions) - len(rows)} questions failed (reasons in {failed_path}): the "
+        "judge records them as missing answers; rerun to retry them",
+    )

@@ -44,7 +44,7 @@ from ..coco import filter_rule, select_images
 from ..config import option
 from ..context import FORMATS
 from ..dataset import IMAGE_TOKEN, assemble
-from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError
+from ..errors import ConfigError
 from ..generate import (
     SourceOptions,
     expected_output_tokens,
@@ -54,11 +54,12 @@ from ..generate import (
 )
 from ..io import write_json, write_jsonl
 from ..llm import check_role
-from ..llm.pricing import PriceTable, estimate
+from ..llm.pricing import PriceTable
 from ..llm.runner import ModelOptions, Result
 from ..lock import hold
 from ..prompts import PromptSet, build_request, load_prompts
 from ..records import ChatRequest, ImageContext, derived_seed
+from ..stage import make_stage
 from ..tasks import TASK_TYPES, TASKS, task_type
 from ..teachers import make_teacher
 from .files import (
@@ -292,6 +293,9 @@ def run_build(cfg: BuildConfig) -> int:
     if len(order) < cfg.images:
         log.warning("only %d images qualify, fewer than --images %d", len(order), cfg.images)
 
+    prices = PriceTable.load(cfg.prices)
+    out = Path(cfg.out)
+    stage = make_stage("bench build", teacher, prices, cfg, out / "cache.sqlite")
     if cfg.dry_run:
         expected = expected_output_tokens()
         requests = [
@@ -299,103 +303,83 @@ def run_build(cfg: BuildConfig) -> int:
             for c in order[: cfg.images]
             for t in TASKS
         ]
-        price = teacher.price(PriceTable.load(cfg.prices))
-        est = estimate(
-            requests, teacher.model or "gpt-4o", price, lambda r: expected[r.meta["task"]]
-        )
-        print("\n".join(too_long.note(est).lines()))
-        return EXIT_OK
+        return stage.dry_run(requests, lambda r: expected[r.meta["task"]], too_long.note)
 
-    out = Path(cfg.out)
     hold(out, "bench build", folder=True)
     out.mkdir(parents=True, exist_ok=True)
     active = [_Image(c, i) for i, c in enumerate(order[: cfg.images])]
     next_rank = len(active)
     images = list(active)
-    pending: list[tuple[_Image, str, int]] = [(im, t, 0) for im in active for t in TASKS]
     rejected: list[dict[str, Any]] = []
     filtered: Counter[str] = Counter()
     dropped: list[dict[str, Any]] = []
-    budget_stopped = False
     check_poses = pose_filter_on(cfg.pose_filter, teacher)
 
-    with teacher.open(cfg, out / "cache.sqlite", "teacher") as runner:
-        while pending and not budget_stopped:
-            requests = [
-                teacher_request(im.ctx, t, a, cfg, teacher.model, prompts) for im, t, a in pending
-            ]
-            results = runner.run(requests)
-            again: list[tuple[_Image, str, int]] = []
-            for (im, task, attempt), request, result in zip(
-                pending, requests, results, strict=True
-            ):
-                if result.kind == "budget":
-                    budget_stopped = True
-                    continue
-                if im.dropped:
-                    continue
-                item, reason, counts = extract(request, result, cfg.seed, check_poses)
-                filtered.update(counts)
-                if item is not None:
-                    im.items[task] = item
-                    c = result.completion
-                    assert c is not None
-                    im.meta[task] = {
-                        "attempt": attempt,
-                        "seed": request.seed,
-                        "finish_reason": c.finish_reason,
-                        "input_tokens": c.input_tokens,
-                        "output_tokens": c.output_tokens,
-                        **(
-                            {"instruction": request.meta["instruction"]}
-                            if task_type(task).instructed
-                            else {}
-                        ),
-                    }
-                    continue
-                rejected.append(
-                    {
-                        "image_id": im.ctx.image_id,
-                        "task": task,
-                        "attempt": attempt,
-                        "reason": reason,
-                    }
-                )
-                if attempt + 1 < cfg.max_attempts:
-                    again.append((im, task, attempt + 1))
-                    continue
-                im.dropped = True
-                dropped.append({"image_id": im.ctx.image_id, "task": task, "reason": reason})
-                if next_rank < len(order):
-                    new = _Image(order[next_rank], next_rank)
-                    next_rank += 1
-                    images.append(new)
-                    again += [(new, t, 0) for t in TASKS]
-                    log.info(
-                        "image %d dropped (%s failed %d times): image %d takes its place",
-                        im.ctx.image_id,
-                        task,
-                        cfg.max_attempts,
-                        new.ctx.image_id,
-                    )
-                else:
-                    log.warning(
-                        "image %d dropped and no image is left to take its place", im.ctx.image_id
-                    )
-            pending = [(im, t, a) for im, t, a in again if not im.dropped]
+    def ask(item: tuple[_Image, str, int]) -> ChatRequest:
+        im, task, attempt = item
+        return teacher_request(im.ctx, task, attempt, cfg, teacher.model, prompts)
+
+    def settle(
+        item: tuple[_Image, str, int], request: ChatRequest, result: Result
+    ) -> list[tuple[_Image, str, int]]:
+        """Keep a usable reply; re-ask an unusable one with the next seed; after
+        --max-attempts drop the image and bring in the next one of the seeded order."""
+        nonlocal next_rank
+        im, task, attempt = item
+        if result.kind == "budget" or im.dropped:
+            return []
+        found, reason, counts = extract(request, result, cfg.seed, check_poses)
+        filtered.update(counts)
+        if found is not None:
+            im.items[task] = found
+            c = result.completion
+            assert c is not None
+            im.meta[task] = {
+                "attempt": attempt,
+                "seed": request.seed,
+                "finish_reason": c.finish_reason,
+                "input_tokens": c.input_tokens,
+                "output_tokens": c.output_tokens,
+                **(
+                    {"instruction": request.meta["instruction"]}
+                    if task_type(task).instructed
+                    else {}
+                ),
+            }
+            return []
+        rejected.append(
+            {"image_id": im.ctx.image_id, "task": task, "attempt": attempt, "reason": reason}
+        )
+        if attempt + 1 < cfg.max_attempts:
+            return [(im, task, attempt + 1)]
+        im.dropped = True
+        dropped.append({"image_id": im.ctx.image_id, "task": task, "reason": reason})
+        if next_rank >= len(order):
+            log.warning("image %d dropped and no image is left to take its place", im.ctx.image_id)
+            return []
+        new = _Image(order[next_rank], next_rank)
+        next_rank += 1
+        images.append(new)
+        log.info(
+            "image %d dropped (%s failed %d times): image %d takes its place",
+            im.ctx.image_id,
+            task,
+            cfg.max_attempts,
+            new.ctx.image_id,
+        )
+        return [(new, t, 0) for t in TASKS]
+
+    with stage.open(teacher.open(cfg, out / "cache.sqlite", "teacher", prices)):
+        stage.ask([(im, t, 0) for im in active for t in TASKS], ask, settle)
 
     write_jsonl(out / REJECTED_FILE, rejected)
-    if budget_stopped:
-        log.warning(
-            "%s: the benchmark is not written. Rerun with a higher --max-cost; finished calls "
-            "come from the cache.",
-            runner.stats.stop_reason,
-        )
-        return EXIT_BUDGET
+    s = stage.stats
+    if s.skipped_budget or stage.waiting:
+        log.warning("the benchmark is not written until every question has its reply")
+        return stage.exit_code()
     built = sorted((im for im in images if not im.dropped), key=lambda im: im.rank)
     built = [im for im in built if len(im.items) == len(TASKS)][: cfg.images]
     files = _write_bench(out, built, teacher.spec)
-    s = runner.stats
     complete = len(built) == cfg.images
     manifest = {
         "benchmark": "E-HPAUB",
@@ -431,15 +415,7 @@ def run_build(cfg: BuildConfig) -> int:
         "rejected_replies": len(rejected),
         "dropped_images": dropped,
         "filtered": dict(sorted(filtered.items())),
-        "requests": {
-            "total": s.requests,
-            "cached": s.cached,
-            "called": s.called,
-            "failed": s.failed,
-            "retries": s.retries,
-        },
-        "tokens": {"input": s.input_tokens, "output": s.output_tokens},
-        "cost_usd": {"this_run": round(s.cost, 4), "from_cache": round(s.cached_cost, 4)},
+        **{k: v for k, v in stage.run_stats().items() if k != "llava_pose_version"},
         "files": files,
     }
     write_json(out / MANIFEST_FILE, manifest)
@@ -454,14 +430,11 @@ def run_build(cfg: BuildConfig) -> int:
         len(dropped),
         s.cost,
     )
-    if not complete:
-        log.warning(
-            "only %d of %d images could be built: manifest.json says complete: false",
-            len(built),
-            cfg.images,
-        )
-        return EXIT_SOME_FAILED
-    return EXIT_OK
+    return stage.exit_code(
+        0 if complete else cfg.images - len(built),
+        f"only {len(built)} of {cfg.images} images could be built: manifest.json says "
+        "complete: false",
+    )
 
 
 def _write_bench(out: Path, built: list[_Image], teacher: str) -> dict[str, str]:

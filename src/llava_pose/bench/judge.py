@@ -66,13 +66,14 @@ import yaml
 from .. import __version__
 from ..config import option
 from ..context import paper_annotation_messages
-from ..errors import EXIT_BUDGET, EXIT_OK, EXIT_SOME_FAILED, ConfigError, InputError
+from ..errors import ConfigError, InputError
 from ..io import read_json, write_json, write_jsonl
 from ..llm import check_role, make_backend
-from ..llm.pricing import PriceTable, estimate
-from ..llm.runner import ModelOptions
+from ..llm.pricing import PriceTable
+from ..llm.runner import ModelOptions, Result
 from ..lock import hold
 from ..records import ChatRequest, ImageContext, Message, derived_seed
+from ..stage import make_stage
 from ..tasks import rule_key
 from .files import Answer, AnswerSet, Bench, Question, load_answers, load_bench, qid_key
 from .scores import mean, median, parse_scores
@@ -386,26 +387,23 @@ def run_judge(cfg: JudgeConfig) -> int:
         len(reviews),
     )
     prices = PriceTable.load(cfg.prices)
+    stage = make_stage("bench judge", backend, prices, cfg, out / "cache.sqlite")
     if cfg.dry_run:
         expected = yaml.safe_load(_data("estimates.yaml"))["review_tokens"]
-        price = prices.for_backend(backend)
-        est = estimate([request(r) for r in reviews], backend.model, price, lambda _: expected)
-        print("\n".join(est.lines()))
-        return EXIT_OK
+        return stage.dry_run([request(r) for r in reviews], lambda _: expected)
 
     hold(out, "bench judge", folder=True)
     out.mkdir(parents=True, exist_ok=True)
-    with cfg.open_runner(backend, out / "cache.sqlite", "judge", prices) as runner:
-        pending = reviews
-        while pending:
-            requests = [request(r) for r in pending]
-            results = runner.run(requests)
-            again: list[_Review] = []
-            for review, result in zip(pending, results, strict=True):
-                _settle(review, result, cfg.max_attempts, again)
-            if again:
-                log.info("%d review(s) had no readable scores: asking again", len(again))
-            pending = again
+
+    def settle(review: _Review, _: ChatRequest, result: Result) -> list[_Review]:
+        again: list[_Review] = []
+        _settle(review, result, cfg.max_attempts, again)
+        return again
+
+    with stage.open(cfg.open_runner(backend, out / "cache.sqlite", "judge", prices)):
+        stage.ask(reviews, request, settle)
+    if stage.waiting:  # reviews are written once every batch is in
+        return stage.exit_code()
 
     grouped: dict[tuple[int, str], list[_Review]] = defaultdict(list)
     for review in reviews:
@@ -446,7 +444,7 @@ def run_judge(cfg: JudgeConfig) -> int:
                 1 for r in reviews if r.model == m and r.failures and r.status == "ok"
             ),
         }
-    s = runner.stats
+    s = stage.stats
     meta.update(
         {
             "judge": backend.spec,
@@ -482,27 +480,14 @@ def run_judge(cfg: JudgeConfig) -> int:
         totals["missing_answer"],
         s.cost,
     )
-    if totals["not_judged"]:
-        log.warning(
-            "%s: %d questions not judged. Rerun with a higher --max-cost; finished reviews "
-            "come from the cache.",
-            runner.stats.stop_reason,
-            totals["not_judged"],
-        )
-        return EXIT_BUDGET
-    if totals["failed"] or totals["missing_answer"]:
-        if totals["failed"]:
-            log.warning(
-                '%d question(s) got no readable review: status "failed" in %s (reasons in '
-                '"failures")',
-                totals["failed"],
-                out / UNSCORED_DIR,
-            )
-        return EXIT_SOME_FAILED
-    return EXIT_OK
+    return stage.exit_code(
+        totals["failed"] + totals["missing_answer"],
+        f'{totals["failed"]} question(s) got no readable review: status "failed" in '
+        f'{out / UNSCORED_DIR} (reasons in "failures"); {totals["missing_answer"]} had no answer',
+    )
 
 
-def _settle(review: _Review, result: Any, max_attempts: int, again: list[_Review]) -> None:
+def _settle(review: _Review, result: Result, max_attempts: int, again: list[_Review]) -> None:
     """Record one call's outcome; unreadable scores go back into `again` until attempts run out."""
     if result.kind == "budget":
         review.finished, review.status = True, "not_judged"

@@ -43,7 +43,15 @@ from .cache import Cache, request_key
 from .pricing import Price
 from .runner import Result, RunStats, check_usage, scrub, worst_tokens
 
-__all__ = ["EXIT_PENDING", "BatchOptions", "BatchRunner", "Limits", "batch_api", "plan_batches"]
+__all__ = [
+    "BATCH_PROVIDERS",
+    "EXIT_PENDING",
+    "BatchOptions",
+    "BatchRunner",
+    "Limits",
+    "batch_api",
+    "plan_batches",
+]
 
 log = logging.getLogger("llava_pose")
 
@@ -383,6 +391,7 @@ class AnthropicBatches(BatchAPI):
 
 
 _APIS: dict[str, type[BatchAPI]] = {"openai": OpenAIBatches, "anthropic": AnthropicBatches}
+BATCH_PROVIDERS = frozenset(_APIS)
 
 
 def batch_api(backend: Any, flag: str = "--batch") -> BatchAPI:

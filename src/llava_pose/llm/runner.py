@@ -178,8 +178,6 @@ class ModelOptions(RunnerOptions):
         """A Runner with these options and its cache (`--cache`, else `default_cache`), closed
         on the way out: the online one, or with --batch the provider's batch API behind the
         same interface. The same for every command that calls a model."""
-        if self.wait and not self.batch:
-            raise ConfigError("--wait: only with --batch")
         api = None
         if self.batch:
             from .batch import batch_api
@@ -222,6 +220,8 @@ class ModelOptions(RunnerOptions):
         )
 
     def backend_options(self) -> dict[str, object]:
+        if self.wait and not self.batch:
+            raise ConfigError("--wait: only with --batch")
         key = None
         if self.api_key_env:
             key = os.environ.get(self.api_key_env)

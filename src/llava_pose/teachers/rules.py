@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from .. import pose
+from ..errors import ConfigError
 from ..filters import check_text
 from ..llm.pricing import Price, PriceTable
 from ..llm.runner import ModelOptions, Result, RunStats
@@ -107,6 +108,9 @@ class RulesTeacher:
         progress: str,
         prices: PriceTable | None = None,
     ) -> Iterator[RulesRun]:
+        if cfg.batch or cfg.wait:
+            flag = "--batch" if cfg.batch else "--wait"
+            raise ConfigError(f"{flag}: the offline teacher (rules) calls no API; drop it")
         yield RulesRun(progress)
 
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import msgspec
 
-from ..coco import image_id_of
+from ..coco import image_id_of, read_jsonl_numbered
 from ..errors import InputError
 from ..io import read_json, read_jsonl
+from ..paths import path_problem
 from ..records import ImageContext
 from ..tasks import TASK_TYPES
 from .model import NO_CLAIMS, VERDICTS, Facet, Row, SiteData, claim_marks, page, snippet
@@ -192,7 +193,18 @@ def load_dataset(
     read and checked before anything is written. `contexts_for(images)` loads the keypoints
     of the images the data names and returns the lookup of one image's context."""
     records = read_json(records_path, list[Record])
-    rejected = read_jsonl(rejected_path, Rejected) if rejected_path else []
+    for index, record in enumerate(records):
+        problem = path_problem(record.image) if record.image else None
+        if problem is not None:
+            raise InputError(records_path, f"{problem}; refusing to read it", f"[{index}].image")
+    numbered = read_jsonl_numbered(rejected_path, Rejected) if rejected_path else []
+    for n, line in numbered:
+        problem = path_problem(line.image)
+        if problem is not None:
+            raise InputError(
+                rejected_path or "", f"{problem}; refusing to read it", f"line {n}: image"
+            )
+    rejected = [line for _, line in numbered]
     claims = read_claims(claim_paths)
     find_context = contexts_for(
         list(dict.fromkeys([r.image for r in records if r.image] + [r.image for r in rejected]))

@@ -238,9 +238,11 @@ def build(cfg: ViewConfig) -> tuple[SiteData, Path | None]:
 
 
 def run_view(cfg: ViewConfig) -> int:
-    from .site import export_folder, exported_src, served_src, write_site
+    from .site import check_export, export_folder, exported_src, served_src, write_site
 
     started = time.perf_counter()
+    if cfg.export:
+        check_export(Path(cfg.export))  # before minutes of reading
     data, image_root = build(cfg)
     if image_root is None:
         log.info("no image root known: pages show the keypoints without photos (--image-root)")

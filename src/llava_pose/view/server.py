@@ -194,7 +194,9 @@ def serving(
 ) -> Iterator[ViewServer]:
     """A server in a background thread (tests and benches), shut down on exit."""
     server = ViewServer(site, image_root, images, host, port)
-    thread = threading.Thread(target=server.serve_forever, name="llava-pose-view", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="llava-pose-view", daemon=True
+    )
     thread.start()
     try:
         yield server

@@ -288,17 +288,22 @@ def exported_src(
     return src, make
 
 
-@contextlib.contextmanager
-def export_folder(out: Path) -> Iterator[tuple[Path, Path | None]]:
-    """A temp folder beside `out` to write the export into, and the previous export (to reuse
-    thumbnails from); on success the new folder replaces `out`. A folder that is not an
-    export of ours is never replaced."""
+def check_export(out: Path) -> None:
+    """`out` may be written: new, empty, or an earlier export (it holds `MARKER`)."""
     ours = (out / MARKER).is_file()
     if out.exists() and not ours and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(
             f"--export: {out} exists and is not a `llava-pose view` export: choose a new "
             "or empty folder"
         )
+
+
+@contextlib.contextmanager
+def export_folder(out: Path) -> Iterator[tuple[Path, Path | None]]:
+    """A temp folder beside `out` to write the export into, and the previous export (to reuse
+    thumbnails from); on success the new folder replaces `out`. A folder that is not an
+    export of ours is never replaced."""
+    check_export(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -39,6 +39,7 @@
       e.resolve(data);
     },
     timing: {},
+    bucketOf: (key, buckets) => bucketOf(key, buckets),
   });
 
   /* Load shard `name` once; `keep` false drops it after use (search text). */
@@ -296,6 +297,11 @@
     });
     ol.replaceChildren(...items);
     ol.start = start + 1;
+    // What this list shows, for tests and scripts: the query, whether the scan is over, the count.
+    ol.dataset.query = S.query;
+    ol.dataset.done = String(S.done);
+    ol.dataset.total = String(total());
+    ol.dataset.page = String(S.page);
     if (S.sel >= S.shown.length) S.sel = S.shown.length - 1;
     if (S.sel < 0 && S.shown.length) S.sel = 0;
     select(S.sel, false);

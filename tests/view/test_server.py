@@ -1,0 +1,172 @@
+"""The view server over real HTTP on 127.0.0.1: it sends the site and the images the data
+names, and nothing else, whatever the request path says; and `llava-pose view` itself serves,
+prints its URL and stops cleanly."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.view.helpers import site
+
+from llava_pose.view.server import ViewServer, safe_parts, serving
+
+
+def get(
+    server: ViewServer, path: str, host: str | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    """One request with `path` sent exactly as written (no client-side normalization)."""
+    port = server.server_address[1]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    conn.putheader("Host", host or f"127.0.0.1:{port}")
+    conn.endheaders()
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+
+
+@pytest.fixture
+def image_root(tmp_path: Path, coco_mini: Path) -> Path:
+    """A COCO root whose val2017 is a link to COCO-MINI's (a user's folder on another disk),
+    plus a file link out of the folder and a secret beside the root."""
+    root = tmp_path / "coco"
+    root.mkdir()
+    (root / "annotations").symlink_to(coco_mini / "annotations")
+    (root / "val2017").symlink_to(coco_mini / "val2017")
+    (tmp_path / "secret.txt").write_text("do not serve")
+    return root
+
+
+@pytest.fixture
+def server(rules_out: Path, tmp_path: Path, image_root: Path) -> Iterator[ViewServer]:
+    out = tmp_path / "site"
+    _, root, served = site(rules_out, out, image_root=str(image_root))
+    assert root == image_root
+    (out / "data" / "leak.js").symlink_to(tmp_path / "secret.txt")  # a link out of the site
+    with serving(out, root, frozenset(served)) as s:
+        yield s
+
+
+def test_serves_the_site_with_a_policy_that_runs_only_its_own_script(server: ViewServer) -> None:
+    status, headers, body = get(server, "/")
+    assert status == 200 and b'<script src="view.js">' in body
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    status, headers, body = get(server, "/data/manifest.js")
+    assert status == 200 and body.startswith(b'LPV.put("manifest",')
+    assert headers["content-type"] == "text/javascript; charset=utf-8"
+    status, headers, body = get(server, "/index.html", method="HEAD")
+    assert status == 200 and body == b"" and int(headers["content-length"]) > 0
+
+
+def test_serves_the_images_the_data_names(server: ViewServer, coco_mini: Path) -> None:
+    status, headers, body = get(server, "/img/val2017/000000034417.jpg")
+    assert status == 200 and headers["content-type"] == "image/jpeg"
+    assert body == (coco_mini / "val2017" / "000000034417.jpg").read_bytes()
+    assert get(server, "/img/val2017%2F000000034417.jpg")[0] == 404  # an encoded slash
+    assert get(server, "/img/val2017/./000000034417.jpg")[0] == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../secret.txt",
+        "/data/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/data%2f..%2f..%2fsecret.txt",
+        "/..%5csecret.txt",
+        "/data/leak.js",  # a symlink out of the site
+        "/data/manifest.js%00.png",
+        "/img/../../secret.txt",
+        "/img/%2e%2e/%2e%2e/secret.txt",
+        "/img/annotations/captions_val2017.json",  # under the root, but no page names it
+        "/img/val2017/000000000139.jpg",  # an image the data does not name
+        "//etc/passwd",
+        "/img//etc/passwd",
+        "/%ff%fe",
+    ],
+)
+def test_nothing_outside_the_given_folders_or_the_data(server: ViewServer, path: str) -> None:
+    status, _, body = get(server, path)
+    assert status == 404 and b"secret" not in body and b"root:" not in body
+
+
+def test_only_requests_for_this_host_are_answered(server: ViewServer) -> None:
+    """A web page that rebinds its name to 127.0.0.1 still sends its own Host: refused."""
+    port = server.server_address[1]
+    assert get(server, "/", host="evil.example")[0] == 403
+    assert get(server, "/", host=f"evil.example:{port}")[0] == 403
+    assert get(server, "/", host=f"localhost:{port}")[0] == 200
+    assert get(server, "/", method="POST")[0] == 501
+
+
+def test_a_file_link_out_of_an_image_folder_is_refused(
+    tmp_path: Path, rules_out: Path, coco_mini: Path
+) -> None:
+    """val2017/<image> itself a link to a file elsewhere: not served, and the page shows no
+    image for it; the folder link of the fixture above is served."""
+    root = tmp_path / "coco"
+    (root / "val2017").mkdir(parents=True)
+    (root / "annotations").symlink_to(coco_mini / "annotations")
+    for image in (coco_mini / "val2017").iterdir():
+        shutil.copy(image, root / "val2017" / image.name)
+    (root / "val2017" / "000000034417.jpg").unlink()
+    (root / "val2017" / "000000034417.jpg").symlink_to(coco_mini / "val2017" / "000000034417.jpg")
+    data, found, served = site(rules_out, tmp_path / "site", image_root=str(root))
+    assert data.pages["val2017/000000034417.jpg"]["src"] is None
+    assert data.pages["val2017/000000109313.jpg"]["src"] == "img/val2017/000000109313.jpg"
+    with serving(tmp_path / "site", found, frozenset(served)) as s:
+        assert get(s, "/img/val2017/000000034417.jpg")[0] == 404
+        assert get(s, "/img/val2017/000000109313.jpg")[0] == 200
+
+
+def test_safe_parts() -> None:
+    assert safe_parts("/data/rows/0.js?x=1") == ["data", "rows", "0.js"]
+    assert safe_parts("/img/val2017/a%20b.jpg") == ["img", "val2017", "a b.jpg"]
+    assert safe_parts("/") == []
+    for bad in ("/a/../b", "/a/./b", "/a//b", "/a%2fb", "/a%5Cb", "/a\\b", "/a%00", "x"):
+        assert safe_parts(bad) is None, bad
+
+
+def test_the_command_serves_prints_its_url_and_stops_on_ctrl_c(
+    rules_out: Path, coco_mini: Path
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llava_pose", "view", str(rules_out), "--port", "0", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("serving http://127.0.0.1:") and line.rstrip().endswith(
+            "(Ctrl-C to stop)"
+        )
+        url = line.split()[1]
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/img/val2017/000000034417.jpg")
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.read() == (coco_mini / "val2017" / "000000034417.jpg").read_bytes()
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.strip() == "stopped" and "Traceback" not in err

@@ -264,14 +264,14 @@ def run_generate(cfg: GenerateConfig) -> int:
         prompt={"format": cfg.format, "fewshot": cfg.fewshot, "cues": cfg.cues},
         **cfg.backend_options(),
     )
+    prices = PriceTable.load(cfg.prices)
+    stage = make_stage("generate", teacher, prices, cfg, Path(cfg.out) / "cache.sqlite")
     log.info("teacher: %s", teacher.describe())
     contexts = load_source(cfg, cfg.seed)
     requests, too_long = fit_context_window(
         build_requests(contexts, cfg, teacher.model), teacher, cfg.context_window
     )
-    prices = PriceTable.load(cfg.prices)
     out = Path(cfg.out)
-    stage = make_stage("generate", teacher, prices, cfg, out / "cache.sqlite")
     if not teacher.free or cfg.dry_run:
         expected = expected_output_tokens()
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from . import __version__
-from .errors import EXIT_BUDGET, EXIT_OK, EXIT_PENDING, EXIT_SOME_FAILED
+from .errors import EXIT_BUDGET, EXIT_OK, EXIT_PENDING, EXIT_SOME_FAILED, ConfigError
 from .llm.batch import BATCH_PROVIDERS
 from .llm.pricing import Estimate, Price, PriceTable, estimate
 from .llm.runner import ModelOptions, Result, RunStats
@@ -53,6 +53,12 @@ def make_stage(
     `cfg`'s options; `cache` is the command's default cache file (--cache overrides it)."""
     backend = getattr(caller, "backend", caller)
     provider = getattr(backend, "provider", "")
+    if cfg.batch and provider not in BATCH_PROVIDERS:
+        raise ConfigError(
+            f"--batch: {caller.spec} has no batch API (OpenAI and Anthropic models have)"
+            if provider
+            else "--batch: the offline teacher (rules) calls no API; drop it"
+        )
     price = prices.for_backend(backend) if hasattr(backend, "free") else None
     return Stage(
         command,

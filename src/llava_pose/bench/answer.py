@@ -207,6 +207,10 @@ def run_answer(cfg: AnswerConfig) -> int:
     if not cfg.out:
         raise ConfigError("--out: required, e.g. answers/MODEL.jsonl")
     backend = make_backend(cfg.model, "answerer", "--model", **cfg.backend_options())
+    out = Path(cfg.out)
+    cache = out.with_name(out.stem + ".cache.sqlite")
+    prices = PriceTable.load(cfg.prices)
+    stage = make_stage("bench answer", backend, prices, cfg, cache)
     bench = load_bench(cfg.bench, questions=cfg.questions, need_context=False, need_reference=False)
     root = _image_root(cfg, bench.manifest)
     images = _check_images(bench.questions, root, bench.questions_path)
@@ -214,7 +218,6 @@ def run_answer(cfg: AnswerConfig) -> int:
     model_id = cfg.model_id or default_model_id(cfg.model)  # the spec as the user wrote it
     want = settings(cfg, backend.spec)
 
-    out = Path(cfg.out)
     hold(out, "bench answer")
     partial = out.with_name(out.name + ".partial")
     failed_path = out.with_name(out.stem + ".failed.jsonl")
@@ -248,9 +251,6 @@ def run_answer(cfg: AnswerConfig) -> int:
         append_jsonl(partial, row)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    cache = out.with_name(out.stem + ".cache.sqlite")
-    prices = PriceTable.load(cfg.prices)
-    stage = make_stage("bench answer", backend, prices, cfg, cache)
     with stage.open(cfg.open_runner(backend, cache, "answer", prices)):
         stage.ask(requests, lambda r: r, on_result=on_result)
     if stage.waiting:  # the answers file is written once every batch is in

@@ -269,6 +269,8 @@ def run_build(cfg: BuildConfig) -> int:
         prompt={"format": cfg.format, "fewshot": cfg.fewshot, "cues": cfg.cues},
         **cfg.backend_options(),
     )
+    prices = PriceTable.load(cfg.prices)
+    stage = make_stage("bench build", teacher, prices, cfg, Path(cfg.out) / "cache.sqlite")
     log.info("teacher: %s", teacher.describe())
     prompts = load_prompts(cfg.format, cfg.cues)
     contexts = load_source(cfg, cfg.seed)
@@ -293,9 +295,7 @@ def run_build(cfg: BuildConfig) -> int:
     if len(order) < cfg.images:
         log.warning("only %d images qualify, fewer than --images %d", len(order), cfg.images)
 
-    prices = PriceTable.load(cfg.prices)
     out = Path(cfg.out)
-    stage = make_stage("bench build", teacher, prices, cfg, out / "cache.sqlite")
     if cfg.dry_run:
         expected = expected_output_tokens()
         requests = [

@@ -336,6 +336,8 @@ def run_judge(cfg: JudgeConfig) -> int:
     backend = make_backend(
         cfg.judge, "judge", "--judge", dry_run=cfg.dry_run, **cfg.backend_options()
     )
+    prices = PriceTable.load(cfg.prices)
+    stage = make_stage("bench judge", backend, prices, cfg, out / "cache.sqlite")
     meta = _judge_meta(out, backend.spec) if not cfg.dry_run else {}
     orders = (REF_FIRST, MODEL_FIRST) if cfg.swap else (REF_FIRST,)
     if cfg.samples > 1 and cfg.temperature == 0:
@@ -386,8 +388,6 @@ def run_judge(cfg: JudgeConfig) -> int:
         cfg.samples,
         len(reviews),
     )
-    prices = PriceTable.load(cfg.prices)
-    stage = make_stage("bench judge", backend, prices, cfg, out / "cache.sqlite")
     if cfg.dry_run:
         expected = yaml.safe_load(_data("estimates.yaml"))["review_tokens"]
         return stage.dry_run([request(r) for r in reviews], lambda _: expected)

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "llava_pose.cli.chat",
     "llava_pose.cli.poseqa",
     "llava_pose.cli.verify",
+    "llava_pose.cli.batch",
     "llava_pose.cli.overlay",
     "llava_pose.cli.view",
 )

@@ -27,15 +27,19 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from ..config import option
 from ..errors import EXIT_PENDING, BackendError, ConfigError, redact
+from ..lock import hold
 from ..progress import progress_bar
 from ..records import ChatRequest, Completion
 from .base import PermanentError, RetryableError, SDKBackend, classify_http_error, sdk_error_message
@@ -736,3 +740,141 @@ def options_from(cfg: Any, discount: float) -> BatchOptions:
         poll_interval=float(cfg.poll_interval),
         discount=discount,
     )
+
+
+# -- `llava-pose batch status|cancel` ------------------------------------------------------------
+
+
+@dataclass
+class BatchControlConfig:
+    """Options of `llava-pose batch status` and `batch cancel`."""
+
+    out: str = option(
+        "",
+        "output of the command that submitted: its folder (generate, bench build, bench "
+        "judge) or its answers file (bench answer); the cache next to it is read",
+        metavar="PATH",
+    )
+    cache: str | None = option(None, "the cache file itself, instead of --out", metavar="FILE")
+    base_url: str | None = option(
+        None, "API base URL to reach the provider at (default: the one the batches went to)"
+    )
+    api_key_env: str | None = option(
+        None, "environment variable holding the API key (default: the provider's)"
+    )
+    local: bool = option(False, "status: show what the cache knows, without asking the provider")
+
+
+def control_cache(cfg: BatchControlConfig) -> Path:
+    """The cache file `cfg` names: --cache, or the one its command keeps beside --out."""
+    if cfg.cache:
+        path = Path(cfg.cache)
+    elif not cfg.out:
+        raise ConfigError(
+            "--out: required (the folder or answers file a --batch run wrote), or --cache FILE"
+        )
+    else:
+        out = Path(cfg.out)
+        path = (
+            out.with_name(out.stem + ".cache.sqlite")
+            if out.suffix == ".jsonl"
+            else out / "cache.sqlite"
+        )
+    if not path.is_file():
+        raise ConfigError(f"{path}: no cache file here: was the command run with this --out?")
+    return path
+
+
+def _control_api(
+    sub: dict[str, Any], cfg: BatchControlConfig, apis: dict[str, BatchAPI]
+) -> BatchAPI:
+    spec = str(sub["backend"])
+    if spec not in apis:
+        from . import make_backend
+
+        key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+        if cfg.api_key_env and not key:
+            raise ConfigError(
+                f"--api-key-env {cfg.api_key_env}: that environment variable is not set"
+            )
+        backend = make_backend(
+            spec,
+            "judge",
+            "batch",
+            base_url=cfg.base_url or sub["base_url"],
+            api_key=key,
+            key_env=cfg.api_key_env,
+        )
+        apis[spec] = batch_api(backend)
+    return apis[spec]
+
+
+def status_rows(cfg: BatchControlConfig) -> list[dict[str, Any]]:
+    """Every submission in the cache, with the provider's live status unless --local."""
+    cache = Cache(control_cache(cfg))
+    apis: dict[str, BatchAPI] = {}
+    rows = []
+    try:
+        for sub in cache.batch_submissions():
+            items = cache.batch_items(str(sub["sub_id"]))
+            row = {
+                "submission": str(sub["sub_id"])[:12],
+                "batch": sub["batch_id"] or "-",
+                "model": sub["backend"],
+                "requests": sub["requests"],
+                "state": sub["state"],
+                "status": sub["status"] or "-",
+                "done": "-",
+                "ok": sum(1 for _, _, o, _ in items if o == "ok"),
+                "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(float(sub["created"]))),
+            }
+            if sub["state"] == "open" and not cfg.local:
+                live = _control_api(sub, cfg, apis).status(str(sub["batch_id"]))
+                row["status"], row["done"] = live.status, f"{live.done}/{live.total}"
+                cache.batch_update(str(sub["sub_id"]), status=live.status)
+            rows.append(row)
+    finally:
+        for api in apis.values():
+            api.close()
+        cache.close()
+    return rows
+
+
+def run_status(cfg: BatchControlConfig) -> int:
+    rows = status_rows(cfg)
+    if not rows:
+        print("no batches in this cache")
+        return 0
+    names = list(rows[0])
+    widths = {n: max(len(n), *(len(str(r[n])) for r in rows)) for n in names}
+    print("  ".join(n.ljust(widths[n]) for n in names))
+    for r in rows:
+        print("  ".join(str(r[n]).ljust(widths[n]) for n in names))
+    running = sum(1 for r in rows if r["state"] in ("open", "preparing"))
+    print(
+        f"{running} of {len(rows)} batches still running: rerun the command that made them to collect"
+    )
+    return 0
+
+
+def run_cancel(cfg: BatchControlConfig) -> int:
+    """Cancel every open batch of the cache. What finished stays paid and is collected by the
+    next run of the command; the cancelled requests count as one failed try each and are
+    resubmitted by that run within --batch-retries."""
+    path = control_cache(cfg)
+    cache = Cache(path)
+    hold(path, "batch cancel", what="--cache")
+    apis: dict[str, BatchAPI] = {}
+    n = 0
+    try:
+        for sub in cache.batch_submissions(("open",)):
+            status = _control_api(sub, cfg, apis).cancel(str(sub["batch_id"]))
+            cache.batch_update(str(sub["sub_id"]), status=status)
+            print(f"{sub['batch_id']}: {status}")
+            n += 1
+    finally:
+        for api in apis.values():
+            api.close()
+        cache.close()
+    print(f"asked {n} open batches to cancel" if n else "no open batches")
+    return 0

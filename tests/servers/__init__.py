@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .batches import HANG_POINTS, BatchItem, BatchRecord, StoredFile
 from .core import Fault, LoopbackServer, Recorded, body_digest, canonical, count_tokens
 
 if TYPE_CHECKING:
@@ -21,11 +22,15 @@ _LAZY = {
 }
 
 __all__ = [
+    "HANG_POINTS",
     "AnthropicServer",
+    "BatchItem",
+    "BatchRecord",
     "Fault",
     "LoopbackServer",
     "OpenAIServer",
     "Recorded",
+    "StoredFile",
     "body_digest",
     "canonical",
     "count_tokens",

@@ -620,9 +620,10 @@ class LoopbackServer(BatchMixin):
             self._changed.notify_all()
         return rec, snap
 
-    def _end_api(self, rec: Recorded, status: int | None) -> None:
+    def _end_api(self, rec: Recorded, status: int | None, *, finished: bool = True) -> None:
         with self._lock:
-            rec.finished = time.monotonic()
+            if finished:
+                rec.finished = time.monotonic()
             rec.status = status
             self._changed.notify_all()
 
@@ -779,6 +780,8 @@ class LoopbackServer(BatchMixin):
             self.batch_fail_when = contains_predicate(body["batch_fail_when"])
         if body.get("release_batches"):
             self.release_batches()
+        if body.get("advance_batches"):
+            self.advance_batches()
         return self.stats()
 
 
@@ -921,8 +924,12 @@ class _Handler(BaseHTTPRequestHandler):
             if reply is not None:
                 if self._client_gone():
                     self.close_connection = True
-                elif self._send(reply):
-                    status = reply.status
+                else:
+                    # Recorded before the client can read the reply: a test that looks at
+                    # `api_calls` right after its SDK call returned sees it.
+                    owner._end_api(rec, reply.status, finished=False)
+                    if self._send(reply):
+                        status = reply.status
         finally:
             owner._end_api(rec, status)
         return True

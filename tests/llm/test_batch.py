@@ -25,7 +25,7 @@ from llava_pose.llm.batch import (
     BatchRunner,
     Limits,
     OpenAIBatches,
-    plan_batches,
+    split_batches,
 )
 from llava_pose.llm.cache import Cache, request_key
 from llava_pose.llm.openai_api import OpenAIBackend
@@ -80,11 +80,18 @@ def runner(server, spec: str, cache: Cache, **options) -> BatchRunner:
 # -- pure -----------------------------------------------------------------------------------------
 
 
-def test_plan_batches_respects_count_and_bytes() -> None:
-    assert plan_batches([10] * 7, Limits(3, 1000)) == [range(0, 3), range(3, 6), range(6, 7)]
-    assert plan_batches([40, 40, 40, 10], Limits(100, 80)) == [range(0, 2), range(2, 4)]
-    assert plan_batches([500, 10], Limits(100, 80)) == [range(0, 1), range(1, 2)]  # alone
-    assert plan_batches([], Limits(3, 10)) == []
+def sizes(groups) -> list[list[int]]:
+    return [[len(line) for _, line in g] for g in groups]
+
+
+def test_split_batches_respects_count_and_bytes() -> None:
+    def items(*n: int):
+        return ((i, b"x" * k) for i, k in enumerate(n))
+
+    assert sizes(split_batches(items(*[10] * 7), Limits(3, 1000))) == [[10] * 3, [10] * 3, [10]]
+    assert sizes(split_batches(items(40, 40, 40, 10), Limits(100, 80))) == [[40, 40], [40, 10]]
+    assert sizes(split_batches(items(500, 10), Limits(100, 80))) == [[500], [10]]  # alone
+    assert list(split_batches(items(), Limits(3, 10))) == []
 
 
 def test_custom_id_is_the_cache_key_and_fits_both_providers() -> None:

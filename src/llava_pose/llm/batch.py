@@ -30,10 +30,10 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -54,10 +54,12 @@ __all__ = [
     "BatchRunner",
     "Limits",
     "batch_api",
-    "plan_batches",
+    "split_batches",
 ]
 
 log = logging.getLogger("llava_pose")
+
+K = TypeVar("K")
 
 # Longest wait between polls with --wait.
 MAX_POLL = 600.0
@@ -104,21 +106,24 @@ class Status:
     total: int
 
 
-def plan_batches(sizes: Sequence[int], limits: Limits) -> list[range]:
-    """Consecutive index ranges of items of these byte sizes, each within `limits`. Pure.
+def split_batches(
+    items: Iterable[tuple[K, bytes]], limits: Limits
+) -> Iterator[list[tuple[K, bytes]]]:
+    """Consecutive groups of (key, line) items, each within `limits`, yielded as soon as one is
+    full: a submission of 200k requests never holds more than one batch's lines. Pure.
 
     An item alone above the byte limit still gets a batch of its own: the provider then says
     what is wrong with it, which is clearer than a silent drop here."""
-    out: list[range] = []
-    start, size = 0, 0
-    for i, n in enumerate(sizes):
-        if i > start and (i - start >= limits.requests or size + n > limits.bytes):
-            out.append(range(start, i))
-            start, size = i, 0
-        size += n
-    if start < len(sizes):
-        out.append(range(start, len(sizes)))
-    return out
+    group: list[tuple[K, bytes]] = []
+    size = 0
+    for key, line in items:
+        if group and (len(group) >= limits.requests or size + len(line) > limits.bytes):
+            yield group
+            group, size = [], 0
+        group.append((key, line))
+        size += len(line)
+    if group:
+        yield group
 
 
 class BatchAPI(abc.ABC):
@@ -652,35 +657,32 @@ class BatchRunner:
         unique: dict[str, ChatRequest] = {}
         for t in todo:
             unique.setdefault(t.key, t.request)
-        keys = list(unique)
-        keys = self._within_budget(keys, unique, todo, finish)
-        if not keys:
-            return
-        lines = [self._line(k, unique[k]) for k in keys]
-        for part in plan_batches([len(x) for x in lines], self.limits):
+        keys = self._within_budget(list(unique), unique, todo, finish)
+        lines = ((k, self._line(k, unique[k])) for k in keys)
+        for group in split_batches(lines, self.limits):
             sub_id = uuid.uuid4().hex
-            chunk = [lines[i] for i in part]
+            chunk = [line for _, line in group]
             self.cache.batch_intent(
                 sub_id,
                 self.backend.spec,
                 _plain_url(getattr(self.backend, "base_url", None)),
-                [(keys[i], unique[keys[i]].id) for i in part],
+                [(k, unique[k].id) for k, _ in group],
                 sum(len(x) for x in chunk),
             )
             sub = {
                 "sub_id": sub_id,
                 "state": "preparing",
                 "created": time.time(),
-                "requests": len(part),
+                "requests": len(group),
             }
             batch_id = self.api.submit(
                 sub, chunk, lambda _s=sub_id, **f: self.cache.batch_update(_s, **f), set()
             )
             assert batch_id is not None  # a fresh submission with its lines is always sent
             self.cache.batch_update(sub_id, batch_id=batch_id, state="open")
-            self.submitted += len(part)
+            self.submitted += len(group)
             self.batches_submitted += 1
-            log.info("submitted batch %s: %d requests", batch_id, len(part))
+            log.info("submitted batch %s: %d requests", batch_id, len(group))
 
     def _within_budget(
         self,

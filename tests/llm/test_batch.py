@@ -143,8 +143,10 @@ def test_submit_then_collect_out_of_order_and_never_twice(provider, tmp_path: Pa
         results = first.run(requests)
         assert [r.kind for r in results] == ["pending"] * 7
         assert (first.submitted, first.batches_submitted) == (7, 3)  # split by the count limit
-        again = runner(server, spec, cache).run(requests)  # nothing new is submitted
+        again = first.run(requests)  # the same runner polls again: nothing new is submitted
         assert all(r.ok for r in again)
+        assert (first.stats.called, first.stats.cached) == (7, 0)  # paid now, not cached
+        first.close()
         for request, result in zip(requests, again, strict=True):
             assert result.completion is not None
             assert f"number {request.id[1:]}" in result.completion.text  # matched by custom_id

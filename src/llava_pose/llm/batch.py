@@ -455,6 +455,7 @@ class BatchRunner:
         self.batches_submitted = 0
         self.waiting_batches = 0
         self._bounds: dict[str, ChatRequest] = {}  # key -> request, for usage checks
+        self._fresh: set[str] = set()  # keys collected by this process: paid now, not cached
 
     # -- public -----------------------------------------------------------------------------
 
@@ -502,12 +503,15 @@ class BatchRunner:
             if bar is not None:
                 bar.close()
             self.stats.elapsed += time.monotonic() - started
-            self.api.close()
         for t in open_todo:
             if t.request.id not in results:
                 results[t.request.id] = Result(t.request.id, error="batch running", kind="pending")
         self.waiting_batches = self._open_count()
         return [results[r.id] for r in requests]
+
+    def close(self) -> None:
+        """Release the SDK client (`ModelOptions.open_runner` calls it on the way out)."""
+        self.api.close()
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -585,6 +589,7 @@ class BatchRunner:
                     else 0.0
                 )
                 done.append((key, items[key], completion, cost))
+                self._fresh.add(key)
                 outcomes[key] = ("ok", None)
                 self.stats.called += 1
                 self.stats.input_tokens += completion.input_tokens
@@ -624,7 +629,7 @@ class BatchRunner:
         for t in todo:
             hit = hits.get(t.key)
             if hit is not None:
-                if count_cached:
+                if count_cached and t.key not in self._fresh:
                     self.stats.cached += 1
                     if self.price:
                         self.stats.cached_cost += self.price.cost(

@@ -193,7 +193,7 @@ class ModelOptions(RunnerOptions):
                 from .batch import BatchRunner, options_from
 
                 assert cache is not None
-                yield BatchRunner(
+                batch = BatchRunner(
                     backend,  # type: ignore[arg-type]
                     cache=cache,
                     price=table.for_backend(backend),
@@ -202,6 +202,10 @@ class ModelOptions(RunnerOptions):
                     progress=progress,
                     api=api,
                 )
+                try:
+                    yield batch
+                finally:
+                    batch.close()
             else:
                 yield Runner(
                     backend,

@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
 from tests.bench.helpers import read_jsonl
 from tests.bench.replies import respond, system_of
 from tests.servers import OpenAIServer
@@ -149,9 +150,12 @@ def test_rebuild_resumes_from_the_cache_and_is_reproducible(
     assert images == {c.image for c in eligible_order(coco_mini, seed=1)[:3]}
 
 
+@pytest.mark.parametrize("mode", ["online", "batch"])
 def test_unusable_replies_are_reasked_then_the_image_is_replaced(
-    openai_server, coco_mini, tmp_path
+    openai_server, coco_mini, tmp_path, mode: str
 ) -> None:
+    """The same re-ask loop online and through the batch API (--wait: each round of re-asks
+    is one more batch)."""
     order = eligible_order(coco_mini)
     bad, flaky = order[0].image_id, order[1].image_id
     seen: set[int] = set()
@@ -167,15 +171,17 @@ def test_unusable_replies_are_reasked_then_the_image_is_replaced(
 
     openai_server.responder = teacher
     out = tmp_path / "ehpaub"
-    assert build(coco_mini, out, openai_server, "--images", "4") == 0
+    batch = ("--batch", "--wait", "--poll-interval", "0.01") if mode == "batch" else ()
+    assert build(coco_mini, out, openai_server, "--images", "4", *batch) == 0
+    bodies = [r.body for r in openai_server.requests] + [
+        item.body for b in openai_server.batches for item in b.items
+    ]
+    if mode == "batch":
+        assert len(openai_server.batches) == 4 and not openai_server.requests
     questions = read_jsonl(out / "questions.jsonl")
     # image 0 is gone; images 1-3 keep their order and image 4 takes the free place
     assert [q["image"] for q in questions[::3]] == [c.image for c in order[1:5]]
-    conv_asks = [
-        r.body
-        for r in openai_server.requests
-        if image_of(r.body, order) == bad and task_of(r.body) == "conversation"
-    ]
+    conv_asks = [b for b in bodies if image_of(b, order) == bad and task_of(b) == "conversation"]
     assert len(conv_asks) == 3 and len({b["seed"] for b in conv_asks}) == 3
     rejected = read_jsonl(out / "rejected.jsonl")
     assert sorted((r["image_id"], r["task"], r["attempt"]) for r in rejected) == sorted(

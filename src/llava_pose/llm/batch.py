@@ -875,7 +875,12 @@ def run_cancel(cfg: BatchControlConfig) -> int:
     n = 0
     try:
         for sub in cache.batch_submissions(("open",)):
-            status = _control_api(sub, cfg, apis).cancel(str(sub["batch_id"]))
+            api = _control_api(sub, cfg, apis)
+            live = api.status(str(sub["batch_id"]))
+            if live.ended:  # ended but not collected yet: the next run of the command does
+                print(f"{sub['batch_id']}: already {live.status}")
+                continue
+            status = api.cancel(str(sub["batch_id"]))
             cache.batch_update(str(sub["sub_id"]), status=status)
             print(f"{sub['batch_id']}: {status}")
             n += 1

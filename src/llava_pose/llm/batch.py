@@ -208,7 +208,7 @@ class OpenAIBatches(BatchAPI):
     """Files + Batches: upload a JSONL file, create a batch on it, read its output and error
     files."""
 
-    limits = Limits(50_000, 200 * 1024 * 1024)
+    limits = Limits(50_000, 200_000_000)  # "200 MB": read as 10^6 bytes, the stricter
     client_class = "OpenAI"
     endpoint = "/v1/chat/completions"
 
@@ -322,7 +322,7 @@ class OpenAIBatches(BatchAPI):
 class AnthropicBatches(BatchAPI):
     """Message Batches: the requests go in the create call; results stream as JSONL."""
 
-    limits = Limits(100_000, 256 * 1024 * 1024)
+    limits = Limits(100_000, 256_000_000)
     client_class = "Anthropic"
 
     def item(self, custom_id: str, request: ChatRequest) -> dict[str, Any]:

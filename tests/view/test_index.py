@@ -40,9 +40,7 @@ def test_every_record_is_a_row_and_every_image_a_page_with_its_people(
             list(ctx.captions),
         )
         assert [p["label"] for p in page["persons"]] == person_labels(ctx)
-        assert [p["kp"] for p in page["persons"]] == [
-            [list(k) for k in p.keypoints] for p in ctx.persons
-        ]
+        assert [p["kp"] for p in page["persons"]] == [p.keypoints for p in ctx.persons]
         assert [it["task"] for it in page["items"]] == ["conversation", "detail", "reasoning"]
     row = data.rows[0]
     page = data.pages[row.key]

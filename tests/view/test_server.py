@@ -139,34 +139,76 @@ def test_safe_parts() -> None:
         assert safe_parts(bad) is None, bad
 
 
-def test_the_command_serves_prints_its_url_and_stops_on_ctrl_c(
-    rules_out: Path, coco_mini: Path
-) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llava_pose", "view", str(rules_out), "--port", "0", "-q"],
+def serve_command(folder: Path) -> subprocess.Popen[str]:
+    """`llava-pose view FOLDER --port 0` in its own process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "llava_pose", "view", str(folder), "--port", "0", "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def fetch(line: str, path: str) -> tuple[int, bytes]:
+    """GET `path` from the server whose first line of output is `line`."""
+    assert line.startswith("serving http://127.0.0.1:") and line.rstrip().endswith(
+        "(Ctrl-C to stop)"
+    )
+    port = int(line.split()[1].rsplit(":", 1)[1].strip("/"))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, body
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl-C, then what it printed."""
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("serving http://127.0.0.1:") and line.rstrip().endswith(
-            "(Ctrl-C to stop)"
-        )
-        url = line.split()[1]
-        port = int(url.rsplit(":", 1)[1].strip("/"))
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/img/val2017/000000034417.jpg")
-        response = conn.getresponse()
-        assert response.status == 200
-        assert response.read() == (coco_mini / "val2017" / "000000034417.jpg").read_bytes()
-        conn.close()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        return proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_the_command_serves_prints_its_url_and_stops_on_ctrl_c(
+    rules_out: Path, coco_mini: Path
+) -> None:
+    proc = serve_command(rules_out)
+    try:
+        assert proc.stdout is not None
+        status, body = fetch(proc.stdout.readline(), "/img/val2017/000000034417.jpg")
+        assert status == 200 and body == (coco_mini / "val2017" / "000000034417.jpg").read_bytes()
+    finally:
+        out, err = stop(proc)
     assert proc.returncode == 0, err
     assert out.strip() == "stopped" and "Traceback" not in err
+
+
+def test_an_export_is_served_as_it_is(
+    rules_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Built once with --export, then served at once: nothing read again, thumbnails inside."""
+    from tests.conftest import one_line_error
+    from tests.view.conftest import cli
+
+    out = tmp_path / "site"
+    assert cli("view", rules_out, "--export", out) == 0
+    capsys.readouterr()
+    rc = cli("view", out, "--claims", "x.jsonl")
+    one_line_error(capsys, rc, "--claims", "already a built site")
+    proc = serve_command(out)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        status, body = fetch(line, "/thumbs/val2017/000000034417.jpg")
+        assert status == 200
+        assert body == (out / "thumbs" / "val2017" / "000000034417.jpg").read_bytes()
+        assert fetch(line, "/data/manifest.js")[0] == 200
+        assert fetch(line, "/img/val2017/000000034417.jpg")[0] == 404  # no image root here
+    finally:
+        stop(proc)
+    assert proc.returncode == 0

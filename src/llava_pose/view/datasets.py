@@ -106,32 +106,37 @@ class _Counts:
         self.bad_spans = 0
 
 
-def _verdict_badges(counts: Counter[str]) -> list[tuple[str, str]]:
-    return [(v, f"{counts[v]} {v}") for v in VERDICTS if counts[v]]
+def _count(claims: list[Claim], into: dict[str, int]) -> None:
+    for c in claims:
+        into[c.verdict] = into.get(c.verdict, 0) + 1
+
+
+def _verdict_badges(counts: dict[str, int]) -> list[tuple[str, str]]:
+    return [(v, f"{counts[v]} {v}") for v in VERDICTS if counts.get(v)]
 
 
 def _record_item(
     record: Record, rid: str, claims: dict[int, list[Claim]] | None, totals: _Counts
-) -> tuple[dict[str, Any], Counter[str]]:
+) -> tuple[dict[str, Any], dict[str, int]]:
     turns = []
-    verdicts: Counter[str] = Counter()
+    verdicts: dict[str, int] = {}
     for k, turn in enumerate(record.conversations):
         value = turn.value
+        shift = 0
         if k == 0 and value.startswith(IMAGE_TOKEN):
             value = value[len(IMAGE_TOKEN) :].lstrip("\n")
             shift = len(turn.value) - len(value)
-        else:
-            shift = 0
         entry: dict[str, Any] = {"from": turn.from_, "value": value}
-        found = (claims or {}).get(k)
+        found = claims.get(k) if claims else None
         if found:
             marks, bad = claim_marks(found, turn.value)
-            for m in marks:
-                m[0] -= shift
-                m[1] -= shift
-            marks = [m for m in marks if m[0] >= 0]
+            if shift:
+                for m in marks:
+                    m[0] -= shift
+                    m[1] -= shift
+                marks = [m for m in marks if m[0] >= 0]
             totals.bad_spans += bad
-            verdicts.update(c.verdict for c in found)
+            _count(found, verdicts)
             entry["claims"] = marks
         turns.append(entry)
     item = {
@@ -145,16 +150,16 @@ def _record_item(
     return item, verdicts
 
 
-def _rejected_item(line: Rejected, totals: _Counts) -> tuple[dict[str, Any], Counter[str]]:
+def _rejected_item(line: Rejected, totals: _Counts) -> tuple[dict[str, Any], dict[str, int]]:
     turns: list[dict[str, Any]] = []
     if line.question is not None:
         turns.append({"from": "human", "value": line.question})
     answer: dict[str, Any] = {"from": "gpt", "value": line.answer}
-    verdicts: Counter[str] = Counter()
+    verdicts: dict[str, int] = {}
     if line.claims is not None:
         marks, bad = claim_marks(line.claims, line.answer)
         totals.bad_spans += bad
-        verdicts.update(c.verdict for c in line.claims)
+        _count(line.claims, verdicts)
         answer["claims"] = marks
     turns.append(answer)
     item = {
@@ -193,8 +198,12 @@ def load_dataset(
     read and checked before anything is written. `contexts_for(images)` loads the keypoints
     of the images the data names and returns the lookup of one image's context."""
     records = read_json(records_path, list[Record])
+    first: dict[str, int] = {}
     for index, record in enumerate(records):
-        problem = path_problem(record.image) if record.image else None
+        if record.image and record.image not in first:
+            first[record.image] = index
+    for image, index in first.items():
+        problem = path_problem(image)
         if problem is not None:
             raise InputError(records_path, f"{problem}; refusing to read it", f"[{index}].image")
     numbered = read_jsonl_numbered(rejected_path, Rejected) if rejected_path else []
@@ -206,11 +215,9 @@ def load_dataset(
             )
     rejected = [line for _, line in numbered]
     claims = read_claims(claim_paths)
-    find_context = contexts_for(
-        list(dict.fromkeys([r.image for r in records if r.image] + [r.image for r in rejected]))
-    )
+    find_context = contexts_for(list(dict.fromkeys([*first, *(r.image for r in rejected)])))
     totals = _Counts()
-    by_image: dict[str, list[tuple[dict[str, Any], Counter[str]]]] = defaultdict(list)
+    by_image: dict[str, list[tuple[dict[str, Any], dict[str, int]]]] = defaultdict(list)
     seen_ids: set[str] = set()
     for index, record in enumerate(records):
         rid = str(record.id) if record.id is not None else f"#{index}"
@@ -234,7 +241,7 @@ def load_dataset(
             p["items"].append(item)
             totals.verdicts.update(verdicts)
             status = item.get("filter") or KEPT
-            values = [v for v in VERDICTS if verdicts[v]] or (
+            values = [v for v in VERDICTS if verdicts.get(v)] or (
                 [NO_CLAIMS] if item["checked"] else []
             )
             badges = [("task", item["task"])]

@@ -63,7 +63,7 @@ class SiteData:
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     """One line of at most `limit` characters."""
-    one = " ".join(text.split())
+    one = " ".join(text[: 4 * limit].split())
     return one if len(one) <= limit else one[: limit - 1].rstrip() + "…"
 
 
@@ -93,28 +93,26 @@ def page(key: str, ctx: ImageContext | None, image_id: int | None) -> dict[str, 
         "h": ctx.height,
         "context": True,
         "captions": list(ctx.captions),
-        "objects": [{"category": o.category, "box": list(o.box)} for o in ctx.objects],
+        "objects": [{"category": o.category, "box": o.box} for o in ctx.objects],
         "persons": [
-            {"label": labels[i], "box": list(p.box), "kp": [list(k) for k in p.keypoints]}
-            for i, p in enumerate(ctx.persons)
+            {"label": labels[i], "box": p.box, "kp": p.keypoints} for i, p in enumerate(ctx.persons)
         ],
         "items": [],
     }
 
 
 def claim_marks(claims: list[Any], text: str) -> tuple[list[list[Any]], int]:
-    """Claims as ``[start, end, verdict, note, persons]`` for highlighting, and how many had a
-    span outside `text` (claims of another file?), which are left out."""
+    """Claims as ``[start, end, verdict, kind, subject, predicate, reason, persons]`` for
+    highlighting (``view.js`` words the note), and how many had a span outside `text` (claims
+    of another file?), which are left out."""
     out: list[list[Any]] = []
     bad = 0
+    size = len(text)
     for c in claims:
         start, end = c.span
-        if not 0 <= start < end <= len(text):
+        if not 0 <= start < end <= size:
             bad += 1
             continue
-        persons = list(c.persons) or ([c.person] if c.person is not None else [])
-        note = f"{c.verdict}: {c.kind}, {c.subject or '?'} {c.predicate}"
-        if c.reason:
-            note += f" ({c.reason})"
-        out.append([start, end, c.verdict, note, persons])
+        persons = c.persons or ([c.person] if c.person is not None else [])
+        out.append([start, end, c.verdict, c.kind, c.subject, c.predicate, c.reason, persons])
     return out, bad

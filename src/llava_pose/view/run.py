@@ -7,12 +7,14 @@ from `poseqa build` (its manifest says ``"benchmark": "PoseQA"``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +87,11 @@ class ViewConfig:
 
 
 def detect(folder: Path) -> str:
-    """``dataset``, ``ehpaub`` or ``poseqa``; an InputError when DIR is none of them."""
+    """``dataset``, ``ehpaub``, ``poseqa``, or ``site`` (an export, served as it is); an
+    InputError when DIR is none of them."""
     from ..io import read_json
     from .datasets import RECORDS_FILE
+    from .site import MARKER
 
     if folder.is_file():
         if folder.suffix == ".json":
@@ -95,6 +99,8 @@ def detect(folder: Path) -> str:
         raise InputError(folder, "expected a folder, or a LLaVA JSON file (.json)")
     if not folder.is_dir():
         raise InputError(folder, "not found")
+    if (folder / MARKER).is_file():
+        return "site"
     if (folder / "questions.jsonl").is_file():
         manifest = folder / "manifest.json"
         if manifest.is_file() and read_json(manifest).get("benchmark") == "PoseQA":
@@ -217,8 +223,28 @@ def _dataset(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
     return data, found[0].image_root if found else None
 
 
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """The collector off while millions of small acyclic objects are made (pages, rows,
+    turns): its passes over them would take most of the time at 200k records (as in
+    `coco.read_split`)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()  # what was made lives as long as the site: later passes skip it
+        if was:
+            gc.enable()
+
+
 def build(cfg: ViewConfig) -> tuple[SiteData, Path | None]:
     """Read and check everything DIR and the options name; the site data and image root."""
+    with no_gc():
+        return _build(cfg)
+
+
+def _build(cfg: ViewConfig) -> tuple[SiteData, Path | None]:
     folder = Path(cfg.folder)
     kind = detect(folder)
     if kind == "dataset":
@@ -237,10 +263,51 @@ def build(cfg: ViewConfig) -> tuple[SiteData, Path | None]:
 # -- serve or export --------------------------------------------------------------------------
 
 
+def _serve(cfg: ViewConfig, site: Path, image_root: Path | None, images: frozenset[str]) -> None:
+    """Serve until Ctrl-C."""
+    from .server import ViewServer
+
+    try:
+        server = ViewServer(site, image_root, images, cfg.host, cfg.port)
+    except OSError as e:
+        raise ConfigError(
+            f"--port {cfg.port}: cannot listen on {cfg.host}:{cfg.port} ({e.strerror}); "
+            "choose another port (0: any free one)"
+        ) from None
+    print(f"serving {server.url}  (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+    finally:
+        server.server_close()
+
+
+def _serve_export(cfg: ViewConfig, folder: Path) -> int:
+    """An export is the site itself (thumbnails inside): served as it is, nothing rebuilt."""
+    given = [
+        flag
+        for flag, value in (
+            ("--export", cfg.export), ("--answers", cfg.answers), ("--reviews", cfg.reviews),
+            ("--claims", cfg.claims), ("--coco", cfg.coco), ("--contexts", cfg.contexts),
+            ("--image-root", cfg.image_root), ("--split", cfg.split),
+        )
+        if value
+    ]  # fmt: skip
+    if given:
+        raise ConfigError(
+            f"{given[0]}: {folder} is already a built site (an export); serve it as it is"
+        )
+    _serve(cfg, folder, None, frozenset())
+    return EXIT_OK
+
+
 def run_view(cfg: ViewConfig) -> int:
     from .site import check_export, export_folder, exported_src, served_src, write_site
 
     started = time.perf_counter()
+    if detect(Path(cfg.folder)) == "site":
+        return _serve_export(cfg, Path(cfg.folder))
     if cfg.export:
         check_export(Path(cfg.export))  # before minutes of reading
     data, image_root = build(cfg)
@@ -250,26 +317,19 @@ def run_view(cfg: ViewConfig) -> int:
         out = Path(cfg.export)
         with export_folder(out) as (tmp, old):
             src, make_thumbs = exported_src(image_root, tmp, old)
-            write_site(data, tmp, src)
+            with no_gc():
+                write_site(data, tmp, src)
             make_thumbs()
         print(
             f"wrote {len(data.rows):,} {data.noun} of {len(data.pages):,} images to {out} "
             f"in {time.perf_counter() - started:.1f} s: open {out / 'index.html'}"
         )
         return EXIT_OK
-    from .server import ViewServer
-
     site = Path(tempfile.mkdtemp(prefix="llava-pose-view-"))
     try:
         src, served = served_src(image_root)
-        write_site(data, site, src)
-        try:
-            server = ViewServer(site, image_root, frozenset(served), cfg.host, cfg.port)
-        except OSError as e:
-            raise ConfigError(
-                f"--port {cfg.port}: cannot listen on {cfg.host}:{cfg.port} ({e.strerror}); "
-                "choose another port (0: any free one)"
-            ) from None
+        with no_gc():
+            write_site(data, site, src)
         log.info(
             "%s %s of %s images ready in %.1f s",
             f"{len(data.rows):,}",
@@ -277,13 +337,8 @@ def run_view(cfg: ViewConfig) -> int:
             f"{len(data.pages):,}",
             time.perf_counter() - started,
         )
-        print(f"serving {server.url}  (Ctrl-C to stop)", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print("stopped", flush=True)
-        finally:
-            server.server_close()
+        del data  # the shards hold it now
+        _serve(cfg, site, image_root, frozenset(served))
     finally:
         shutil.rmtree(site, ignore_errors=True)
     return EXIT_OK

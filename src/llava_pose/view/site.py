@@ -8,15 +8,17 @@ caller owns (a temp folder, or the export's temp sibling renamed into place when
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
 import shutil
+import stat
 import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -56,22 +58,33 @@ def bucket_of(key: str, buckets: int) -> int:
 def image_file(root: Path, key: str) -> Path | None:
     """The file of image `key` under `root`, or None when there is none to show.
 
-    The key must stay inside the root lexically (`paths`), and the file must resolve inside
-    the real root or inside the real folder the key names (``val2017`` may be the user's link
-    to another disk, as `paths` allows): a file that is itself a link out of its folder is
-    refused, so the server and the export never read outside the folders they were given."""
+    The key must stay inside the root lexically (`paths`: folded, so no ``..`` reaches the
+    OS). Folders on the way may be links (``val2017`` on another disk is the user's choice, as
+    `paths` allows), but the file itself must be a regular file or a link that resolves inside
+    the real root or its own real folder: a file linked out of its folder is refused, so the
+    server and the export never read what the data merely points at."""
     if not key or path_problem(key) is not None:
         return None
-    rel = fold(key)
-    path = root / rel
+    path = root / fold(key)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return path
+    if not stat.S_ISLNK(st.st_mode):
+        return None
     try:
         real = path.resolve(strict=True)
     except (OSError, RuntimeError):
         return None
-    if not real.is_file():
-        return None
-    allowed = [root.resolve(), (root / PurePosixPath(rel).parent).resolve()]
-    return path if any(real.is_relative_to(a) for a in allowed) else None
+    allowed = (_real(root), _real(path.parent))
+    return path if real.is_file() and any(real.is_relative_to(a) for a in allowed) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _real(folder: Path) -> Path:
+    return folder.resolve()
 
 
 def _put(path: Path, name: str, obj: Any) -> None:

@@ -595,9 +595,14 @@
       writeClaims(text, t.value, t.claims || [], fig);
       sec.append(el("div", { class: "turn " + (human ? "human" : "gpt") }, el("span", { class: "who" }, human ? "Q" : "A"), text));
       const bad = (t.claims || []).filter((c) => c[2] === "contradicted");
-      if (bad.length) sec.append(el("ul", { class: "claimlist" }, ...bad.map((c) => el("li", {}, "✗ " + c[3]))));
+      if (bad.length) sec.append(el("ul", { class: "claimlist" }, ...bad.map((c) => el("li", {}, "✗ " + claimNote(c)))));
     }
     return sec;
+  }
+
+  /* A claim [start, end, verdict, kind, subject, predicate, reason, persons] in words. */
+  function claimNote(c) {
+    return `${c[2]}: ${c[3]}, ${c[4] || "?"} ${c[5]}` + (c[6] ? ` (${c[6]})` : "");
   }
 
   /* `text` with its claims' spans in <mark>s; overlapping claims show the worst verdict. */
@@ -622,8 +627,8 @@
         continue;
       }
       const verdict = VERDICTS.find((v) => over.some((c) => c[2] === v)) || "other";
-      const persons = [...new Set(over.flatMap((c) => c[4] || []))];
-      const mark = el("mark", { class: "claim v-" + verdict, title: over.map((c) => c[3]).join("\n"), "data-verdict": verdict }, piece);
+      const persons = [...new Set(over.flatMap((c) => c[7] || []))];
+      const mark = el("mark", { class: "claim v-" + verdict, title: over.map(claimNote).join("\n"), "data-verdict": verdict }, piece);
       mark.addEventListener("mouseenter", () => focusPersons(fig, persons));
       mark.addEventListener("mouseleave", () => focusPersons(fig, []));
       node.append(mark);

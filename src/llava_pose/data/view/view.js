@@ -397,6 +397,8 @@
     S.open = { key, item };
     renderPage(page, item);
     markOpen();
+    const pos = S.shown.findIndex(({ row }) => row.key === key && row.item === item);
+    if (pos >= 0 && pos !== S.sel) select(pos); // a link's row, where this list page has it
     if (!S.ready.detail) {
       S.ready.detail = true;
       LPV.timing.detail = performance.now();
@@ -419,35 +421,52 @@
     if (p.w && p.h) meta.push(`${p.w}×${p.h}`);
     meta.push(p.context ? `${p.persons.length} people with keypoints` : "no keypoints for this image");
     meta.push(`${p.items.length} ${p.items.length === 1 ? "item" : "items"}`);
-    root.append(
-      el(
+    const head = el(
         "header",
-        {},
+        { class: "pagehead" },
         el("h2", {}, p.key || "(no image)"),
         el("a", { class: "permalink", href: hashFor(p.key, -1), title: "Link to this image's page" }, "link"),
         el("span", { class: "meta" }, meta.join(" · "))
-      )
-    );
+      );
     const fig = figure(p, sk);
     const side = el("div", { class: "side" }, toggles(fig), legend(sk));
     if (p.captions.length) {
       side.append(el("h3", {}, "Captions"), el("ul", { class: "captions" }, ...p.captions.map((c) => el("li", {}, c))));
     }
-    root.append(el("div", { class: "top" }, fig, side));
+    // The picture stays in view while the text scrolls under it: a claim's people light up.
+    root.append(el("div", { class: "sticky" }, head, el("div", { class: "top" }, fig, side)));
     p.items.forEach((it, n) => root.append(renderItem(it, n, fig)));
     $("detail").replaceChildren(root);
+    fitFigure();
     const target = root.querySelector(`[data-item="${current}"]`);
     if (target) {
       target.classList.add("current");
-      target.scrollIntoView({ block: "nearest" });
+      const detail = $("detail");
+      detail.scrollTop = 0;
+      const below = root.querySelector(".sticky").getBoundingClientRect().bottom;
+      detail.scrollTop = target.getBoundingClientRect().top - below - 8;
       focusPersons(fig, target.dataset.persons ? target.dataset.persons.split(",").map(Number) : []);
     } else {
       $("detail").scrollTop = 0;
     }
   }
 
+  /* The figure at its final size before the photo arrives (the size is in the data), so
+     nothing moves when it does: within 62% of the pane's width and 44% of the window's height. */
+  function fitFigure() {
+    const fig = document.querySelector("#detail .figure");
+    if (!fig || !fig.dataset.w) return;
+    const w = Number(fig.dataset.w);
+    const h = Number(fig.dataset.h);
+    const room = fig.parentElement.clientWidth * 0.62;
+    const scale = Math.min(room / w, (window.innerHeight * 0.44) / h);
+    fig.style.width = Math.max(1, Math.round(w * scale)) + "px";
+    fig.style.height = Math.max(1, Math.round(h * scale)) + "px";
+  }
+
   function figure(p, sk) {
-    const wrap = el("div", { class: "figure" });
+    const sized = p.w && p.h;
+    const wrap = el("div", { class: "figure" + (sized ? " sized" : ""), "data-w": sized ? p.w : null, "data-h": sized ? p.h : null });
     const overlay = svg("svg", { class: "overlay", role: "img", "aria-label": `${p.persons.length} people` });
     overlay.setAttribute("preserveAspectRatio", "xMidYMid meet");
     const draw = (w, h) => {
@@ -731,6 +750,7 @@
     $("prev").addEventListener("click", () => turnPage(-1));
     $("next").addEventListener("click", () => turnPage(1));
     document.addEventListener("keydown", onKey);
+    window.addEventListener("resize", fitFigure);
     window.addEventListener("hashchange", () => {
       const h = parseHash();
       if (h) openPage(h.key, h.item);

@@ -212,3 +212,11 @@ def test_an_export_is_served_as_it_is(
     finally:
         stop(proc)
     assert proc.returncode == 0
+
+
+def test_listening_everywhere_answers_any_host_name(tmp_path: Path) -> None:
+    """--host 0.0.0.0 is asked for to be reached from other machines, by any of their names."""
+    (tmp_path / "index.html").write_text("<p>hi</p>")
+    with serving(tmp_path, host="0.0.0.0") as s:
+        assert s.hosts() is None
+        assert get(s, "/", host="my-workstation.lan:8765")[0] == 200

@@ -9,8 +9,9 @@ Stdlib only (`ThreadingHTTPServer`), GET and HEAD. What it will send, and nothin
   already checked by `site.image_file`), resolved again when asked for.
 
 It binds 127.0.0.1 unless told otherwise, answers only requests whose Host header names the
-address it serves (a web page cannot reach it through DNS rebinding), and sends a
-Content-Security-Policy that lets the page run only its own script.
+address it serves (a web page cannot reach it through DNS rebinding; bound to every address
+with ``--host 0.0.0.0``, any name is answered), and sends a Content-Security-Policy that lets
+the page run only its own script.
 """
 
 from __future__ import annotations
@@ -104,12 +105,15 @@ class ViewServer(ThreadingHTTPServer):
         shown = f"[{host}]" if ":" in str(host) else host
         return f"http://{shown}:{port}/"
 
-    def hosts(self) -> set[str]:
-        """Host header values this server answers (its address, and localhost names when it
-        listens on loopback or everywhere)."""
+    def hosts(self) -> set[str] | None:
+        """Host header values this server answers: its address, and localhost names on
+        loopback; None (any) when it listens on every address, which the user asked for to
+        reach it from other machines by whatever name they use."""
         host, port = str(self.server_address[0]), self.server_address[1]
+        if host in ("0.0.0.0", "::"):
+            return None
         names = {host, f"[{host}]"}
-        if host in ("127.0.0.1", "::1", "0.0.0.0", "::"):
+        if host in ("127.0.0.1", "::1"):
             names |= set(_LOCAL_NAMES)
         return {f"{n}:{port}" for n in names} | names
 
@@ -154,7 +158,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, head: bool) -> None:
         host = (self.headers.get("Host") or "").lower()
-        if host not in self.server.hosts():
+        hosts = self.server.hosts()
+        if hosts is not None and host not in hosts:
             return self._refuse(HTTPStatus.FORBIDDEN)
         try:
             path = self.server.resolve(self.path)

@@ -42,8 +42,8 @@
     bucketOf: (key, buckets) => bucketOf(key, buckets),
   });
 
-  /* Load shard `name` once; `keep` false drops it after use (search text). */
-  function load(name, keep = true) {
+  /* Load shard `name` once (kept until `drop(name)`). */
+  function load(name) {
     const e = entry(name);
     if (!e.requested) {
       e.requested = true;
@@ -53,7 +53,6 @@
       s.onload = () => {
         s.remove();
         if (!e.data) e.reject(new Error(DATA + name + ".js holds no data"));
-        if (!keep) store.delete(name);
       };
       s.onerror = () => {
         s.remove();
@@ -63,6 +62,12 @@
       document.head.appendChild(s);
     }
     return e.promise;
+  }
+
+  /* Forget a shard once read (the search text: all of it would not fit in memory). */
+  function drop(name) {
+    const e = store.get(name);
+    if (e && e.data) store.delete(name);
   }
 
   /* The detail shard of an image page: FNV-1a of the key's UTF-8 bytes (as site.bucket_of). */
@@ -203,18 +208,19 @@
     const per = S.m.textPerShard;
     const shards = Math.ceil(S.m.rows / per);
     const ahead = 3;
-    for (let k = 0; k < Math.min(ahead, shards); k++) load("text/" + k, false);
+    for (let k = 0; k < Math.min(ahead, shards); k++) load("text/" + k);
     let filled = false;
     for (let k = 0; k < shards; k++) {
       let texts;
       try {
-        texts = await load("text/" + k, false);
+        texts = await load("text/" + k);
       } catch (err) {
         if (token === S.token) fail(err);
         return;
       }
+      drop("text/" + k);
       if (token !== S.token) return;
-      if (k + ahead < shards) load("text/" + (k + ahead), false);
+      if (k + ahead < shards) load("text/" + (k + ahead));
       const base = k * per;
       for (let j = 0; j < texts.length; j++) {
         const t = texts[j];

@@ -7,6 +7,7 @@ from typing import Any
 EXAMPLES = """
   llava-pose view out/                                  # serves http://127.0.0.1:8765/
   llava-pose view out/ --export site/                   # a static folder: open site/index.html
+  llava-pose view site/                                 # serve that export as it is (no rebuild)
   llava-pose view out/ --claims verify/claims.jsonl     # highlight `verify`'s claim verdicts
   llava-pose view ehpaub/ --answers answers/ --reviews reviews/gpt-4o/
   llava-pose view poseqa/ --answers answers/ --port 8800

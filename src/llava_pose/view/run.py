@@ -1,8 +1,9 @@
 """`llava-pose view DIR`: what DIR is, where its keypoints and images are, then serve or export.
 
 DIR is a `generate` output folder (``llava_pose_all.json``, or a LLaVA JSON file itself), an
-E-HPAUB folder from `bench build` (``questions.jsonl`` + ``context.jsonl``) or a PoseQA folder
-from `poseqa build` (its manifest says ``"benchmark": "PoseQA"``).
+E-HPAUB folder from `bench build` (``questions.jsonl`` + ``context.jsonl``), a PoseQA folder
+from `poseqa build` (its manifest says ``"benchmark": "PoseQA"``), or an earlier ``--export``,
+which is served as it is: build a large dataset once, serve it at once from then on.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class ViewConfig:
     """Options of `llava-pose view`."""
 
     folder: str = option(
-        help="generate output folder (or a LLaVA JSON file), E-HPAUB folder or PoseQA folder",
+        help="generate output folder (or a LLaVA JSON file), E-HPAUB folder, PoseQA folder, "
+        "or a folder written by --export (served as it is)",
         positional=True,
         metavar="DIR",
     )

@@ -51,13 +51,60 @@ FORMATS = ("paper", "compact")
 
 # -- paper ----------------------------------------------------------------------------------
 
+# An unlabelled keypoint, and a person with none labelled. `llava_pose.coco` gives every such
+# keypoint and person these very tuples, which render without a look at their numbers.
+UNLABELLED: Keypoint = (0.0, 0.0, 0)
+NO_KEYPOINTS: tuple[Keypoint, ...] = (UNLABELLED,) * NUM_KEYPOINTS
+_UNLABELLED_TEXT = "[0.0, 0.0, 0]"
+# Formatting caches: a split holds a few thousand distinct numbers (3-decimal values in
+# [0, 1]), so 118k images format each once instead of millions of times. Zero is never a key
+# (-0.0 == 0.0 in a dict, but `repr` tells them apart); bounded for absurd inputs.
+_CACHE_MAX = 1 << 16
+_NUMS: dict[float, str] = {}
+_V_TEXT = {0: "0", 1: "1", 2: "2"}
+
 
 def _num(v: float) -> str:
-    return repr(round(float(v), 3))
+    text = _NUMS.get(v)
+    if text is None:
+        text = repr(round(float(v), 3))
+        if v and len(_NUMS) < _CACHE_MAX:
+            _NUMS[v] = text
+    return text
 
 
 def _box_paper(box: Box) -> str:
-    return "[" + ", ".join(_num(v) for v in box) + "]"
+    get = _NUMS.get
+    x1, y1, x2, y2 = box
+    return (
+        f"[{get(x1) or _num(x1)}, {get(y1) or _num(y1)}, "
+        f"{get(x2) or _num(x2)}, {get(y2) or _num(y2)}]"
+    )
+
+
+def _points_paper(points: tuple[Keypoint, ...]) -> str | None:
+    """``[[x, y, v], ...]``, each number as `_num` writes it; None when no point is labelled
+    (v > 0, as `Person.num_labelled` counts)."""
+    if points is NO_KEYPOINTS:
+        return None
+    get = _NUMS.get
+    parts = []
+    append = parts.append
+    labelled = False
+    for point in points:
+        if point is UNLABELLED:
+            append(_UNLABELLED_TEXT)
+            continue
+        x, y, v = point
+        if v > 0:
+            labelled = True
+        append(f"[{get(x) or _num(x)}, {get(y) or _num(y)}, {_V_TEXT.get(v) or int(v)}]")
+    return "[" + ", ".join(parts) + "]" if labelled else None
+
+
+def _labelled(points: tuple[Keypoint, ...]) -> bool:
+    """`Person.num_labelled` > 0, without counting them all."""
+    return points is not NO_KEYPOINTS and any(v > 0 for _, _, v in points)
 
 
 def paper_caption_messages(ctx: ImageContext) -> list[str]:
@@ -71,18 +118,50 @@ def paper_annotation_messages(ctx: ImageContext, cues: bool = False) -> list[str
     lines = pose_cues(ctx) if cues else [None] * len(ctx.persons)
     for p, cue in zip(ctx.persons, lines, strict=True):
         text = f"person: {_box_paper(p.box)}"
-        if p.num_labelled:
-            points = ", ".join(f"[{_num(x)}, {_num(y)}, {int(v)}]" for x, y, v in p.keypoints)
-            text += f"\nkeypoints: [{points}]"
+        points = _points_paper(p.keypoints)
+        if points is not None:
+            text += f"\nkeypoints: {points}"
         if cue:
             text += f"\n{cue}"
         messages.append(text)
     return messages
 
 
+class _Recent:
+    """The last few renderings, by context identity: detail and reasoning show the same
+    messages, and requests are built one image at a time. Identity, not equality: hashing a
+    context would walk every number in it. An entry holds its context, so no other object
+    can take its id while it is here."""
+
+    SIZE = 8
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[object, ...], tuple[ImageContext, Any]] = {}
+
+    def get(self, ctx: ImageContext, *options: object) -> Any:
+        hit = self.entries.get((id(ctx), *options))
+        return hit[1] if hit is not None and hit[0] is ctx else None
+
+    def put(self, ctx: ImageContext, value: Any, *options: object) -> None:
+        entries = self.entries
+        if len(entries) >= self.SIZE:
+            try:
+                del entries[next(iter(entries))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+                entries.clear()
+        entries[(id(ctx), *options)] = (ctx, value)
+
+
+_recent_paper = _Recent()
+
+
 def render_paper(ctx: ImageContext, cues: bool = False) -> list[str]:
     """The paper's annotation messages for detailed description and complex reasoning."""
-    return paper_caption_messages(ctx) + paper_annotation_messages(ctx, cues)
+    hit = _recent_paper.get(ctx, cues)
+    if hit is None:
+        hit = tuple(paper_caption_messages(ctx) + paper_annotation_messages(ctx, cues))
+        _recent_paper.put(ctx, hit, cues)
+    return list(hit)
 
 
 def parse_paper(messages: list[str]) -> tuple[list[str], list[Obj], list[Person]]:
@@ -113,12 +192,21 @@ def parse_paper(messages: list[str]) -> tuple[list[str], list[Obj], list[Person]
 # -- compact --------------------------------------------------------------------------------
 
 
+_MILLI: dict[float, str] = {}
+
+
 def _milli(v: float) -> str:
-    return str(round(float(v) * 1000))
+    text = _MILLI.get(v)
+    if text is None:
+        text = str(round(float(v) * 1000))
+        if len(_MILLI) < _CACHE_MAX:
+            _MILLI[v] = text
+    return text
 
 
 def _box_compact(box: Box) -> str:
-    return " ".join(_milli(v) for v in box)
+    x1, y1, x2, y2 = box
+    return f"{_milli(x1)} {_milli(y1)} {_milli(x2)} {_milli(y2)}"
 
 
 def _point_compact(kp: Keypoint) -> str:
@@ -128,10 +216,21 @@ def _point_compact(kp: Keypoint) -> str:
     return f"{_milli(x)},{_milli(y)}" + ("?" if v == 1 else "")
 
 
+_recent_compact = _Recent()
+
+
 def render_compact(
     ctx: ImageContext, *, captions: bool = True, annotations: bool = True, cues: bool = False
 ) -> str:
     """The whole context as one message, in far fewer tokens than the paper format."""
+    text = _recent_compact.get(ctx, captions, annotations, cues)
+    if text is None:
+        text = _render_compact(ctx, captions, annotations, cues)
+        _recent_compact.put(ctx, text, captions, annotations, cues)
+    return text
+
+
+def _render_compact(ctx: ImageContext, captions: bool, annotations: bool, cues: bool) -> str:
     lines: list[str] = []
     if captions:
         lines.append("Captions:")
@@ -144,7 +243,7 @@ def render_compact(
         cue_lines = pose_cues(ctx) if cues else [None] * len(ctx.persons)
         for p, cue in zip(ctx.persons, cue_lines, strict=True):
             line = f"person {_box_compact(p.box)}"
-            if p.num_labelled:
+            if _labelled(p.keypoints):
                 line += ": " + " ".join(_point_compact(k) for k in p.keypoints)
             lines.append(line)
             if cue:

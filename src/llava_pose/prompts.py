@@ -31,7 +31,7 @@ import yaml
 from .context import FORMATS, cues_system_note
 from .errors import ConfigError
 from .records import ChatRequest, ImageContext, Message
-from .tasks import TASK_TYPES, request_id, task_type
+from .tasks import TASK_TYPES, Query, request_id, task_type
 
 
 class FewShotExample(msgspec.Struct, frozen=True):
@@ -101,10 +101,56 @@ def query_messages(
 ) -> list[Message]:
     """The user messages that present one image for one task (no system, no examples)."""
     spec = task_type(task)
-    out = spec.query(prompts, ctx)
+    out = list(_presented(prompts, ctx, spec.query))
     if spec.instructed:
         out.append(Message("user", instruction or prompts.detail_instructions[0]))
     return out
+
+
+# The last few presentations of an image, by identity of (prompts, context, query): detail and
+# reasoning present an image alike, and requests are built one image at a time, so the second
+# task reuses the first one's messages (the same objects) instead of rendering them again.
+_RECENT_MAX = 8
+_recent: dict[tuple[int, int, int], tuple[PromptSet, ImageContext, tuple[Message, ...]]] = {}
+
+
+def _presented(prompts: PromptSet, ctx: ImageContext, query: Query) -> tuple[Message, ...]:
+    key = (id(prompts), id(ctx), id(query))
+    hit = _recent.get(key)
+    if hit is not None and hit[0] is prompts and hit[1] is ctx:
+        return hit[2]
+    messages = tuple(query(prompts, ctx))
+    if len(_recent) >= _RECENT_MAX:
+        try:
+            del _recent[next(iter(_recent))]
+        except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+            _recent.clear()
+    _recent[key] = (prompts, ctx, messages)
+    return messages
+
+
+_Examples = tuple[tuple[int, tuple[Message, ...]], ...]
+_examples: dict[tuple[int, str], tuple[PromptSet, _Examples]] = {}
+
+
+def _example_messages(prompts: PromptSet, task: str) -> _Examples:
+    """(image id, messages) of each worked example of `task`: its query, then its answer.
+    Rendered once per prompt set, not once per request."""
+    hit = _examples.get((id(prompts), task))
+    if hit is not None and hit[0] is prompts:
+        return hit[1]
+    examples = tuple(
+        (
+            example.context.image_id,
+            (
+                *query_messages(prompts, example.context, task, example.instruction),
+                Message("assistant", example.response.strip()),
+            ),
+        )
+        for example in prompts.fewshot[task]
+    )
+    _examples[(id(prompts), task)] = (prompts, examples)
+    return examples
 
 
 def build_request(
@@ -122,15 +168,14 @@ def build_request(
     spec = task_type(task)
     messages = [Message("system", prompts.system[task])]
     if fewshot:
-        for example in prompts.fewshot[task]:
-            if example.context.image_id == ctx.image_id:
-                continue  # never show the teacher its own answer
-            messages += query_messages(prompts, example.context, task, example.instruction)
-            messages.append(Message("assistant", example.response.strip()))
-    instruction = pick_instruction(prompts, ctx.image_id, seed) if spec.instructed else None
-    messages += query_messages(prompts, ctx, task, instruction)
+        for image_id, shown in _example_messages(prompts, task):
+            if image_id != ctx.image_id:  # never show the teacher its own answer
+                messages += shown
+    messages += _presented(prompts, ctx, spec.query)
     meta = {"task": task, "image_id": ctx.image_id, "image": ctx.image}
-    if instruction:
+    if spec.instructed:
+        instruction = pick_instruction(prompts, ctx.image_id, seed)
+        messages.append(Message("user", instruction))
         meta["instruction"] = instruction
     return ChatRequest(
         id=request_id(ctx.image_id, task),

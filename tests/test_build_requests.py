@@ -1,0 +1,100 @@
+"""`prompts.build_requests`, the fast way to build a whole split's requests: the very requests
+of one `build_request` call each (both prompt formats, cues, few-shot), whether a forked
+second process renders part of the images or not, and the garbage collector left as found."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from llava_pose import coco, prompts
+from llava_pose.records import ImageContext
+from llava_pose.tasks import TASKS
+
+OPTIONS = {"model": "gpt-4o", "seed": 3, "temperature": 0.7, "max_tokens": 512}
+
+
+@pytest.fixture(scope="module")
+def contexts(coco_mini: Path) -> list[ImageContext]:
+    return [
+        c
+        for split in ("train2017", "val2017")
+        for c in coco.load_split(coco_mini, split, human_only=False)
+    ]
+
+
+def one_by_one(contexts: list[ImageContext], tasks: tuple[str, ...], **options: Any) -> list[bytes]:
+    return [
+        msgspec.json.encode(prompts.build_request(c, t, **options))
+        for c in contexts
+        for t in TASKS
+        if t in tasks
+    ]
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("fewshot", [False, True])
+@pytest.mark.parametrize("cues", [False, True])
+@pytest.mark.parametrize("fmt", ["paper", "compact"])
+def test_the_same_requests_as_one_call_each(
+    monkeypatch: pytest.MonkeyPatch,
+    contexts: list[ImageContext],
+    fmt: str,
+    cues: bool,
+    fewshot: bool,
+    parallel: bool,
+) -> None:
+    forks: list[Any] = []
+    start = coco.Forked.start
+    monkeypatch.setattr(coco.Forked, "start", lambda fn, *a: forks.append(fn) or start(fn, *a))
+    monkeypatch.setattr(prompts, "_PARALLEL_REQUESTS", 0 if parallel else 1 << 40)
+    options = {**OPTIONS, "prompts": prompts.load_prompts(fmt, cues), "fewshot": fewshot}
+    tasks = ("reasoning", "conversation", "detail")  # built in registry order all the same
+    built = prompts.build_requests(contexts, tasks, **options)
+    assert [msgspec.json.encode(r) for r in built] == one_by_one(contexts, tasks, **options)
+    assert len(forks) == int(parallel)
+    assert not prompts._ahead  # nothing of the child's left for a later build
+
+
+def test_detail_and_reasoning_share_one_rendering(contexts: list[ImageContext]) -> None:
+    built = prompts.build_requests(
+        contexts[:5], ("detail", "reasoning"), prompts=prompts.load_prompts("paper"), **OPTIONS
+    )
+    for detail, reasoning in zip(built[0::2], built[1::2], strict=True):
+        shown = detail.messages[1:-1]  # between the system prompt and the instruction
+        assert shown and all(a is b for a, b in zip(shown, reasoning.messages[1:], strict=True))
+        assert detail.messages[0] is built[0].messages[0]  # one system message for all
+
+
+def test_a_failed_second_process_leaves_the_work_here(
+    monkeypatch: pytest.MonkeyPatch, contexts: list[ImageContext]
+) -> None:
+    def broken(*args: Any) -> bytes:
+        raise MemoryError("as if the child ran out of memory")
+
+    monkeypatch.setattr(prompts, "_render", broken)
+    monkeypatch.setattr(prompts, "_PARALLEL_REQUESTS", 0)
+    options = {**OPTIONS, "prompts": prompts.load_prompts("compact", True)}
+    built = prompts.build_requests(contexts, TASKS, **options)
+    assert [msgspec.json.encode(r) for r in built] == one_by_one(contexts, TASKS, **options)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_is_left_as_found(
+    monkeypatch: pytest.MonkeyPatch, contexts: list[ImageContext], enabled: bool
+) -> None:
+    monkeypatch.setattr(prompts, "_FREEZE_AFTER", 0)  # freeze even this small result
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    frozen = gc.get_freeze_count()
+    try:
+        prompts.build_requests(contexts, TASKS, prompts=prompts.load_prompts("paper"), **OPTIONS)
+        assert gc.isenabled() == enabled
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
+        (gc.enable if was else gc.disable)()

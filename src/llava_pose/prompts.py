@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from importlib import resources
 
 import msgspec
-import yaml
 
 from .coco import Forked
-from .context import FORMATS, cues_system_note
+from .context import FORMATS, cues_system_note, data_yaml
 from .errors import ConfigError
 from .records import ChatRequest, ImageContext, Message
 from .tasks import TASK_TYPES, TASKS, Query, request_id, task_type
@@ -66,14 +65,13 @@ def load_prompts(fmt: str = "paper", cues: bool = False) -> PromptSet:
     in words after the keypoints and one sentence about them in the system prompt."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown prompt format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    messages = yaml.safe_load(_read(f"{fmt}/messages.yaml"))
+    messages = data_yaml(_read(f"{fmt}/messages.yaml"))
     instructions = tuple(
         line.strip() for line in _read("detail_instructions.txt").splitlines() if line.strip()
     )
     fewshot = {
         t.name: tuple(
-            msgspec.convert(e, FewShotExample)
-            for e in yaml.safe_load(_read(f"fewshot/{t.name}.yaml"))
+            msgspec.convert(e, FewShotExample) for e in data_yaml(_read(f"fewshot/{t.name}.yaml"))
         )
         for t in TASK_TYPES
     }

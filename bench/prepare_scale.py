@@ -372,6 +372,54 @@ def _warm(folder: Path) -> None:
                 pass
 
 
+class NotOurs(Exception):
+    """The folder holds annotation files this script did not write."""
+
+
+class Synthetic:
+    """The synthetic train2017-sized set in a folder, written or reused (same scale and seed,
+    recorded in `MARKER`), and removed on the way out unless kept: ``with Synthetic(...) as
+    folder``. Prints what it does. Shared with bench/fast_start.py."""
+
+    def __init__(self, folder: Path | None, scale: float, seed: int = 0, keep: bool = False):
+        self.folder = folder or Path(tempfile.mkdtemp(prefix="llava-pose-scale-"))
+        self.made_folder = folder is None or not folder.exists()
+        self.scale, self.seed, self.keep = scale, seed, keep
+        self.marker = self.folder / MARKER
+        if not self.marker.is_file() and list(self.folder.glob(f"annotations/*_{SPLIT}.json")):
+            raise NotOurs(
+                f"{self.folder} holds annotation files this script did not write: not touching them"
+            )
+
+    def __enter__(self) -> Path:
+        wanted = {"scale": self.scale, "seed": self.seed}
+        marker = self.marker
+        if marker.is_file() and json.loads(marker.read_text()).get("params") == wanted:
+            counts = json.loads(marker.read_text())["counts"]
+            print(f"reusing synthetic files in {self.folder}")
+        else:
+            print(
+                f"writing synthetic COCO {SPLIT} at scale {self.scale} to {self.folder} ...",
+                flush=True,
+            )
+            start = time.perf_counter()
+            counts = write_synthetic(self.folder, self.scale, self.seed)
+            marker.write_text(json.dumps({"params": wanted, "counts": counts}))
+            print(f"  written in {time.perf_counter() - start:.0f} s")
+        for path in sorted((self.folder / "annotations").glob(f"*_{SPLIT}.json")):
+            print(f"  {path.name}: {path.stat().st_size / 1e6:.0f} MB")
+        print("  " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
+        return self.folder
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.keep and self.marker.is_file():  # only what this script wrote
+            for kind in ("captions", "instances", "person_keypoints"):
+                (self.folder / "annotations" / f"{kind}_{SPLIT}.json").unlink(missing_ok=True)
+            self.marker.unlink()
+            if self.made_folder:
+                shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="COCO ingest at train2017 scale: ours vs json.load, each in a subprocess."
@@ -399,28 +447,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run(args.dir)))
         return 0
 
-    folder = args.dir or Path(tempfile.mkdtemp(prefix="llava-pose-prepare-scale-"))
-    made_folder = args.dir is None or not args.dir.exists()
-    marker = folder / MARKER
-    wanted = {"scale": args.scale, "seed": args.seed}
-    if not marker.is_file() and list(folder.glob(f"annotations/*_{SPLIT}.json")):
-        print(f"{folder} holds annotation files this script did not write: not touching them")
-        return 2
     try:
-        if marker.is_file() and json.loads(marker.read_text()).get("params") == wanted:
-            counts = json.loads(marker.read_text())["counts"]
-            print(f"reusing synthetic files in {folder}")
-        else:
-            print(
-                f"writing synthetic COCO {SPLIT} at scale {args.scale} to {folder} ...", flush=True
-            )
-            start = time.perf_counter()
-            counts = write_synthetic(folder, args.scale, args.seed)
-            marker.write_text(json.dumps({"params": wanted, "counts": counts}))
-            print(f"  written in {time.perf_counter() - start:.0f} s")
-        for path in sorted((folder / "annotations").glob(f"*_{SPLIT}.json")):
-            print(f"  {path.name}: {path.stat().st_size / 1e6:.0f} MB")
-        print("  " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
+        synthetic = Synthetic(args.dir, args.scale, args.seed, args.keep)
+    except NotOurs as e:
+        print(e)
+        return 2
+    with synthetic as folder:
         _warm(folder)
 
         results = {}
@@ -450,13 +482,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         ok = same and time_ratio <= TIME_TARGET and memory_ratio <= MEMORY_TARGET
         return 0 if ok else 1
-    finally:
-        if not args.keep and marker.is_file():  # only what this script wrote
-            for kind in ("captions", "instances", "person_keypoints"):
-                (folder / "annotations" / f"{kind}_{SPLIT}.json").unlink(missing_ok=True)
-            marker.unlink()
-            if made_folder:
-                shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -229,3 +229,34 @@ def test_forked_runs_in_another_process_and_says_when_it_failed() -> None:
     assert time.monotonic() - started < 5
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # no child left behind, not even a zombie
+
+
+def test_caption_errors_come_after_object_errors(
+    monkeypatch: pytest.MonkeyPatch, coco_annotations_copy: Path
+) -> None:
+    """The second process reads the captions file too; its errors come where a one-process
+    load says them: after the objects', before the missing-caption check."""
+    root = coco_annotations_copy
+    edit(root, "captions", lambda d: d["annotations"][4].update(image_id=5))
+    one, parallel = both_ways(monkeypatch, root)
+    assert one == parallel and "captions_val2017.json: annotations[4].image_id: unknown" in one
+    edit(root, "instances", lambda d: d["annotations"][7].update(category_id=999))
+    one, parallel = both_ways(monkeypatch, root)
+    assert one == parallel and "unknown category 999" in one
+    (root / "annotations" / f"captions_{SPLIT}.json").write_text('{"annotations": [')
+    edit(root, "instances", lambda d: d["annotations"][7].update(category_id=1))
+    one, parallel = both_ways(monkeypatch, root)
+    assert one == parallel and "captions_val2017.json: invalid JSON" in one
+
+
+def test_a_kept_image_without_caption_is_said_either_way(
+    monkeypatch: pytest.MonkeyPatch, coco_annotations_copy: Path, coco_mini: Path
+) -> None:
+    image_id = load(coco_mini).contexts[0].image_id
+    edit(
+        coco_annotations_copy,
+        "captions",
+        lambda d: d.update(annotations=[a for a in d["annotations"] if a["image_id"] != image_id]),
+    )
+    one, parallel = both_ways(monkeypatch, coco_annotations_copy)
+    assert one == parallel and f"image {image_id} (images[" in one and "has no caption" in one

@@ -328,7 +328,7 @@ def _load(
     folder = root / split
     # The instances file (~450 MB at train2017) is read in a second process while this one
     # reads the persons; errors still come in the order a one-process load finds them.
-    job = _InstancesJob.start(inst_path, folder)
+    job = _InstancesJob.start(inst_path, folder, cap_path if _CAPTIONS_ASIDE else None)
     try:
         if job is None:
             inst = _read_instances(inst_path, folder)
@@ -358,9 +358,9 @@ def _load(
         kept &= wanted
 
     objects, crowd_objects = inst.objects(inst_path, kept)
-    del inst
     lap("objects")
-    captions = _read_captions(cap_path, inst_path, images, kept)
+    captions = inst.captions(cap_path, inst_path, kept)
+    del inst
     lap("captions")
     return _contexts(
         root, split, inst_path, cap_path, check_images, images, image_index, kept, stats,
@@ -436,6 +436,8 @@ class _Instances:
     columns: _ObjectColumns | None = None
     data: _InstancesFile | None = None
     error: InputError | None = None
+    # Read by the second process too: every caption as (image ids, texts), or the error
+    found_captions: tuple[Any, list[str]] | InputError | None = None
 
     @functools.cached_property
     def table(self) -> _Table | None:
@@ -451,6 +453,23 @@ class _Instances:
             return self.columns.select(kept, self.categories)
         data = self.data if self.data is not None else _decode(path, "instances")
         return _read_objects(path, data, self.sizes(), self.categories, kept)
+
+    def captions(self, path: Path, inst_path: Path, kept: set[int]) -> dict[int, list[str]]:
+        """`_read_captions`' result: from what the second process read, or read now."""
+        found = self.found_captions
+        if found is None:
+            return _read_captions(path, inst_path, self.images, kept)
+        if isinstance(found, InputError):
+            raise found
+        captions: dict[int, list[str]] = {}
+        for image_id, text in zip(*found, strict=True):
+            if image_id in kept:
+                texts = captions.get(image_id)
+                if texts is None:
+                    captions[image_id] = [text]
+                else:
+                    texts.append(text)
+        return captions
 
 
 def _sizes(images: Iterable[tuple[int, int, int]]) -> dict[int, _Size]:
@@ -482,6 +501,7 @@ def _read_instances(path: Path, folder: Path) -> _Instances:
 # Instances files from this size are read in a second process (Linux): train2017's 450 MB
 # take seconds of decoding that the persons, read meanwhile, would otherwise wait for.
 _PARALLEL_BYTES = 64 << 20
+_CAPTIONS_ASIDE = True  # the second process reads the captions file too
 
 
 class Forked:
@@ -555,7 +575,7 @@ class _InstancesJob:
         self.path, self.folder, self.child = path, folder, child
 
     @classmethod
-    def start(cls, path: Path, folder: Path) -> _InstancesJob | None:
+    def start(cls, path: Path, folder: Path, captions: Path | None = None) -> _InstancesJob | None:
         try:
             if path.stat().st_size < _PARALLEL_BYTES:
                 return None
@@ -563,7 +583,7 @@ class _InstancesJob:
             return None
         import numpy  # noqa: F401  -- imported once, before the fork
 
-        child = Forked.start(_child_result, path, folder)
+        child = Forked.start(_child_result, path, folder, captions)
         return cls(path, folder, child) if child is not None else None
 
     def result(self) -> _Instances:
@@ -584,14 +604,21 @@ class _InstancesJob:
         )
         if found["objects_error"] is not None:
             inst.error = InputError(*found["objects_error"])
+        captions = found["captions"]
+        if captions is not None and "error" in captions:
+            inst.found_captions = InputError(*captions["error"])
+        elif captions is not None:
+            texts = msgspec.msgpack.decode(captions["texts"], type=list[str])
+            inst.found_captions = (captions["image_ids"], texts)
         return inst
 
     def close(self) -> None:
         self.child.close()
 
 
-def _child_result(path: Path, folder: Path) -> dict[str, Any]:
-    """What `_InstancesJob`'s child sends: plain data, arrays and error tuples."""
+def _child_result(path: Path, folder: Path, captions: Path | None = None) -> dict[str, Any]:
+    """What `_InstancesJob`'s child sends: plain data, arrays and error tuples; with
+    `captions`, that file read too (the persons, read meanwhile, take longer)."""
     try:
         inst = _read_instances(path, folder)
     except InputError as e:
@@ -602,11 +629,19 @@ def _child_result(path: Path, folder: Path) -> dict[str, Any]:
             _read_objects(path, inst.data, inst.sizes(), inst.categories, set())  # type: ignore[arg-type]
         except InputError as e:
             error = (e.path, e.problem, e.field)
+    found: dict[str, Any] | None = None
+    if captions is not None:
+        try:
+            ids, texts = _caption_columns(captions, path, inst.images)
+            found = {"image_ids": ids, "texts": msgspec.msgpack.encode(texts)}
+        except InputError as e:
+            found = {"error": (e.path, e.problem, e.field)}
     return {
         "images": msgspec.msgpack.encode(list(inst.images.values())),
         "categories": inst.categories,
         "columns": inst.columns,
         "objects_error": error,
+        "captions": found,
     }
 
 
@@ -849,6 +884,27 @@ def _read_captions(
         elif image_id not in images:
             raise _unknown_image(path, inst_path, i, image_id)
     return captions
+
+
+def _caption_columns(
+    path: Path, inst_path: Path, images: dict[int, _Image]
+) -> tuple[list[int], list[str]]:
+    """Every caption of the file as `_read_captions` keeps it (whitespace collapsed, empty
+    ones out), in id order, with its image id: for all images, as the kept ones are not known
+    yet where this runs (the second process)."""
+    data: _CaptionsFile = _decode(path, "captions")
+    ids: list[int] = []
+    texts: list[str] = []
+    annotations = data.annotations
+    for i in _id_order(annotations):
+        a = annotations[i]
+        if a.image_id not in images:
+            raise _unknown_image(path, inst_path, i, a.image_id)
+        text = " ".join(a.caption.split())
+        if text:
+            ids.append(a.image_id)
+            texts.append(text)
+    return ids, texts
 
 
 def _unknown_image(path: Path, inst_path: Path, index: int, image_id: int) -> InputError:

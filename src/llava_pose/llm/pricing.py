@@ -413,11 +413,12 @@ def over_context(
     cheap over full COCO's 118k images.
     """
     reserve = request.max_tokens or default_max
-    contents = list(map(_content_of, request.messages))
-    size = sum(map(len, contents))
-    if not all(map(str.isascii, contents)):
-        size *= 4
-    if reserve + 3 + 4 * len(contents) + size <= window:
+    messages = request.messages
+    fixed = reserve + 3 + 4 * len(messages)
+    size = sum(map(len, map(_content_of, messages)))
+    if fixed + 4 * size <= window:  # within the window even if no character were ASCII
         return None
-    tokens = count_message_tokens(request.messages, model) + reserve
+    if fixed + size <= window and all(map(str.isascii, map(_content_of, messages))):
+        return None
+    tokens = count_message_tokens(messages, model) + reserve
     return tokens if tokens > window else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -32,19 +33,30 @@ from .coco import (
 )
 from .config import option
 from .context import FORMATS
-from .dataset import assemble, write_dataset, write_extras
+from .dataset import Assembly, assemble, write_dataset, write_extras
 from .errors import ConfigError
 from .io import append_jsonl, write_json
 from .llm.pricing import Estimate, PriceTable, context_window, over_context
 from .llm.runner import ModelOptions, Result
 from .lock import hold
-from .prompts import build_request, load_prompts
+from .prompts import build_requests as prompts_build_requests
+from .prompts import load_prompts
 from .records import ChatRequest, ImageContext, Sample
 from .stage import make_stage
 from .tasks import TASKS
 from .teachers import Teacher, make_teacher
 
 log = logging.getLogger("llava_pose")
+
+
+def keep_until_exit(*objects: object) -> None:
+    """Leave big inputs (contexts, requests, results) for the process's exit to drop: freeing
+    train2017's millions of objects one by one takes 2 s that nobody waits for on purpose.
+    Only under the console script (`cli.entry`), which leaves without freeing them."""
+    from .cli import KEEP
+
+    if KEEP is not None:
+        KEEP.extend(objects)
 
 
 @dataclass
@@ -172,22 +184,16 @@ def load_source(cfg: SourceOptions, seed: int) -> list[ImageContext]:
 def build_requests(
     contexts: list[ImageContext], cfg: GenerateConfig, model: str
 ) -> list[ChatRequest]:
-    prompts = load_prompts(cfg.format, cfg.cues)
-    return [
-        build_request(
-            ctx,
-            task,
-            model=model,
-            prompts=prompts,
-            seed=cfg.seed,
-            fewshot=cfg.fewshot,
-            temperature=cfg.temperature,
-            max_tokens=cfg.max_tokens,
-        )
-        for ctx in contexts
-        for task in TASKS
-        if task in cfg.tasks
-    ]
+    return prompts_build_requests(
+        contexts,
+        cfg.tasks,
+        model=model,
+        prompts=load_prompts(cfg.format, cfg.cues),
+        seed=cfg.seed,
+        fewshot=cfg.fewshot,
+        temperature=cfg.temperature,
+        max_tokens=cfg.max_tokens,
+    )
 
 
 @dataclass
@@ -256,6 +262,16 @@ def pose_filter_on(asked: bool | None, teacher: Teacher) -> bool:
     return asked if asked is not None else teacher.reads_prompt
 
 
+def preload_sdk(teacher: object) -> None:
+    """Import the teacher's SDK (openai: ~1 s) in a thread while the estimate is made, so the
+    first call does not wait for it. Only after the forked load and build: a fork while a
+    thread holds the import lock could leave the child stuck."""
+    backend = getattr(teacher, "backend", None)
+    if backend is None or not hasattr(backend, "_sdk"):
+        return
+    threading.Thread(target=lambda: backend._sdk, name="sdk-import", daemon=True).start()
+
+
 def run_generate(cfg: GenerateConfig) -> int:
     started = time.monotonic()
     teacher = make_teacher(
@@ -268,9 +284,10 @@ def run_generate(cfg: GenerateConfig) -> int:
     stage = make_stage("generate", teacher, prices, cfg, Path(cfg.out) / "cache.sqlite")
     log.info("teacher: %s", teacher.describe())
     contexts = load_source(cfg, cfg.seed)
-    requests, too_long = fit_context_window(
-        build_requests(contexts, cfg, teacher.model), teacher, cfg.context_window
-    )
+    built = build_requests(contexts, cfg, teacher.model)
+    if not cfg.dry_run:  # the forks of loading and building are done: warm the SDK meanwhile
+        preload_sdk(teacher)
+    requests, too_long = fit_context_window(built, teacher, cfg.context_window)
     out = Path(cfg.out)
     if not teacher.free or cfg.dry_run:
         expected = expected_output_tokens()
@@ -279,6 +296,7 @@ def run_generate(cfg: GenerateConfig) -> int:
             return expected[r.meta["task"]]
 
         if cfg.dry_run:  # the estimate is the output: said once, on stdout
+            keep_until_exit(contexts, requests)
             return stage.dry_run(requests, tokens, too_long.note)
         log.info("%d images x %d tasks", len(contexts), len(cfg.tasks))
         stage.log_estimate(requests, tokens, too_long.note)
@@ -288,15 +306,28 @@ def run_generate(cfg: GenerateConfig) -> int:
     failed_path = out / "failed.jsonl"
     failed_path.unlink(missing_ok=True)
 
+    check_poses = pose_filter_on(cfg.pose_filter, teacher)
+    assemblies: dict[str, Assembly] = {}
+
     def on_result(request: ChatRequest, result: Result) -> None:
-        if result.kind == "failed":  # persisted at once, like every success is in the cache
+        """Each reply is assembled as it arrives (while other calls are in flight, not in a
+        tail after the last one); a failure is persisted at once, like every success is in
+        the cache."""
+        if result.completion is not None:
+            assemblies[request.id] = assemble(
+                request,
+                result.completion,
+                split_conversations=cfg.split_conversations,
+                check_poses=check_poses,
+            )
+        elif result.kind == "failed":
             append_jsonl(
                 failed_path,
                 {"id": request.id, "image": request.meta["image"], "reason": result.error},
             )
 
     with stage.open(teacher.open(cfg, out / "cache.sqlite", "teacher", prices)):
-        done = stage.ask(requests, lambda r: r, on_result=on_result)
+        stage.ask(requests, lambda r: r, on_result=on_result)
     if stage.waiting:  # the dataset is written once every batch is in, as an online run would
         return stage.exit_code()
 
@@ -306,16 +337,10 @@ def run_generate(cfg: GenerateConfig) -> int:
     claims: Counter[str] = Counter()
     rejected: list[dict[str, Any]] = []
     claim_lines: list[dict[str, Any]] = []
-    check_poses = pose_filter_on(cfg.pose_filter, teacher)
-    for _, request, result in done:
-        if result.completion is None:
+    for request in requests:  # in request order: the files do not depend on arrival order
+        assembly = assemblies.get(request.id)
+        if assembly is None:
             continue
-        assembly = assemble(
-            request,
-            result.completion,
-            split_conversations=cfg.split_conversations,
-            check_poses=check_poses,
-        )
         task = request.meta["task"]
         by_task[task] += assembly.samples
         turns[task] += assembly.turns
@@ -366,4 +391,5 @@ def run_generate(cfg: GenerateConfig) -> int:
         s.cost,
         s.failed,
     )
+    keep_until_exit(contexts, requests, assemblies)
     return stage.exit_code(s.failed, f"{s.failed} requests failed permanently: see {failed_path}")

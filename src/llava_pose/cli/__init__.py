@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -108,6 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(subparsers)
     return parser
+
+
+# What a command leaves for the process's exit (generate's `keep_until_exit`); a list only
+# under `entry`, None when `main` is called in-process (tests), so nothing is held there.
+KEEP: list[object] | None = None
+
+
+def entry() -> None:
+    """The console script and ``python -m llava_pose``: `main`, then out without tearing down
+    the heap. Outputs are written and closed by then; the streams are flushed here."""
+    global KEEP
+    KEEP = []
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

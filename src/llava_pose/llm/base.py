@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 import email.utils
+import functools
+import importlib
 import os
 import socket
 import time
@@ -211,9 +213,6 @@ class SDKBackend(Backend):
         **client_args: Any,
     ) -> None:
         super().__init__(model)
-        import importlib
-
-        self._sdk = importlib.import_module(self.sdk)
         self.base_url = base_url or os.environ.get(self.url_var) or None
         self.key_env = key_env or self.key_var
         key = api_key or os.environ.get(self.key_env)
@@ -238,6 +237,12 @@ class SDKBackend(Backend):
             **{k: v for k, v in client_args.items() if v is not None},
         }
         self._client: Any = None  # made per event loop, closed by the runner at the end of a run
+
+    @functools.cached_property
+    def _sdk(self) -> Any:
+        """The provider's SDK module, imported when first needed (openai: ~1 s), so a dry run,
+        which never calls, never pays for it."""
+        return importlib.import_module(self.sdk)
 
     def describe(self) -> str:
         return f"{self.spec} at {self.shown_url or self.default_host}"

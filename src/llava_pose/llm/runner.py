@@ -55,6 +55,8 @@ DEFAULT_MAX_OUTPUT = 1024
 # Prompt tokens reserved per attached image: above gpt-4o's high-detail maximum (1,445) and
 # Anthropic's ~1,600 for a full-size image. Text-only estimates would let images pass the budget.
 IMAGE_TOKENS_RESERVE = 1600
+# Requests hashed and looked up in the cache per step before the calls start (see `arun`).
+FEED_CHUNK = 2000
 # Tries of a request that cannot connect, before any call of the run has succeeded, after which
 # the server is taken to be unreachable (a wrong --base-url, a server not started).
 CONNECT_TRIES = 3
@@ -366,12 +368,6 @@ class Runner:
             raise ConfigError(f"duplicate request id {dup!r}")
         self.stats.requests += len(requests)
         spec = self.backend.spec
-        keys = (
-            [request_key(spec, r) for r in requests]
-            if self.cache is not None
-            else [""] * len(requests)
-        )
-        hits = self.cache.get_many(keys) if self.cache is not None else {}
         results: dict[str, Result] = {}
         bar = progress_bar(len(requests), self.progress, unit="req")
 
@@ -386,45 +382,57 @@ class Runner:
                         cost=f"${self.stats.cost:.2f}", failed=self.stats.failed, refresh=False
                     )
 
-        todo: list[tuple[ChatRequest, str]] = []
-        for request, key in zip(requests, keys, strict=True):
-            hit = hits.get(key)
-            if hit is not None:
-                self.stats.cached += 1
-                if self.price:
-                    self.stats.cached_cost += self.price.cost(hit.input_tokens, hit.output_tokens)
-                finish(request, Result(request.id, completion=hit))
-            else:
-                todo.append((request, key))
-
-        queue: asyncio.Queue[tuple[ChatRequest, str]] = asyncio.Queue()
-        for item in todo:
-            queue.put_nowait(item)
+        queue: asyncio.Queue[tuple[ChatRequest, str] | None] = asyncio.Queue()
         rpm = RateLimiter(self.options.rpm) if self.options.rpm else None
         tpm = RateLimiter(self.options.tpm) if self.options.tpm else None
+        n_workers = max(1, min(self.options.concurrency, len(requests)))
+
+        async def feed() -> None:
+            """Keys and cache lookups a chunk at a time, yielding between chunks: at 160k
+            requests hashing them all first would hold the first call back by seconds."""
+            for start in range(0, len(requests), FEED_CHUNK):
+                chunk = requests[start : start + FEED_CHUNK]
+                keys = (
+                    [request_key(spec, r) for r in chunk]
+                    if self.cache is not None
+                    else [""] * len(chunk)
+                )
+                hits = self.cache.get_many(keys) if self.cache is not None else {}
+                for request, key in zip(chunk, keys, strict=True):
+                    hit = hits.get(key)
+                    if hit is None:
+                        queue.put_nowait((request, key))
+                        continue
+                    self.stats.cached += 1
+                    if self.price:
+                        self.stats.cached_cost += self.price.cost(
+                            hit.input_tokens, hit.output_tokens
+                        )
+                    finish(request, Result(request.id, completion=hit))
+                await asyncio.sleep(0)
+            for _ in range(n_workers):
+                queue.put_nowait(None)
 
         async def worker() -> None:
             while True:
-                try:
-                    request, key = queue.get_nowait()
-                except asyncio.QueueEmpty:
+                item = await queue.get()
+                if item is None:
                     return
+                request, key = item
                 if self.stats.stop_reason is not None:
                     self.stats.skipped_budget += 1
                     finish(request, Result(request.id, error=self.stats.stop_reason, kind="budget"))
                     continue
                 finish(request, await self._one(request, key, rpm, tpm))
 
-        workers = [
-            asyncio.create_task(worker())
-            for _ in range(max(1, min(self.options.concurrency, len(todo))))
-        ]
+        tasks = [asyncio.create_task(feed())]
+        tasks += [asyncio.create_task(worker()) for _ in range(n_workers)]
         try:
-            await asyncio.gather(*workers)
+            await asyncio.gather(*tasks)
         finally:
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if bar is not None:
                 bar.close()
             self.stats.elapsed += time.monotonic() - started

@@ -36,6 +36,7 @@ from .context import FORMATS
 from .dataset import Assembly, assemble, write_dataset, write_extras
 from .errors import ConfigError
 from .io import append_jsonl, write_json
+from .llm.base import SDKBackend
 from .llm.pricing import Estimate, PriceTable, context_window, over_context
 from .llm.runner import ModelOptions, Result
 from .lock import hold
@@ -267,7 +268,7 @@ def preload_sdk(teacher: object) -> None:
     first call does not wait for it. Only after the forked load and build: a fork while a
     thread holds the import lock could leave the child stuck."""
     backend = getattr(teacher, "backend", None)
-    if backend is None or not hasattr(backend, "_sdk"):
+    if not isinstance(backend, SDKBackend):  # (hasattr would import it here, in this thread)
         return
     threading.Thread(target=lambda: backend._sdk, name="sdk-import", daemon=True).start()
 

@@ -120,9 +120,11 @@ def poseqa(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> dict[st
 # -- the browser --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's chromium through playwright (its own download cannot be fetched here)."""
+    """Debian's chromium through playwright (its own download cannot be fetched here). Per
+    module: playwright's sync API keeps an event loop running in this thread until it stops,
+    and any later test that calls asyncio.run() would fail inside it."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")

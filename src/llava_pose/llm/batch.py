@@ -515,19 +515,22 @@ class BatchRunner:
 
     # -- steps ------------------------------------------------------------------------------
 
+    def _running(self) -> list[dict[str, Any]]:
+        """This backend's submissions not collected yet (preparing or open)."""
+        spec = self.backend.spec
+        return [
+            s for s in self.cache.batch_submissions(("preparing", "open")) if s["backend"] == spec
+        ]
+
     def _open_count(self) -> int:
-        return sum(
-            1
-            for s in self.cache.batch_submissions(("preparing", "open"))
-            if s["backend"] == self.backend.spec
-        )
+        return len(self._running())
 
     def _waiting_keys(self) -> set[str]:
-        keys: set[str] = set()
-        for sub in self.cache.batch_submissions(("preparing", "open")):
-            if sub["backend"] == self.backend.spec:
-                keys.update(k for k, _, _, _ in self.cache.batch_items(str(sub["sub_id"])))
-        return keys
+        return {
+            key
+            for sub in self._running()
+            for key, _, _, _ in self.cache.batch_items(str(sub["sub_id"]))
+        }
 
     def _collect(self) -> None:
         """Finish half-made submissions, then store every ended batch of this backend."""
@@ -549,8 +552,8 @@ class BatchRunner:
         make (a later re-ask round) waits for the call that does, unless what it sent can be
         found without them."""
         sub_id = str(sub["sub_id"])
-        requests = [self._bounds.get(key) for key, _, _, _ in self.cache.batch_items(sub_id)]
         keys = [key for key, _, _, _ in self.cache.batch_items(sub_id)]
+        requests = [self._bounds.get(key) for key in keys]
         lines = (
             None
             if any(r is None for r in requests)

@@ -75,11 +75,15 @@ def prompt_tokens(request: ChatRequest, model: str) -> int:
     return text + IMAGE_TOKENS_RESERVE * len(request.images)
 
 
-def worst_tokens(request: ChatRequest, model: str, ratio: float = 1.0) -> tuple[int, int]:
-    """(prompt, completion) tokens a request can cost at most: the offline count with margin
-    (scaled by `ratio`, billed over counted so far) and its max tokens."""
-    prompt = prompt_tokens(request, model) * ratio
+def worst_case(prompt: float, request: ChatRequest) -> tuple[int, int]:
+    """(prompt, completion) tokens a request can cost at most, from its offline prompt count:
+    that count with margin, and its max tokens."""
     return int(prompt * 1.05) + 8, request.max_tokens or DEFAULT_MAX_OUTPUT
+
+
+def worst_tokens(request: ChatRequest, model: str) -> tuple[int, int]:
+    """`worst_case` of a request, counted now."""
+    return worst_case(prompt_tokens(request, model), request)
 
 
 def check_usage(request: ChatRequest, completion: Completion) -> None:
@@ -452,8 +456,7 @@ class Runner:
         return tokens
 
     def _estimate(self, request: ChatRequest) -> tuple[int, int]:
-        prompt = self._prompt_estimate(request) * self._prompt_ratio
-        return int(prompt * 1.05) + 8, request.max_tokens or DEFAULT_MAX_OUTPUT
+        return worst_case(self._prompt_estimate(request) * self._prompt_ratio, request)
 
     def spent(self) -> float:
         """What counts against --max-cost: this run's calls plus this job's cached ones."""

@@ -138,7 +138,9 @@ def _load_questions(folder: Path) -> list[PoseQuestion]:
     return questions
 
 
-def _load_answers(path: Path, known: set[str]) -> tuple[str, dict[str, str]]:
+def load_answers(path: Path, known: set[str]) -> tuple[str, dict[str, str]]:
+    """(model id, question id -> answer text) of one answers file of this PoseQA set; an answer
+    to a question it does not hold is an input error (answers of another benchmark)."""
     from ..bench.files import read_answers
 
     answers = read_answers(path)
@@ -165,7 +167,7 @@ def run_score(cfg: PoseQAScoreConfig) -> int:
     known = {q.question_id for q in questions}
     models = []
     for a in cfg.answers:
-        model_id, answers = _load_answers(Path(a), known)
+        model_id, answers = load_answers(Path(a), known)
         models.append(score_model(model_id, a, questions, answers))
     out = Path(cfg.out)
     hold(out, "poseqa score", folder=True)

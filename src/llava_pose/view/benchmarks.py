@@ -248,10 +248,10 @@ def _gold(q: PoseQuestion) -> str:
 
 
 def load_poseqa(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
-    from ..bench.files import read_answers
     from ..paths import path_problem
     from ..poseqa.answers import parse_answer
     from ..poseqa.build import MANIFEST_FILE, QUESTIONS_FILE, family_title
+    from ..poseqa.score import load_answers
     from .run import load_contexts
 
     questions_path = folder / QUESTIONS_FILE
@@ -270,20 +270,10 @@ def load_poseqa(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
     known = {q.question_id for q in questions}
     models: dict[str, dict[str, str]] = {}
     for path in answer_files(cfg.answers):
-        answers = read_answers(path)
-        for n, a in enumerate(answers, 1):
-            if str(a.question_id) not in known:
-                raise InputError(
-                    path,
-                    f"question_id {a.question_id!r} is not a PoseQA question of {folder} "
-                    "(answers of another benchmark?)",
-                    field=f"answer {n}",
-                )
-        ids = Counter(a.model_id for a in answers if a.model_id)
-        model = ids.most_common(1)[0][0] if ids else path.stem
+        model, texts = load_answers(path, known)
         if model in models:
             model = f"{model} ({path.stem})"
-        models[model] = {str(a.question_id): a.text for a in answers}
+        models[model] = texts
     root = cfg.coco or manifest.get("image_root")
     kind = "coco" if root else "none"
     images = _order(questions)

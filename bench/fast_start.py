@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bytecode import compile_package
 from prepare_scale import SPLIT, NotOurs, Synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
         f"{platform.release()}, python {platform.python_version()}"
     )
+    compile_package()
     try:
         synthetic = Synthetic(args.dir, args.scale, args.seed, args.keep)
     except NotOurs as e:

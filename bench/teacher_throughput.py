@@ -13,7 +13,8 @@ COCO-MINI, in one command:
     estimate, cache, the calls, parsing and writing the dataset) for --whole requests at
     --concurrency, timed from its start to its exit, against the sequential loop's time for
     as many requests (extrapolated from (b)): the fraction of the sequential time it takes.
-    The ideal is 1/concurrency; the server log says when the first request arrived.
+    The ideal is 1/concurrency; the server log says when the first request arrived. The
+    package is byte-compiled first, as an install is (bench/bytecode.py).
 
     python bench/teacher_throughput.py [--latency 1] [--n-ours 128] [--n-seq 16]
         [--concurrency 64] [--rpm 1200] [--rpm-seconds 30] [--whole 1200]
@@ -41,6 +42,7 @@ import msgspec
 import openai
 
 from llava_pose.coco import load_split, write_contexts
+from llava_pose.llm.base import aiohttp_usable
 from llava_pose.llm.openai_api import OpenAIBackend
 from llava_pose.llm.runner import Runner, RunnerOptions
 from llava_pose.prompts import build_request, load_prompts
@@ -48,6 +50,9 @@ from llava_pose.records import ChatRequest
 from llava_pose.tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from bytecode import compile_package  # noqa: E402
+
 KEY = "sk-bench-not-a-real-key-0000"
 MODEL = "gpt-4o"
 WHOLE_TARGET = 58  # the whole command within 1/58 of the sequential time (ideal: 1/64)
@@ -88,6 +93,7 @@ def whole_command(url: str, log: Path, n: int, concurrency: int, tmp: Path) -> d
     """Run `llava-pose generate` for `n` requests (n/3 images x 3 tasks) in a fresh process;
     its wall time from start to exit, and when its first request and last reply were (server
     log, relative to the start)."""
+    compile_package()
     contexts = tmp / "whole-contexts.jsonl"
     whole_contexts(str(REPO / "tests" / "data" / "coco-mini"), n // len(TASKS), contexts)
     cmd = [sys.executable, "-m", "llava_pose", "generate", "--contexts", str(contexts)]
@@ -185,7 +191,8 @@ def main() -> int:
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-        f"python {platform.python_version()}, openai {openai.__version__}"
+        f"python {platform.python_version()}, openai {openai.__version__}, transport of the "
+        f"online clients: {'aiohttp' if aiohttp_usable(openai) else 'httpx'}"
     )
     print(
         f"server: loopback OpenAI server in its own process, fixed latency {args.latency:g} s; "

@@ -5,9 +5,7 @@ and fall back to it wherever they cannot run."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import pytest
 
 from llava_pose import coco
 from llava_pose.errors import InputError
+from llava_pose.forked import Forked
 
 SPLIT = "val2017"
 ONE_PROCESS = 1 << 62  # a threshold no file reaches
@@ -37,13 +36,13 @@ def both_ways(monkeypatch: pytest.MonkeyPatch, root: Path, **options: Any) -> tu
     have forked."""
     outcomes = []
     forks = []
-    start = coco.Forked.start
+    start = Forked.start
 
     def counting(fn: Any, *args: Any) -> Any:
         forks.append(fn)
         return start(fn, *args)
 
-    monkeypatch.setattr(coco.Forked, "start", counting)
+    monkeypatch.setattr(Forked, "start", counting)
     for threshold in (ONE_PROCESS, 0):
         monkeypatch.setattr(coco, "_PARALLEL_BYTES", threshold)
         try:
@@ -201,34 +200,6 @@ def test_person_boxes_are_box(coco_mini: Path) -> None:
     for a, box in zip(data.annotations, boxes, strict=True):
         if not a.iscrowd:
             assert box == coco._box(a.bbox, sizes[a.image_id])
-
-
-def _pid_and_value(value: int) -> tuple[int, int]:
-    return os.getpid(), value * 2
-
-
-def _fail() -> None:
-    raise ValueError("in the child")
-
-
-def _sleep() -> None:
-    time.sleep(60)
-
-
-def test_forked_runs_in_another_process_and_says_when_it_failed() -> None:
-    child = coco.Forked.start(_pid_and_value, 21)
-    assert child is not None
-    pid, value = child.result()
-    assert pid != os.getpid() and value == 42
-    failing = coco.Forked.start(_fail)
-    assert failing is not None and failing.result() is None
-    sleeping = coco.Forked.start(_sleep)
-    assert sleeping is not None
-    pid, started = sleeping.pid, time.monotonic()
-    sleeping.close()  # killed and reaped, not waited for
-    assert time.monotonic() - started < 5
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # no child left behind, not even a zombie
 
 
 def test_caption_errors_come_after_object_errors(

@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 
+import pytest
 from tests.conftest import KEY
 from tests.servers import OpenAIServer
 
 from llava_pose.errors import EXIT_BUDGET, EXIT_OK, EXIT_PENDING, EXIT_SOME_FAILED
+from llava_pose.forked import Forked
 from llava_pose.llm.cache import Cache
 from llava_pose.llm.openai_api import OpenAIBackend
 from llava_pose.llm.pricing import Price
@@ -72,3 +76,35 @@ def test_ask_reasks_until_settled(tmp_path: Path) -> None:
         assert stage.exit_code(1, "one failed") == EXIT_PENDING
         stage.stats.skipped_budget = 1  # ... and the budget before both
         assert stage.exit_code(1, "one failed") == EXIT_BUDGET
+
+
+def test_the_estimate_is_counted_in_a_child_while_the_sdk_warms(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`meanwhile` runs here while a forked child counts: the first call waits for the longer
+    of the two, not their sum. The lines logged are the estimate's, once; without a child
+    (no fork, or it failed) they are counted here, the same."""
+    requests = [req(i) for i in range(5)]
+    stage = Stage("generate", "gpt-4o", Price(2.5, 10.0), discount=0.5)
+    counted_in = tmp_path / "pids"
+
+    def expected(_: ChatRequest) -> int:
+        with counted_in.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return 50
+
+    warmed: list[int] = []
+    caplog.set_level(logging.INFO, logger="llava_pose")
+    stage.log_estimate(requests, expected, meanwhile=lambda: warmed.append(os.getpid()))
+    logged = [r.getMessage().strip() for r in caplog.records]
+    assert logged == ["estimate before the run:", *stage.estimate(requests, lambda _: 50)]
+    assert warmed == [os.getpid()]
+    assert {int(p) for p in counted_in.read_text().split()} - {os.getpid()}  # in the child too
+
+    counted_in.unlink()
+    caplog.clear()
+    monkeypatch.setattr(Forked, "start", lambda *a: None)  # no fork: counted here
+    stage.log_estimate(requests, expected, meanwhile=lambda: warmed.append(1))
+    assert [r.getMessage().strip() for r in caplog.records] == logged
+    assert {int(p) for p in counted_in.read_text().split()} == {os.getpid()}
+    assert warmed[-1] == 1

@@ -301,3 +301,19 @@ def test_nobody_is_about_everyone_and_not_checked() -> None:
     raised = one(moved(left_elbow=(240, 60), left_wrist=(245, 10)))
     assert verdicts("No, nobody has their arms raised.", raised) == []
     assert verdicts("No one is sitting.", raised) == []
+
+
+def test_phrase_match_is_the_plain_slice_comparison() -> None:
+    """`_match` checks the first word before slicing (speed); it answers as the plain
+    comparison of the slice does, at every index, in range or not."""
+    import random
+
+    from llava_pose.verify import _match
+
+    rng = random.Random(0)
+    vocab = ["a", "b", "c", "the", "arm"]
+    for _ in range(3000):
+        words = [rng.choice(vocab) for _ in range(rng.randint(0, 6))]
+        phrase = tuple(rng.choice(vocab) for _ in range(rng.randint(0, 3)))
+        i = rng.randint(-3, 8)
+        assert _match(words, i, phrase) == (tuple(words[i : i + len(phrase)]) == phrase)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -36,7 +35,6 @@ from .context import FORMATS
 from .dataset import Assembly, assemble, write_dataset, write_extras
 from .errors import ConfigError
 from .io import append_jsonl, write_json
-from .llm.base import SDKBackend
 from .llm.pricing import Estimate, PriceTable, context_window, over_context
 from .llm.runner import ModelOptions, Result
 from .lock import hold
@@ -263,16 +261,6 @@ def pose_filter_on(asked: bool | None, teacher: Teacher) -> bool:
     return asked if asked is not None else teacher.reads_prompt
 
 
-def preload_sdk(teacher: object) -> None:
-    """Import the teacher's SDK (openai: ~1 s) in a thread while the estimate is made, so the
-    first call does not wait for it. Only after the forked load and build: a fork while a
-    thread holds the import lock could leave the child stuck."""
-    backend = getattr(teacher, "backend", None)
-    if not isinstance(backend, SDKBackend):  # (hasattr would import it here, in this thread)
-        return
-    threading.Thread(target=lambda: backend._sdk, name="sdk-import", daemon=True).start()
-
-
 def run_generate(cfg: GenerateConfig) -> int:
     started = time.monotonic()
     teacher = make_teacher(
@@ -286,8 +274,6 @@ def run_generate(cfg: GenerateConfig) -> int:
     log.info("teacher: %s", teacher.describe())
     contexts = load_source(cfg, cfg.seed)
     built = build_requests(contexts, cfg, teacher.model)
-    if not cfg.dry_run:  # the forks of loading and building are done: warm the SDK meanwhile
-        preload_sdk(teacher)
     requests, too_long = fit_context_window(built, teacher, cfg.context_window)
     out = Path(cfg.out)
     if not teacher.free or cfg.dry_run:
@@ -300,7 +286,7 @@ def run_generate(cfg: GenerateConfig) -> int:
             keep_until_exit(contexts, requests)
             return stage.dry_run(requests, tokens, too_long.note)
         log.info("%d images x %d tasks", len(contexts), len(cfg.tasks))
-        stage.log_estimate(requests, tokens, too_long.note)
+        stage.log_estimate(requests, tokens, too_long.note, meanwhile=teacher.warm)
 
     hold(out, "generate", folder=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -29,9 +29,9 @@ from importlib import resources
 
 import msgspec
 
-from .coco import Forked
 from .context import FORMATS, cues_system_note, data_yaml
 from .errors import ConfigError
+from .forked import Forked
 from .records import ChatRequest, ImageContext, Message
 from .tasks import TASK_TYPES, TASKS, Query, request_id, task_type
 

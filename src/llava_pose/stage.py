@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from . import __version__
 from .errors import EXIT_BUDGET, EXIT_OK, EXIT_PENDING, EXIT_SOME_FAILED, ConfigError
+from .forked import Forked
 from .llm.batch import BATCH_PROVIDERS
 from .llm.pricing import Estimate, Price, PriceTable, estimate
 from .llm.runner import ModelOptions, Result, RunStats
@@ -123,9 +124,24 @@ class Stage:
         requests: Sequence[ChatRequest],
         expected: Callable[[ChatRequest], int],
         adjust: Callable[[Estimate], Estimate] | None = None,
+        meanwhile: Callable[[], object] | None = None,
     ) -> None:
+        """Log the estimate before the run. `meanwhile` (warming the teacher: importing the
+        openai SDK takes ~1 s) runs here while a forked child counts the tokens (loading the
+        tokenizer and counting a sample: ~1 s) on the other core, so the first call waits
+        for the longer of the two, not their sum. Without fork, one after the other."""
+        child = Forked.start(self.estimate, requests, expected, adjust) if meanwhile else None
+        try:
+            if meanwhile is not None:
+                meanwhile()
+            lines = child.result() if child is not None else None
+        finally:
+            if child is not None:
+                child.close()
+        if lines is None:  # no fork, or the child failed: count here (and meet its error)
+            lines = self.estimate(requests, expected, adjust)
         log.info("estimate before the run:")
-        for line in self.estimate(requests, expected, adjust):
+        for line in lines:
             log.info("  %s", line)
 
     # -- the run ----------------------------------------------------------------------------

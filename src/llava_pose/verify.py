@@ -235,7 +235,12 @@ def _sentences(toks: list[_Tok]) -> list[list[_Tok]]:
 
 
 def _match(words: Sequence[str], i: int, phrase: Sequence[str]) -> bool:
-    return tuple(words[i : i + len(phrase)]) == tuple(phrase)
+    # The first word settles almost every comparison: checked before slicing (the pose check
+    # runs this ~700 times a reply, while the next calls wait).
+    n = len(phrase)
+    if n and 0 <= i < len(words) and words[i] != phrase[0]:
+        return False
+    return tuple(words[i : i + n]) == tuple(phrase)
 
 
 def _match_any(
@@ -427,7 +432,7 @@ def _mentions(words: list[str], scene: _Scene) -> list[_Mention]:
             i += 2
             continue
         # roles, then plain nouns
-        role = _match_any(words, i, sorted(v.roles, key=len, reverse=True))
+        role = _match_any(words, i, _roles_longest_first())
         if role is not None or w in v.person_nouns:
             length = len(role) if role is not None else 1
             end = i + length
@@ -468,6 +473,11 @@ def _mentions(words: list[str], scene: _Scene) -> list[_Mention]:
             continue
         i += 1
     return out
+
+
+@functools.cache
+def _roles_longest_first() -> tuple[tuple[str, ...], ...]:
+    return tuple(sorted(vocab().roles, key=len, reverse=True))
 
 
 @functools.cache

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.conftest import find_coco_mini, generate_args
@@ -258,3 +259,30 @@ def test_stderr_to_a_file_gets_whole_lines_only(server, tmp_path) -> None:
     assert any(line.startswith("a call to openai:gpt-4o") for line in lines)
     assert any(line.startswith("teacher: 9/9 req") for line in lines)
     assert lines[-1].startswith("wrote ")
+
+
+def _subparser(parser: Any, name: str) -> Any:
+    action = next(a for a in parser._actions if getattr(a, "choices", None) and name in a.choices)
+    return action.choices[name]
+
+
+def test_a_named_command_builds_only_its_parser_and_the_same_one() -> None:
+    """`llava-pose generate ...` registers generate alone (a faster start); its options,
+    help and defaults are those of the full parser, for every command."""
+    from llava_pose.cli import COMMANDS, build_parser, named_command
+
+    full = build_parser()
+    for name in COMMANDS:
+        lazy = build_parser(name)
+        commands = next(a for a in lazy._actions if getattr(a, "choices", None)).choices
+        assert name in commands and len(commands) <= 2  # train's module registers export too
+        assert _subparser(lazy, name).format_help() == _subparser(full, name).format_help()
+    assert named_command(["-v", "generate", "--out", "x"]) == "generate"
+    assert named_command(["--version"]) is None
+
+
+def test_an_unknown_command_lists_them_all(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["genrate"])
+    err = capsys.readouterr().err
+    assert "invalid choice" in err and "generate" in err and "overlay" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import importlib.util
 import logging
 import time
 import traceback
@@ -261,7 +262,7 @@ def test_finish_reason_length_passes_through(server: OpenAIServer) -> None:
     assert (cut.completion.finish_reason, cut.completion.output_tokens) == ("length", 3)
 
 
-def test_429_retry_after_is_honoured(server: OpenAIServer) -> None:
+def test_429_retry_after_is_honoured(server: OpenAIServer, transport: str) -> None:
     server.add_fault(Fault("rate_limit", retry_after=0.4), times=1)
     runner, [result] = run(server, [chat(1)])
     assert result.ok
@@ -291,7 +292,7 @@ def test_500s_are_retried_then_succeed(server: OpenAIServer) -> None:
     assert runner.stats.retries == 2 and runner.stats.failed == 0
 
 
-def test_dropped_connection_is_retried(server: OpenAIServer) -> None:
+def test_dropped_connection_is_retried(server: OpenAIServer, transport: str) -> None:
     server.add_fault("drop", times=1)
     _, [result] = run(server, [chat(1)])
     assert result.ok
@@ -320,7 +321,7 @@ def test_hang_hits_the_runner_timeout_and_is_retried(server: OpenAIServer) -> No
     ],
     ids=["html", "bad-json", "no-choices"],
 )
-def test_malformed_body_is_retried(server: OpenAIServer, fault: Fault) -> None:
+def test_malformed_body_is_retried(server: OpenAIServer, fault: Fault, transport: str) -> None:
     server.add_fault(fault, times=1)
     _, [result] = run(server, [chat(1)])
     assert result.ok
@@ -390,7 +391,51 @@ def test_no_key_and_no_base_url_is_a_config_error(monkeypatch: pytest.MonkeyPatc
         OpenAIBackend("gpt-4o")
 
 
-def test_a_server_that_cannot_be_reached_stops_the_run_in_seconds(server: OpenAIServer) -> None:
+@pytest.fixture(params=["aiohttp", "httpx"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both transports the SDK client can use: aiohttp where installed (the default), httpx."""
+    if request.param == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
+        pytest.skip("aiohttp is not installed: the httpx transport is the only one")
+    monkeypatch.setenv("LLAVA_POSE_HTTP", request.param)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    return request.param
+
+
+def test_warm_loads_the_sdk_and_its_client_on_the_transport(
+    server: OpenAIServer, transport: str
+) -> None:
+    backend = OpenAIBackend("gpt-4o", base_url=server.url, api_key=KEY, timeout=5)
+    backend.warm()
+    client = backend._client
+    assert client is not None
+    assert ("Aio" in type(client._client).__name__) == (transport == "aiohttp")
+    [result] = Runner(backend, options=RunnerOptions(**FAST)).run([chat(1)])  # type: ignore[arg-type]
+    assert result.ok and backend._client is None  # closed with the run's event loop
+
+
+def test_a_proxy_or_a_password_in_the_url_keeps_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiohttp ignores HTTP(S)_PROXY and rejects user:password in the URL; httpx obeys the
+    one and sends the other as basic auth: either keeps httpx."""
+    import openai
+
+    from llava_pose.llm.base import aiohttp_usable
+
+    monkeypatch.delenv("LLAVA_POSE_HTTP", raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert not aiohttp_usable(openai)
+    monkeypatch.delenv("HTTPS_PROXY")
+    for var in ("HTTP_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    assert aiohttp_usable(openai) == (importlib.util.find_spec("aiohttp") is not None)
+    assert not aiohttp_usable(openai, "http://alice:pw@127.0.0.1:8000/v1")  # basic auth
+    monkeypatch.setenv("LLAVA_POSE_HTTP", "httpx")
+    assert not aiohttp_usable(openai)
+
+
+def test_a_server_that_cannot_be_reached_stops_the_run_in_seconds(
+    server: OpenAIServer, transport: str
+) -> None:
     url = server.url
     server.stop()  # nothing listens on that port any more
     backend = OpenAIBackend("gpt-4o", base_url=url, api_key=KEY, timeout=5)
@@ -403,7 +448,9 @@ def test_a_server_that_cannot_be_reached_stops_the_run_in_seconds(server: OpenAI
     assert "--base-url" in str(e.value)
 
 
-def test_a_server_lost_after_a_success_is_retried_then_a_failure(server: OpenAIServer) -> None:
+def test_a_server_lost_after_a_success_is_retried_then_a_failure(
+    server: OpenAIServer, transport: str
+) -> None:
     backend = OpenAIBackend("gpt-4o", base_url=server.url, api_key=KEY, timeout=5)
     runner = Runner(backend, options=RunnerOptions(max_retries=1, **FAST))  # type: ignore[arg-type]
     [first] = runner.run([chat(1)])

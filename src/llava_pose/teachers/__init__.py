@@ -62,6 +62,10 @@ class Teacher(Protocol):
 
     def price(self, prices: PriceTable) -> Price | None: ...
 
+    def warm(self) -> None:
+        """Load what its first call waits for (an SDK), while the estimate is counted."""
+        ...
+
     def open(
         self,
         cfg: ModelOptions,

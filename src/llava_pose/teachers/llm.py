@@ -40,6 +40,9 @@ class LLMTeacher:
     def price(self, prices: PriceTable) -> Price | None:
         return prices.for_backend(self.backend)
 
+    def warm(self) -> None:
+        self.backend.warm()
+
     @contextlib.contextmanager
     def open(
         self,

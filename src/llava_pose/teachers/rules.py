@@ -79,6 +79,9 @@ class RulesTeacher:
     def price(self, prices: PriceTable) -> Price:
         return Price(0.0, 0.0)
 
+    def warm(self) -> None:
+        """Nothing to load: it calls nothing."""
+
     def write(self, context: ImageContext, task: str, seed: int = 0) -> str:
         """The reply for one image and task: same context and seed, same text."""
         return write(context, task, seed)

@@ -203,13 +203,14 @@ def aiohttp_usable(sdk: Any, base_url: str | None = None) -> bool:
     It costs half the CPU of the default httpx transport a call (~2.9 ms against ~4.8 ms on
     a paper-format prompt: httpx's pool scans every connection on each request), CPU that
     64 calls in flight otherwise queue for. ``LLAVA_POSE_HTTP=httpx`` keeps httpx."""
+    import urllib.parse
     import urllib.request  # (after the SDK, which has imported most of it)
 
     if os.environ.get("LLAVA_POSE_HTTP", "").lower() == "httpx":
         return False
     if not hasattr(sdk, "DefaultAioHttpClient") or urllib.request.getproxies():
         return False
-    if base_url and "@" in base_url.split("//", 1)[-1].split("/", 1)[0]:
+    if base_url and urllib.parse.urlsplit(base_url).username is not None:
         return False
     return importlib.util.find_spec("aiohttp") is not None
 

@@ -64,8 +64,9 @@ def usage_count(usage: Mapping[str, object], name: str) -> int:
     return value
 
 
-def connection_reason(error: BaseException) -> str:
-    """'connection refused', 'no such host', ... from an SDK connection error's cause."""
+def connection_reason(error: BaseException) -> str | None:
+    """'connection refused', 'no such host', ... from an SDK connection error's cause; None
+    when no cause says the server could not be reached."""
     cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, ConnectionRefusedError):
@@ -77,7 +78,7 @@ def connection_reason(error: BaseException) -> str:
             if needle in text:
                 return reason
         cause = cause.__cause__ or cause.__context__
-    return type(error).__name__
+    return None
 
 
 _CONNECT_REASONS = (
@@ -89,9 +90,6 @@ _CONNECT_REASONS = (
     ("getaddrinfo", "no such host"),
     ("unreachable", "network unreachable"),
 )
-
-
-_CONNECT_FAILURES = {"connection refused", *(reason for _, reason in _CONNECT_REASONS)}
 
 
 class PermanentError(Exception):
@@ -313,10 +311,11 @@ class SDKBackend(Backend):
             ) from None
         except sdk.APIConnectionError as e:
             reason = connection_reason(e)
-            # aiohttp's adapter reports a refused connection as a connect timeout
-            if isinstance(e, sdk.APITimeoutError) and reason not in _CONNECT_FAILURES:
+            # aiohttp's adapter reports a refused connection as a connect timeout: the cause
+            # decides, not the class
+            if reason is None and isinstance(e, sdk.APITimeoutError):
                 raise RetryableError("connection problem: APITimeoutError") from None
-            raise ConnectionFailed(reason) from None
+            raise ConnectionFailed(reason or type(e).__name__) from None
         except (sdk.APIResponseValidationError, ValueError) as e:
             raise RetryableError(f"malformed response: {type(e).__name__}") from None
         if isinstance(body, str):  # some SDK versions hand back non-JSON bodies as text

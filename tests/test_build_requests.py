@@ -1,17 +1,19 @@
 """`prompts.build_requests`, the fast way to build a whole split's requests: the very requests
 of one `build_request` call each (both prompt formats, cues, few-shot), whether a forked
-second process renders part of the images or not, and the garbage collector left as found."""
+second process renders chunks of the images or not (or dies halfway), and the garbage
+collector left as found."""
 
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from llava_pose import coco, prompts
+from llava_pose import coco, forked, prompts
 from llava_pose.records import ImageContext
 from llava_pose.tasks import TASKS
 
@@ -48,16 +50,18 @@ def test_the_same_requests_as_one_call_each(
     fewshot: bool,
     parallel: bool,
 ) -> None:
-    forks: list[Any] = []
-    start = coco.Forked.start
-    monkeypatch.setattr(coco.Forked, "start", lambda fn, *a: forks.append(fn) or start(fn, *a))
+    shared: list[int] = []
+    share = forked.share
+    monkeypatch.setattr(
+        prompts, "share", lambda n, chunk, *a: shared.append(chunk) or share(n, chunk, *a)
+    )
     monkeypatch.setattr(prompts, "_PARALLEL_REQUESTS", 0 if parallel else 1 << 40)
+    monkeypatch.setattr(prompts, "_CHUNK", 3)  # many chunks, some rendered in the child
     options = {**OPTIONS, "prompts": prompts.load_prompts(fmt, cues), "fewshot": fewshot}
     tasks = ("reasoning", "conversation", "detail")  # built in registry order all the same
     built = prompts.build_requests(contexts, tasks, **options)
     assert [msgspec.json.encode(r) for r in built] == one_by_one(contexts, tasks, **options)
-    assert len(forks) == int(parallel)
-    assert not prompts._ahead  # nothing of the child's left for a later build
+    assert shared == [3 if parallel else len(contexts)]
 
 
 def test_detail_and_reasoning_share_one_rendering(contexts: list[ImageContext]) -> None:
@@ -73,11 +77,18 @@ def test_detail_and_reasoning_share_one_rendering(contexts: list[ImageContext]) 
 def test_a_failed_second_process_leaves_the_work_here(
     monkeypatch: pytest.MonkeyPatch, contexts: list[ImageContext]
 ) -> None:
-    def broken(*args: Any) -> bytes:
-        raise MemoryError("as if the child ran out of memory")
+    parent, encode = os.getpid(), prompts._render_encoded
+    sent: list[int] = []
 
-    monkeypatch.setattr(prompts, "_render", broken)
+    def broken(*args: Any) -> bytes:
+        if os.getpid() != parent and sent:  # the child's second chunk
+            raise MemoryError("as if the child ran out of memory")
+        sent.append(1)
+        return encode(*args)
+
+    monkeypatch.setattr(prompts, "_render_encoded", broken)
     monkeypatch.setattr(prompts, "_PARALLEL_REQUESTS", 0)
+    monkeypatch.setattr(prompts, "_CHUNK", 2)
     options = {**OPTIONS, "prompts": prompts.load_prompts("compact", True)}
     built = prompts.build_requests(contexts, TASKS, **options)
     assert [msgspec.json.encode(r) for r in built] == one_by_one(contexts, TASKS, **options)

@@ -1,16 +1,22 @@
 """Work handed to a forked child process while this one does something else: the second of
 two cores, where threads would share one GIL. Used by the COCO load (the instances file),
-prompt rendering at scale, and the cost estimate (counted while the SDK is imported)."""
+prompt rendering at scale (`share`), and the cost estimate (counted while the run starts)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import pickle
 import signal
+import struct
 import sys
-from typing import Any
+import tempfile
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Forked:
@@ -26,7 +32,9 @@ class Forked:
         self.pid, self.fd = pid, fd
 
     @classmethod
-    def start(cls, fn: Any, *args: Any) -> Forked | None:
+    def start(cls, fn: Any, *args: Any, nice: int = 0) -> Forked | None:
+        """`nice`: the child's niceness increment (background work that must not slow this
+        process, or whatever else shares the machine)."""
         if sys.platform != "linux" or not hasattr(os, "fork"):
             return None
         sys.stdout.flush()
@@ -43,6 +51,8 @@ class Forked:
             try:
                 os.close(read)
                 logging.disable(logging.CRITICAL)
+                if nice:
+                    os.nice(nice)
                 data = pickle.dumps(fn(*args), protocol=5)
                 with os.fdopen(write, "wb") as out:
                     out.write(data)
@@ -74,3 +84,166 @@ class Forked:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
             self.pid = 0
+
+
+def share(
+    n: int,
+    chunk: int,
+    here: Callable[[int, int], T],
+    there: Callable[[int, int], bytes],
+    take: Callable[[int, int, bytes], T],
+    meanwhile: Callable[[], object] | None = None,
+) -> list[T]:
+    """``here(start, end)`` for each chunk of ``range(n)``, in order, with a forked child doing
+    chunks too: it sends ``there(start, end)``, which ``take`` here turns into the same result.
+
+    This process takes chunks from the front and the child from the back, claimed under a lock,
+    so the two meet wherever their speeds put them: no fixed split to tune, and `meanwhile`
+    (work of this process's own, run first) is absorbed rather than waited for. The child's
+    chunks are taken as they come, between this process's own, so little is left once the two
+    meet. Its data goes to an unlinked temporary file and only (chunk, offset, length) records
+    go through the pipe, so the child never waits for this process to read. Without fork, or
+    for what a failed child claimed and did not send, this process does the chunks itself."""
+    chunks = -(-n // chunk)
+
+    def span(k: int) -> tuple[int, int]:
+        return k * chunk, min(n, (k + 1) * chunk)
+
+    if chunks < 2 or not _can_fork():
+        if meanwhile is not None:
+            meanwhile()
+        return [here(*span(k)) for k in range(chunks)]
+    done: dict[int, T] = {}
+    with _Claims(chunks) as claims, tempfile.TemporaryFile() as spill:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        read, write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            pid = -1
+        if pid == 0:  # the child
+            code = 1
+            try:
+                os.close(read)
+                logging.disable(logging.CRITICAL)
+                offset = 0
+                while (k := claims.back()) is not None:
+                    data = there(*span(k))
+                    os.pwrite(spill.fileno(), data, offset)
+                    os.write(write, _RECORD.pack(k, offset, len(data)))
+                    offset += len(data)
+                code = 0
+            finally:
+                os._exit(code)
+        if pid > 0:
+            os.close(write)
+        sent = _Sent(read, spill.fileno()) if pid > 0 else None
+        try:
+            if meanwhile is not None:
+                meanwhile()
+            while (k := claims.front()) is not None:
+                done[k] = here(*span(k))
+                if sent is not None:
+                    for j, data in sent.ready():
+                        done[j] = take(*span(j), data)
+            if sent is not None:
+                for j, data in sent.rest():
+                    done[j] = take(*span(j), data)
+        finally:
+            if sent is not None:
+                sent.close()
+            if pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)  # gone already, unless this one failed
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+    for k in range(chunks):  # claimed by a child that died before sending them
+        if k not in done:
+            done[k] = here(*span(k))
+    return [done[k] for k in range(chunks)]
+
+
+def _can_fork() -> bool:
+    return sys.platform == "linux" and hasattr(os, "fork")
+
+
+_RECORD = struct.Struct("<QQQ")  # chunk index, offset in the spill file, length
+
+
+class _Claims:
+    """The next chunk from the front (this process) and from the back (the child), as two
+    counters in shared memory under a lock on the memory's own file (POSIX record locks are
+    per process, so the two exclude each other)."""
+
+    def __init__(self, chunks: int) -> None:
+        self.fd, self.path = tempfile.mkstemp(prefix="llava-pose-claims-")
+        os.unlink(self.path)
+        os.ftruncate(self.fd, 16)
+        self.memory = mmap.mmap(self.fd, 16)
+        self.memory[:] = struct.pack("<qq", 0, chunks)
+
+    def __enter__(self) -> _Claims:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.memory.close()
+        os.close(self.fd)
+
+    def _claim(self, front: bool) -> int | None:
+        os.lockf(self.fd, os.F_LOCK, 0)
+        try:
+            lo, hi = struct.unpack("<qq", self.memory[:])
+            if lo >= hi:
+                return None
+            if front:
+                self.memory[:8] = struct.pack("<q", lo + 1)
+                return lo
+            self.memory[8:] = struct.pack("<q", hi - 1)
+            return hi - 1
+        finally:
+            os.lockf(self.fd, os.F_ULOCK, 0)
+
+    def front(self) -> int | None:
+        return self._claim(True)
+
+    def back(self) -> int | None:
+        return self._claim(False)
+
+
+class _Sent:
+    """The child's records, read from the pipe without waiting (`ready`) or to its end
+    (`rest`), each with its data from the spill file."""
+
+    def __init__(self, pipe: int, spill: int) -> None:
+        self.pipe, self.spill = pipe, spill
+        self.buffer = b""
+        os.set_blocking(pipe, False)
+
+    def _records(self) -> list[tuple[int, bytes]]:
+        size = _RECORD.size
+        whole = len(self.buffer) // size * size
+        records = [_RECORD.unpack_from(self.buffer, i) for i in range(0, whole, size)]
+        self.buffer = self.buffer[whole:]
+        return [(k, os.pread(self.spill, length, offset)) for k, offset, length in records]
+
+    def ready(self) -> list[tuple[int, bytes]]:
+        try:
+            while data := os.read(self.pipe, 1 << 16):
+                self.buffer += data
+        except BlockingIOError:
+            pass
+        return self._records()
+
+    def rest(self) -> list[tuple[int, bytes]]:
+        os.set_blocking(self.pipe, True)
+        while data := os.read(self.pipe, 1 << 16):
+            self.buffer += data
+        return self._records()
+
+    def close(self) -> None:
+        if self.pipe >= 0:
+            os.close(self.pipe)
+            self.pipe = -1

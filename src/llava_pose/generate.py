@@ -13,6 +13,7 @@ import functools
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,7 +36,14 @@ from .context import FORMATS
 from .dataset import Assembly, assemble, write_dataset, write_extras
 from .errors import ConfigError
 from .io import append_jsonl, write_json
-from .llm.pricing import Estimate, PriceTable, context_window, over_context
+from .llm.pricing import (
+    Estimate,
+    PriceTable,
+    context_window,
+    load_tokenizer,
+    over_context,
+    prompt_chars,
+)
 from .llm.runner import ModelOptions, Result
 from .lock import hold
 from .prompts import build_requests as prompts_build_requests
@@ -181,7 +189,10 @@ def load_source(cfg: SourceOptions, seed: int) -> list[ImageContext]:
 
 
 def build_requests(
-    contexts: list[ImageContext], cfg: GenerateConfig, model: str
+    contexts: list[ImageContext],
+    cfg: GenerateConfig,
+    model: str,
+    meanwhile: Callable[[], object] | None = None,
 ) -> list[ChatRequest]:
     return prompts_build_requests(
         contexts,
@@ -192,7 +203,19 @@ def build_requests(
         fewshot=cfg.fewshot,
         temperature=cfg.temperature,
         max_tokens=cfg.max_tokens,
+        meanwhile=meanwhile,
     )
+
+
+def warm(teacher: Teacher, cfg: GenerateConfig) -> None:
+    """What this process needs next, done while a second one renders the prompts: the SDK for
+    the first call, and the tokenizer where counting comes first (a dry run's estimate,
+    reservations for --max-cost, --tpm or --batch). An estimate forked later inherits it."""
+    if not cfg.dry_run:
+        teacher.warm()
+    counts = cfg.max_cost is not None or cfg.tpm is not None or cfg.batch
+    if cfg.dry_run or (counts and not teacher.free):
+        load_tokenizer(teacher.model or "gpt-4o")
 
 
 @dataclass
@@ -220,21 +243,26 @@ class TooLong:
 
 
 def fit_context_window(
-    requests: list[ChatRequest], teacher: Teacher, window: int | None = None
+    requests: list[ChatRequest],
+    teacher: Teacher,
+    window: int | None = None,
+    chars: list[int] | None = None,
 ) -> tuple[list[ChatRequest], TooLong]:
     """The requests that fit the teacher's context window, and those left out with a warning.
 
     One that does not fit cannot be answered: an absurd image (10,000 captions: a 661k-token
     prompt) must be said and counted, not planned and sent in silence. The offline teacher
-    reads no prompt and has no window. `window` (``--context-window``) overrides the table.
+    reads no prompt and has no window. `window` (``--context-window``) overrides the table;
+    `chars` are the requests' `prompt_chars`, when known.
     """
     if not teacher.reads_prompt:
         return requests, TooLong(None, [])
     window = window or context_window(teacher.model)
     kept: list[ChatRequest] = []
     skipped: list[tuple[ChatRequest, int]] = []
-    for request in requests:
-        tokens = over_context(request, window, teacher.model or "gpt-4o")
+    sizes = chars if chars is not None else prompt_chars(requests)
+    for request, size in zip(requests, sizes, strict=True):
+        tokens = over_context(request, window, teacher.model or "gpt-4o", chars=size)
         if tokens is None:
             kept.append(request)
         else:
@@ -273,8 +301,11 @@ def run_generate(cfg: GenerateConfig) -> int:
     stage = make_stage("generate", teacher, prices, cfg, Path(cfg.out) / "cache.sqlite")
     log.info("teacher: %s", teacher.describe())
     contexts = load_source(cfg, cfg.seed)
-    built = build_requests(contexts, cfg, teacher.model)
-    requests, too_long = fit_context_window(built, teacher, cfg.context_window)
+    built = build_requests(contexts, cfg, teacher.model, functools.partial(warm, teacher, cfg))
+    chars = prompt_chars(built) if teacher.reads_prompt or cfg.dry_run else None
+    requests, too_long = fit_context_window(built, teacher, cfg.context_window, chars)
+    if too_long.skipped:
+        chars = prompt_chars(requests)
     out = Path(cfg.out)
     if not teacher.free or cfg.dry_run:
         expected = expected_output_tokens()
@@ -284,9 +315,9 @@ def run_generate(cfg: GenerateConfig) -> int:
 
         if cfg.dry_run:  # the estimate is the output: said once, on stdout
             keep_until_exit(contexts, requests)
-            return stage.dry_run(requests, tokens, too_long.note)
+            return stage.dry_run(requests, tokens, too_long.note, chars)
         log.info("%d images x %d tasks", len(contexts), len(cfg.tasks))
-        stage.log_estimate(requests, tokens, too_long.note, meanwhile=teacher.warm)
+        stage.log_estimate(requests, tokens, too_long.note, chars)
 
     hold(out, "generate", folder=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -22,16 +22,18 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
+import itertools
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import msgspec
 
 from .context import FORMATS, cues_system_note, data_yaml
 from .errors import ConfigError
-from .forked import Forked
+from .forked import share
 from .records import ChatRequest, ImageContext, Message
 from .tasks import TASK_TYPES, TASKS, Query, request_id, task_type
 
@@ -109,18 +111,15 @@ def query_messages(
 
 
 # The last few presentations of an image, by identity of (prompts, context, query): detail and
-# reasoning present an image alike, and requests are built one image at a time, so the second
-# task reuses the first one's messages (the same objects) instead of rendering them again.
+# reasoning present an image alike, and `build_request` is called one image at a time, so the
+# second task reuses the first one's messages (the same objects) instead of rendering them again.
 _RECENT_MAX = 8
-_Presented = dict[tuple[int, int, int], tuple[PromptSet, ImageContext, tuple[Message, ...]]]
-_recent: _Presented = {}
-# What a second process rendered for `build_requests`, while it runs (same keys).
-_ahead: _Presented = {}
+_recent: dict[tuple[int, int, int], tuple[PromptSet, ImageContext, tuple[Message, ...]]] = {}
 
 
 def _presented(prompts: PromptSet, ctx: ImageContext, query: Query) -> tuple[Message, ...]:
     key = (id(prompts), id(ctx), id(query))
-    hit = _recent.get(key) or _ahead.get(key)
+    hit = _recent.get(key)
     if hit is not None and hit[0] is prompts and hit[1] is ctx:
         return hit[2]
     messages = tuple(query(prompts, ctx))
@@ -170,15 +169,37 @@ def build_request(
 ) -> ChatRequest:
     """The teacher request for one image and task. Pure: same inputs, same request."""
     spec = task_type(task)
+    instruction = pick_instruction(prompts, ctx.image_id, seed) if spec.instructed else None
+    return _assemble(
+        ctx, task, _presented(prompts, ctx, spec.query), instruction,
+        model=model, prompts=prompts, seed=seed, fewshot=fewshot, temperature=temperature,
+        max_tokens=max_tokens,
+    )  # fmt: skip
+
+
+def _assemble(
+    ctx: ImageContext,
+    task: str,
+    shown: tuple[Message, ...],
+    instruction: str | None,
+    *,
+    model: str,
+    prompts: PromptSet,
+    seed: int,
+    fewshot: bool,
+    temperature: float | None,
+    max_tokens: int | None,
+) -> ChatRequest:
+    """`build_request` from the image's rendered messages and its instruction (None for a task
+    that takes none)."""
     messages = [_message("system", prompts.system[task])]
     if fewshot:
-        for image_id, shown in _example_messages(prompts, task):
+        for image_id, example in _example_messages(prompts, task):
             if image_id != ctx.image_id:  # never show the teacher its own answer
-                messages += shown
-    messages += _presented(prompts, ctx, spec.query)
+                messages += example
+    messages += shown
     meta = {"task": task, "image_id": ctx.image_id, "image": ctx.image}
-    if spec.instructed:
-        instruction = pick_instruction(prompts, ctx.image_id, seed)
+    if instruction is not None:
         messages.append(_message("user", instruction))
         meta["instruction"] = instruction
     return ChatRequest(
@@ -203,13 +224,15 @@ def build_requests(
     fewshot: bool = False,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> list[ChatRequest]:
     """`build_request` for each image and each of `tasks` (image by image, tasks in registry
     order), the same requests as one call per request, made faster at scale in two ways:
 
     * Rendering the images is three quarters of the work. From `_PARALLEL_REQUESTS`
-      requests (on Linux) a forked second process renders the last `_CHILD_SHARE` of the
-      images while this one builds the first requests, and sends its messages back.
+      requests (on Linux) a forked second process renders chunks of images and sends their
+      messages back (`forked.share`: the two meet wherever their speeds put them), and
+      `meanwhile`, this process's own work (warming the teacher), is done while it renders.
     * Full train2017 makes 163k requests of millions of small objects, none in a cycle: the
       garbage collector would walk them again and again (a third of the time), so it pauses
       while they are made, and a big result is moved out of its sight (`gc.freeze`) after.
@@ -217,69 +240,82 @@ def build_requests(
     contexts = list(contexts)
     wanted = [t for t in TASKS if t in tasks]
     queries = list(dict.fromkeys(task_type(t).query for t in wanted))
+    which = [(t, queries.index(task_type(t).query), task_type(t).instructed) for t in wanted]
+    instructed = any(asks for _, _, asks in which)
     if fewshot:
         for task in wanted:
             _example_messages(prompts, task)  # once, before any fork
+    options: dict[str, Any] = {
+        "model": model, "prompts": prompts, "seed": seed, "fewshot": fewshot,
+        "temperature": temperature, "max_tokens": max_tokens,
+    }  # fmt: skip
+
+    def assemble(images: list[ImageContext], rendered: Iterable[_Rendered]) -> list[ChatRequest]:
+        return [
+            _assemble(ctx, task, shown[q], instruction if asks else None, **options)
+            for ctx, (shown, instruction) in zip(images, rendered, strict=True)
+            for task, q, asks in which
+        ]
+
+    def here(start: int, end: int) -> list[ChatRequest]:
+        images = contexts[start:end]
+        return assemble(images, _render(prompts, images, queries, seed, instructed))
+
+    def there(start: int, end: int) -> bytes:
+        return _render_encoded(prompts, contexts[start:end], queries, seed, instructed)
+
+    def take(start: int, end: int, data: bytes) -> list[ChatRequest]:
+        return assemble(contexts[start:end], msgspec.msgpack.decode(data, type=list[_Rendered]))
+
+    parallel = len(contexts) * len(wanted) >= _PARALLEL_REQUESTS
     enabled = gc.isenabled()
     gc.disable()
-    child = None
-    split = len(contexts)
     try:
-        if len(contexts) * len(wanted) >= _PARALLEL_REQUESTS:
-            split = round(len(contexts) * (1 - _CHILD_SHARE))
-            child = Forked.start(_render, prompts, contexts[split:], queries)
-            if child is None:
-                split = len(contexts)
-        requests: list[ChatRequest] = []
-        for start, end in ((0, split), (split, len(contexts))):
-            if start == split and child is not None and not _ahead:
-                _take_rendered(child.result(), prompts, contexts[split:], queries)
-            requests += [
-                build_request(
-                    ctx,
-                    task,
-                    model=model,
-                    prompts=prompts,
-                    seed=seed,
-                    fewshot=fewshot,
-                    temperature=temperature,
-                    max_tokens=max_tokens,
-                )
-                for ctx in contexts[start:end]
-                for task in wanted
-            ]
+        parts = share(
+            len(contexts), _CHUNK if parallel else max(1, len(contexts)), here, there, take,
+            meanwhile,
+        )  # fmt: skip
+        requests = list(itertools.chain.from_iterable(parts))
         if len(requests) > _FREEZE_AFTER:
             gc.freeze()
     finally:
-        _ahead.clear()
-        if child is not None:
-            child.close()
         if enabled:
             gc.enable()
     return requests
 
 
 _PARALLEL_REQUESTS = 20_000
-_CHILD_SHARE = 0.55  # of the images, rendered by the child: it renders while this one builds
+_CHUNK = 256  # images a chunk of `build_requests`' shared rendering
 _FREEZE_AFTER = 10_000  # requests past which the built ones are gc-frozen
+# One image rendered: its messages for each query, and its Table 4 instruction (or None)
+_Rendered = tuple[list[tuple[Message, ...]], str | None]
 
 
-def _render(prompts: PromptSet, contexts: list[ImageContext], queries: list[Query]) -> bytes:
-    """In the child: every context's messages for each query, as msgpack."""
-    return msgspec.msgpack.encode([[tuple(q(prompts, ctx)) for q in queries] for ctx in contexts])
+def _render(
+    prompts: PromptSet,
+    contexts: list[ImageContext],
+    queries: list[Query],
+    seed: int,
+    instructed: bool,
+) -> list[_Rendered]:
+    return [
+        (
+            [tuple(q(prompts, ctx)) for q in queries],
+            pick_instruction(prompts, ctx.image_id, seed) if instructed else None,
+        )
+        for ctx in contexts
+    ]
 
 
-def _take_rendered(
-    data: bytes | None, prompts: PromptSet, contexts: list[ImageContext], queries: list[Query]
-) -> None:
-    """Put the child's messages where `_presented` finds them (nothing if the child failed:
-    then they are rendered here)."""
-    if data is None:
-        return
-    rendered = msgspec.msgpack.decode(data, type=list[list[tuple[Message, ...]]])
-    for ctx, per_query in zip(contexts, rendered, strict=True):
-        for query, messages in zip(queries, per_query, strict=True):
-            _ahead[(id(prompts), id(ctx), id(query))] = (prompts, ctx, messages)
+def _render_encoded(
+    prompts: PromptSet,
+    contexts: list[ImageContext],
+    queries: list[Query],
+    seed: int,
+    instructed: bool,
+) -> bytes:
+    """In the child: `_render`, as msgpack."""
+    return msgspec.msgpack.encode(_render(prompts, contexts, queries, seed, instructed))
 
 
 _MESSAGES_MAX = 1024

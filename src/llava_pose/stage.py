@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -33,6 +34,16 @@ from .records import ChatRequest
 log = logging.getLogger("llava_pose")
 
 T = TypeVar("T")
+
+# Requests from which `Stage.log_estimate` counts in the background (below, it takes well
+# under a second: said at once, before the first call).
+BACKGROUND_ESTIMATE = 20_000
+
+
+def _log_lines(lines: list[str]) -> None:
+    log.info("estimate before the run:")
+    for line in lines:
+        log.info("  %s", line)
 
 
 class Caller(Protocol):
@@ -86,6 +97,7 @@ class Stage:
     runner: Caller | None = None
     waiting: int = 0  # results still running in a batch
     asked: list[int] = field(default_factory=list)  # requests per round of `ask`
+    _estimating: threading.Thread | None = field(default=None, repr=False)
 
     # -- before the run ---------------------------------------------------------------------
 
@@ -94,9 +106,11 @@ class Stage:
         requests: Sequence[ChatRequest],
         expected: Callable[[ChatRequest], int],
         adjust: Callable[[Estimate], Estimate] | None = None,
+        chars: Sequence[int] | None = None,
     ) -> list[str]:
-        """The estimate's lines: online and batch cost side by side where both exist."""
-        est = estimate(requests, self.model or "gpt-4o", self.price, expected)
+        """The estimate's lines: online and batch cost side by side where both exist. `chars`:
+        the requests' `prompt_chars`, when the command has them already."""
+        est = estimate(requests, self.model or "gpt-4o", self.price, expected, chars=chars)
         if adjust is not None:
             est = adjust(est)
         lines = est.lines()
@@ -114,9 +128,10 @@ class Stage:
         requests: Sequence[ChatRequest],
         expected: Callable[[ChatRequest], int],
         adjust: Callable[[Estimate], Estimate] | None = None,
+        chars: Sequence[int] | None = None,
     ) -> int:
         """Print the estimate, once, on stdout: it is the output of a dry run."""
-        print("\n".join(self.estimate(requests, expected, adjust)))
+        print("\n".join(self.estimate(requests, expected, adjust, chars)))
         return EXIT_OK
 
     def log_estimate(
@@ -124,25 +139,28 @@ class Stage:
         requests: Sequence[ChatRequest],
         expected: Callable[[ChatRequest], int],
         adjust: Callable[[Estimate], Estimate] | None = None,
-        meanwhile: Callable[[], object] | None = None,
+        chars: Sequence[int] | None = None,
     ) -> None:
-        """Log the estimate before the run. `meanwhile` (warming the teacher: importing the
-        openai SDK takes ~1 s) runs here while a forked child counts the tokens (loading the
-        tokenizer and counting a sample: ~1 s) on the other core, so the first call waits
-        for the longer of the two, not their sum. Without fork, one after the other."""
-        child = Forked.start(self.estimate, requests, expected, adjust) if meanwhile else None
-        try:
-            if meanwhile is not None:
-                meanwhile()
-            lines = child.result() if child is not None else None
-        finally:
-            if child is not None:
-                child.close()
-        if lines is None:  # no fork, or the child failed: count here (and meet its error)
-            lines = self.estimate(requests, expected, adjust)
-        log.info("estimate before the run:")
-        for line in lines:
-            log.info("  %s", line)
+        """Log the estimate before the run. From `BACKGROUND_ESTIMATE` requests it is counted
+        in a forked child and logged when it is ready, while the run starts: at full COCO the
+        count (a sample's tokens, every request's characters) takes ~2 s that the first call
+        need not wait for, since --max-cost is held by the runner's own reservations, not by
+        the estimate. `open` waits for it, so it is always said before the command ends."""
+        child = None
+        if len(requests) >= BACKGROUND_ESTIMATE:
+            child = Forked.start(self.estimate, requests, expected, adjust, chars, nice=10)
+        if child is None:
+            _log_lines(self.estimate(requests, expected, adjust, chars))
+            return
+
+        def said_when_ready() -> None:
+            lines = child.result()
+            if lines is None:  # the child failed: count here, off the run's thread
+                lines = self.estimate(requests, expected, adjust, chars)
+            _log_lines(lines)
+
+        self._estimating = threading.Thread(target=said_when_ready, name="estimate", daemon=True)
+        self._estimating.start()
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -151,6 +169,9 @@ class Stage:
         with runner as r:
             self.runner = r
             yield self
+        if self._estimating is not None:  # not after an error: the child ends on its own
+            self._estimating.join()
+            self._estimating = None
 
     def ask(
         self,

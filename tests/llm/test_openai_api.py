@@ -410,8 +410,11 @@ def test_warm_loads_the_sdk_and_its_client_on_the_transport(
     client = backend._client
     assert client is not None
     assert ("Aio" in type(client._client).__name__) == (transport == "aiohttp")
+    assert client._platform is not None  # found now, not in a thread at the first call
     [result] = Runner(backend, options=RunnerOptions(**FAST)).run([chat(1)])  # type: ignore[arg-type]
     assert result.ok and backend._client is None  # closed with the run's event loop
+    [sent] = server.requests
+    assert sent.headers["x-stainless-os"] == str(client._platform)  # the SDK's own header
 
 
 def test_a_proxy_or_a_password_in_the_url_keeps_httpx(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -122,7 +122,7 @@ class Backend(abc.ABC):
 
     def warm(self) -> None:  # noqa: B027 - optional hook
         """Load now what the first call would wait for (an SDK and its client), while
-        something else runs: see `Stage.log_estimate`."""
+        something else runs: see `prompts.build_requests`' `meanwhile`."""
 
     def describe(self) -> str:
         """One line for the start of a run, e.g. which server is called."""
@@ -282,10 +282,17 @@ class SDKBackend(Backend):
 
     def warm(self) -> None:
         """Import the SDK (openai: ~1 s) and make the client (~50 ms: its TLS context). A
-        failure here is left for the first call, which sorts it like any other."""
+        failure here is left for the first call, which sorts it like any other.
+
+        Both SDKs find the platform (for their headers) in a thread at their first call, which
+        every worker started meanwhile waits on (and the thread pool's import, ~65 ms): it is
+        found here instead, where an SDK without that attribute is left as it is."""
         with contextlib.suppress(Exception):
             if self._client is None:
                 self._client = self._new_client()
+            if getattr(self._client, "_platform", 0) is None:
+                found = importlib.import_module(f"{self.sdk}._base_client").get_platform()
+                self._client._platform = found
 
     @abc.abstractmethod
     async def _call(self, client: Any, request: ChatRequest) -> Any:

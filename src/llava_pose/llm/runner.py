@@ -55,8 +55,8 @@ DEFAULT_MAX_OUTPUT = 1024
 # Prompt tokens reserved per attached image: above gpt-4o's high-detail maximum (1,445) and
 # Anthropic's ~1,600 for a full-size image. Text-only estimates would let images pass the budget.
 IMAGE_TOKENS_RESERVE = 1600
-# Requests hashed and looked up in the cache per step before the calls start (see `arun`).
-FEED_CHUNK = 2000
+# Requests hashed and looked up in the cache per step, a step ahead of the workers (`arun`).
+FEED_CHUNK = 256
 # Tries of a request that cannot connect, before any call of the run has succeeded, after which
 # the server is taken to be unreachable (a wrong --base-url, a server not started).
 CONNECT_TRIES = 3
@@ -386,14 +386,17 @@ class Runner:
                         cost=f"${self.stats.cost:.2f}", failed=self.stats.failed, refresh=False
                     )
 
-        queue: asyncio.Queue[tuple[ChatRequest, str] | None] = asyncio.Queue()
         rpm = RateLimiter(self.options.rpm) if self.options.rpm else None
         tpm = RateLimiter(self.options.tpm) if self.options.tpm else None
         n_workers = max(1, min(self.options.concurrency, len(requests)))
+        queue: asyncio.Queue[tuple[ChatRequest, str] | None] = asyncio.Queue(
+            2 * max(FEED_CHUNK, n_workers)
+        )
 
         async def feed() -> None:
-            """Keys and cache lookups a chunk at a time, yielding between chunks: at 160k
-            requests hashing them all first would hold the first call back by seconds."""
+            """Keys and cache lookups a chunk at a time, as the workers need them (the queue
+            is bounded): at 160k requests, hashing them all first would hold the first call
+            back by seconds, and even a few thousand at a time stall every call in flight."""
             for start in range(0, len(requests), FEED_CHUNK):
                 chunk = requests[start : start + FEED_CHUNK]
                 keys = (
@@ -405,7 +408,7 @@ class Runner:
                 for request, key in zip(chunk, keys, strict=True):
                     hit = hits.get(key)
                     if hit is None:
-                        queue.put_nowait((request, key))
+                        await queue.put((request, key))
                         continue
                     self.stats.cached += 1
                     if self.price:
@@ -415,7 +418,7 @@ class Runner:
                     finish(request, Result(request.id, completion=hit))
                 await asyncio.sleep(0)
             for _ in range(n_workers):
-                queue.put_nowait(None)
+                await queue.put(None)
 
         async def worker() -> None:
             while True:
@@ -430,8 +433,16 @@ class Runner:
                 finish(request, await self._one(request, key, rpm, tpm))
 
         tasks = [asyncio.create_task(feed())]
-        tasks += [asyncio.create_task(worker()) for _ in range(n_workers)]
         try:
+            # Workers start 1, 1, 2, 4, ... a turn of the loop apart: each prepares its call
+            # (~3 ms in the SDK) before any is sent, so 64 at once would hold the first call
+            # back by 64 preparations; the ramp is over in a few turns.
+            started_workers = 0
+            while started_workers < n_workers:
+                more = min(max(1, started_workers), n_workers - started_workers)
+                tasks += [asyncio.create_task(worker()) for _ in range(more)]
+                started_workers += more
+                await asyncio.sleep(0)
             await asyncio.gather(*tasks)
         finally:
             for t in tasks:

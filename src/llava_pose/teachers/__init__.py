@@ -63,7 +63,7 @@ class Teacher(Protocol):
     def price(self, prices: PriceTable) -> Price | None: ...
 
     def warm(self) -> None:
-        """Load what its first call waits for (an SDK), while the estimate is counted."""
+        """Load what its first call waits for (an SDK), while the prompts are rendered."""
         ...
 
     def open(

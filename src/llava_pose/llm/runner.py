@@ -57,6 +57,8 @@ DEFAULT_MAX_OUTPUT = 1024
 IMAGE_TOKENS_RESERVE = 1600
 # Requests hashed and looked up in the cache per step, a step ahead of the workers (`arun`).
 FEED_CHUNK = 256
+# Workers started one by one, a turn of the event loop apart, before the rest (`arun`).
+RAMP_ONE_BY_ONE = 8
 # Tries of a request that cannot connect, before any call of the run has succeeded, after which
 # the server is taken to be unreachable (a wrong --base-url, a server not started).
 CONNECT_TRIES = 3
@@ -434,14 +436,15 @@ class Runner:
 
         tasks = [asyncio.create_task(feed())]
         try:
-            # Workers start 1, 1, 2, 4, ... a turn of the loop apart: each prepares its call
-            # (~3 ms in the SDK) before any is sent, so 64 at once would hold the first call
-            # back by 64 preparations; the ramp is over in a few turns.
-            started_workers = 0
-            while started_workers < n_workers:
-                more = min(max(1, started_workers), n_workers - started_workers)
-                tasks += [asyncio.create_task(worker()) for _ in range(more)]
-                started_workers += more
+            # Workers start one a turn of the loop for the first RAMP_ONE_BY_ONE turns, then
+            # doubling: each prepares its call (~3 ms in the SDK) before any is sent, and the
+            # first call needs ~5 turns to connect and send, so 64 at once would hold it back
+            # by 64 preparations.
+            while (running := len(tasks) - 1) < n_workers:
+                more = 1 if running < RAMP_ONE_BY_ONE else running
+                tasks += [
+                    asyncio.create_task(worker()) for _ in range(min(more, n_workers - running))
+                ]
                 await asyncio.sleep(0)
             await asyncio.gather(*tasks)
         finally:

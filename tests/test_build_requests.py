@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from llava_pose import coco, forked, prompts
+from llava_pose.llm.pricing import prompt_chars
 from llava_pose.records import ImageContext
 from llava_pose.tasks import TASKS
 
@@ -59,9 +60,13 @@ def test_the_same_requests_as_one_call_each(
     monkeypatch.setattr(prompts, "_CHUNK", 3)  # many chunks, some rendered in the child
     options = {**OPTIONS, "prompts": prompts.load_prompts(fmt, cues), "fewshot": fewshot}
     tasks = ("reasoning", "conversation", "detail")  # built in registry order all the same
-    built = prompts.build_requests(contexts, tasks, **options)
+    shown = options["prompts"].fewshot
+    if fewshot:  # an example's own image too: its example is left out of its requests
+        contexts = contexts + [e.context for t in TASKS for e in shown[t]]
+    built, chars = prompts.sized_requests(contexts, tasks, **options)
     assert [msgspec.json.encode(r) for r in built] == one_by_one(contexts, tasks, **options)
     assert shared == [3 if parallel else len(contexts)]
+    assert chars == prompt_chars(built)  # summed from the parts, as a walk over them counts
 
 
 def test_detail_and_reasoning_share_one_rendering(contexts: list[ImageContext]) -> None:

@@ -46,8 +46,7 @@ from .llm.pricing import (
 )
 from .llm.runner import ModelOptions, Result
 from .lock import hold
-from .prompts import build_requests as prompts_build_requests
-from .prompts import load_prompts
+from .prompts import load_prompts, sized_requests
 from .records import ChatRequest, ImageContext, Sample
 from .stage import make_stage
 from .tasks import TASKS
@@ -193,8 +192,9 @@ def build_requests(
     cfg: GenerateConfig,
     model: str,
     meanwhile: Callable[[], object] | None = None,
-) -> list[ChatRequest]:
-    return prompts_build_requests(
+) -> tuple[list[ChatRequest], list[int]]:
+    """The teacher requests and their characters (`prompts.sized_requests`)."""
+    return sized_requests(
         contexts,
         cfg.tasks,
         model=model,
@@ -304,8 +304,9 @@ def run_generate(cfg: GenerateConfig) -> int:
     stage = make_stage("generate", teacher, prices, cfg, Path(cfg.out) / "cache.sqlite")
     log.info("teacher: %s", teacher.describe())
     contexts = load_source(cfg, cfg.seed)
-    built = build_requests(contexts, cfg, teacher.model, functools.partial(warm, teacher, cfg))
-    chars = prompt_chars(built) if teacher.reads_prompt or cfg.dry_run else None
+    built, chars = build_requests(
+        contexts, cfg, teacher.model, functools.partial(warm, teacher, cfg)
+    )
     requests, too_long = fit_context_window(built, teacher, cfg.context_window, chars)
     if too_long.skipped:
         chars = prompt_chars(requests)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from . import __version__, verify
+from . import __version__
 from .coco import (
     DEFAULT_MIN_KEYPOINTS,
     DEFAULT_MIN_PERSONS,
@@ -209,13 +209,10 @@ def build_requests(
 
 def warm(teacher: Teacher, cfg: GenerateConfig) -> None:
     """What this process needs next, done while a second one renders the prompts: the SDK for
-    the first call, the pose checker's word lists for the first reply, and the tokenizer
-    where counting comes first (a dry run's estimate, reservations for --max-cost, --tpm or
-    --batch). An estimate forked later inherits it."""
+    the first call, and the tokenizer where counting comes first (a dry run's estimate,
+    reservations for --max-cost, --tpm or --batch). An estimate forked later inherits it."""
     if not cfg.dry_run:
         teacher.warm()
-        if pose_filter_on(cfg.pose_filter, teacher):
-            verify.warm()
     counts = cfg.max_cost is not None or cfg.tpm is not None or cfg.batch
     if cfg.dry_run or (counts and not teacher.free):
         load_tokenizer(teacher.model or "gpt-4o")

@@ -475,13 +475,6 @@ def _mentions(words: list[str], scene: _Scene) -> list[_Mention]:
     return out
 
 
-def warm() -> None:
-    """Parse the word lists now (~0.1 s of YAML), at a moment chosen for it, rather than at
-    the first reply, while the other calls of its wave wait on the event loop."""
-    _roles_longest_first()
-    _all_positions()
-
-
 @functools.cache
 def _roles_longest_first() -> tuple[tuple[str, ...], ...]:
     return tuple(sorted(vocab().roles, key=len, reverse=True))

@@ -63,7 +63,7 @@ def test_the_same_requests_as_one_call_each(
     shown = options["prompts"].fewshot
     if fewshot:  # an example's own image too: its example is left out of its requests
         contexts = contexts + [e.context for t in TASKS for e in shown[t]]
-    built, chars = prompts.sized_requests(contexts, tasks, **options)
+    built, chars = prompts.build_requests(contexts, tasks, **options)
     assert [msgspec.json.encode(r) for r in built] == one_by_one(contexts, tasks, **options)
     assert shared == [3 if parallel else len(contexts)]
     assert chars == prompt_chars(built)  # summed from the parts, as a walk over them counts
@@ -72,7 +72,7 @@ def test_the_same_requests_as_one_call_each(
 def test_detail_and_reasoning_share_one_rendering(contexts: list[ImageContext]) -> None:
     built = prompts.build_requests(
         contexts[:5], ("detail", "reasoning"), prompts=prompts.load_prompts("paper"), **OPTIONS
-    )
+    ).requests
     for detail, reasoning in zip(built[0::2], built[1::2], strict=True):
         shown = detail.messages[1:-1]  # between the system prompt and the instruction
         assert shown and all(a is b for a, b in zip(shown, reasoning.messages[1:], strict=True))
@@ -95,7 +95,7 @@ def test_a_failed_second_process_leaves_the_work_here(
     monkeypatch.setattr(prompts, "_PARALLEL_REQUESTS", 0)
     monkeypatch.setattr(prompts, "_CHUNK", 2)
     options = {**OPTIONS, "prompts": prompts.load_prompts("compact", True)}
-    built = prompts.build_requests(contexts, TASKS, **options)
+    built = prompts.build_requests(contexts, TASKS, **options).requests
     assert [msgspec.json.encode(r) for r in built] == one_by_one(contexts, TASKS, **options)
 
 

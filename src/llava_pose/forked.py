@@ -35,32 +35,22 @@ class Forked:
     def start(cls, fn: Any, *args: Any, nice: int = 0) -> Forked | None:
         """`nice`: the child's niceness increment (background work that must not slow this
         process, or whatever else shares the machine)."""
-        if sys.platform != "linux" or not hasattr(os, "fork"):
+        forked = _fork()
+        if forked is None:
             return None
-        sys.stdout.flush()
-        sys.stderr.flush()
-        read, write = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(read)
-            os.close(write)
-            return None
+        pid, pipe = forked
         if pid == 0:  # the child
             code = 1
             try:
-                os.close(read)
-                logging.disable(logging.CRITICAL)
                 if nice:
                     os.nice(nice)
                 data = pickle.dumps(fn(*args), protocol=5)
-                with os.fdopen(write, "wb") as out:
+                with os.fdopen(pipe, "wb") as out:
                     out.write(data)
                 code = 0
             finally:
                 os._exit(code)
-        os.close(write)
-        return cls(pid, read)
+        return cls(pid, pipe)
 
     def result(self) -> Any:
         """The child's result (waiting for it), or None when it failed."""
@@ -115,32 +105,20 @@ def share(
         return [here(*span(k)) for k in range(chunks)]
     done: dict[int, T] = {}
     with _Claims(chunks) as claims, tempfile.TemporaryFile() as spill:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        read, write = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(read)
-            os.close(write)
-            pid = -1
+        pid, pipe = _fork() or (-1, -1)
         if pid == 0:  # the child
             code = 1
             try:
-                os.close(read)
-                logging.disable(logging.CRITICAL)
                 offset = 0
                 while (k := claims.back()) is not None:
                     data = there(*span(k))
                     os.pwrite(spill.fileno(), data, offset)
-                    os.write(write, _RECORD.pack(k, offset, len(data)))
+                    os.write(pipe, _RECORD.pack(k, offset, len(data)))
                     offset += len(data)
                 code = 0
             finally:
                 os._exit(code)
-        if pid > 0:
-            os.close(write)
-        sent = _Sent(read, spill.fileno()) if pid > 0 else None
+        sent = _Sent(pipe, spill.fileno()) if pid > 0 else None
         try:
             if meanwhile is not None:
                 meanwhile()
@@ -168,6 +146,29 @@ def share(
 
 def _can_fork() -> bool:
     return sys.platform == "linux" and hasattr(os, "fork")
+
+
+def _fork() -> tuple[int, int] | None:
+    """Fork, with a pipe from the child to this process: (0, the write end) in the child, its
+    logging off (it runs only what it was forked for, then ``os._exit``); (the child's pid, the
+    read end) here; None where it cannot fork."""
+    if not _can_fork():
+        return None
+    sys.stdout.flush()  # nothing buffered here is written twice
+    sys.stderr.flush()
+    read, write = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write)
+        return None
+    if pid == 0:
+        os.close(read)
+        logging.disable(logging.CRITICAL)
+        return 0, write
+    os.close(write)
+    return pid, read
 
 
 _RECORD = struct.Struct("<QQQ")  # chunk index, offset in the spill file, length

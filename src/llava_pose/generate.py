@@ -46,7 +46,8 @@ from .llm.pricing import (
 )
 from .llm.runner import ModelOptions, Result
 from .lock import hold
-from .prompts import load_prompts, sized_requests
+from .prompts import Built, load_prompts
+from .prompts import build_requests as prompts_build_requests
 from .records import ChatRequest, ImageContext, Sample
 from .stage import make_stage
 from .tasks import TASKS
@@ -192,9 +193,9 @@ def build_requests(
     cfg: GenerateConfig,
     model: str,
     meanwhile: Callable[[], object] | None = None,
-) -> tuple[list[ChatRequest], list[int]]:
-    """The teacher requests and their characters (`prompts.sized_requests`)."""
-    return sized_requests(
+) -> Built:
+    """The teacher requests and their characters (`prompts.build_requests`)."""
+    return prompts_build_requests(
         contexts,
         cfg.tasks,
         model=model,

@@ -27,7 +27,7 @@ import random
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -214,6 +214,13 @@ def _assemble(
     )
 
 
+class Built(NamedTuple):
+    """What `build_requests` makes: the requests, and each one's characters."""
+
+    requests: list[ChatRequest]
+    chars: list[int]
+
+
 def build_requests(
     contexts: Iterable[ImageContext],
     tasks: Collection[str],
@@ -225,30 +232,12 @@ def build_requests(
     temperature: float | None = None,
     max_tokens: int | None = None,
     meanwhile: Callable[[], object] | None = None,
-) -> list[ChatRequest]:
+) -> Built:
     """`build_request` for each image and each of `tasks` (image by image, tasks in registry
-    order), the same requests as one call per request: `sized_requests` without the sizes."""
-    return sized_requests(
-        contexts, tasks, model=model, prompts=prompts, seed=seed, fewshot=fewshot,
-        temperature=temperature, max_tokens=max_tokens, meanwhile=meanwhile,
-    )[0]  # fmt: skip
-
-
-def sized_requests(
-    contexts: Iterable[ImageContext],
-    tasks: Collection[str],
-    *,
-    model: str,
-    prompts: PromptSet,
-    seed: int = 0,
-    fewshot: bool = False,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    meanwhile: Callable[[], object] | None = None,
-) -> tuple[list[ChatRequest], list[int]]:
-    """`build_requests`, and each request's characters (`pricing.prompt_chars`: the context
-    window check and the estimate need them), summed from its parts as they are put
-    together rather than by a walk over 650k messages after. Faster at scale in two ways:
+    order), the same requests as one call per request, with each request's characters
+    (`pricing.prompt_chars`: the context-window check and the estimate need them) summed from
+    its parts as they are put together rather than by a walk over 650k messages after.
+    Faster at scale in two ways:
 
     * Rendering the images is three quarters of the work. From `_PARALLEL_REQUESTS`
       requests (on Linux) a forked second process renders chunks of images and sends their
@@ -311,7 +300,7 @@ def sized_requests(
     finally:
         if enabled:
             gc.enable()
-    return requests, chars
+    return Built(requests, chars)
 
 
 _PARALLEL_REQUESTS = 20_000
@@ -369,6 +358,7 @@ def _message(role: str, text: str) -> Message:
 
 
 __all__ = [
+    "Built",
     "FewShotExample",
     "PromptSet",
     "build_request",
@@ -376,5 +366,4 @@ __all__ = [
     "load_prompts",
     "pick_instruction",
     "query_messages",
-    "sized_requests",
 ]

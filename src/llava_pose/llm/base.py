@@ -122,7 +122,7 @@ class Backend(abc.ABC):
 
     def warm(self) -> None:  # noqa: B027 - optional hook
         """Load now what the first call would wait for (an SDK and its client), while
-        something else runs: see `prompts.sized_requests`' `meanwhile`."""
+        something else runs: see `prompts.build_requests`' `meanwhile`."""
 
     def describe(self) -> str:
         """One line for the start of a run, e.g. which server is called."""

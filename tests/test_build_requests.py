@@ -100,17 +100,26 @@ def test_a_failed_second_process_leaves_the_work_here(
 
 
 @pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("why", ["big", "meanwhile", "neither"])
 def test_the_collector_is_left_as_found(
-    monkeypatch: pytest.MonkeyPatch, contexts: list[ImageContext], enabled: bool
+    monkeypatch: pytest.MonkeyPatch, contexts: list[ImageContext], enabled: bool, why: str
 ) -> None:
-    monkeypatch.setattr(prompts, "_FREEZE_AFTER", 0)  # freeze even this small result
+    """Paused while the requests are made; what exists after is frozen when the result is big
+    or `meanwhile` ran (it made long-lived objects with the collector paused), else not."""
+    if why == "big":
+        monkeypatch.setattr(prompts, "_FREEZE_AFTER", 0)  # freeze even this small result
+    made: list[object] = []
+    meanwhile = (lambda: made.append(object())) if why == "meanwhile" else None
     was = gc.isenabled()
     (gc.enable if enabled else gc.disable)()
-    frozen = gc.get_freeze_count()
+    gc.unfreeze()
     try:
-        prompts.build_requests(contexts, TASKS, prompts=prompts.load_prompts("paper"), **OPTIONS)
+        prompts.build_requests(
+            contexts, TASKS, prompts=prompts.load_prompts("paper"), meanwhile=meanwhile, **OPTIONS
+        )
         assert gc.isenabled() == enabled
-        assert gc.get_freeze_count() > frozen
+        assert (gc.get_freeze_count() > 0) == (why != "neither")
+        assert made or why != "meanwhile"
     finally:
         gc.unfreeze()
         (gc.enable if was else gc.disable)()

@@ -26,11 +26,13 @@ def test_fast_start_reports_the_dry_run_and_the_first_request(tmp_path: Path) ->
 def test_teacher_throughput_reports_the_whole_command() -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH / "teacher_throughput.py"), "--latency", "0.05",
-         "--n-ours", "16", "--n-seq", "2", "--rpm", "600", "--rpm-seconds", "1", "--whole", "30"],
+         "--n-ours", "16", "--n-seq", "2", "--rpm", "600", "--rpm-seconds", "1", "--whole", "30",
+         "--whole-repeat", "2"],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     out = proc.stdout
     assert "(d) whole `llava-pose generate`, 30 requests" in out, out + proc.stderr
+    assert "the fastest of 2 runs" in out  # each run calls anew: its own output folder
     assert "first request at the server after" in out
     assert "whole command: 1/" in out and "of sequential" in out

@@ -98,6 +98,14 @@ def test_share_does_here_what_a_failed_child_left(monkeypatch: pytest.MonkeyPatc
     assert [(s, e) for s, e, _ in parts] == [(k, k + 3) for k in range(0, 30, 3)]
     assert sum(pid != parent for _, _, pid in parts) == 1
 
+    def no_memory_file(name: str) -> int:
+        raise OSError(38, "Function not implemented")
+
+    with monkeypatch.context() as m:  # no shared memory for the claims: one process does all
+        m.setattr(os, "memfd_create", no_memory_file)
+        parts = share(9, 3, _span, _encoded, _taken)
+        assert parts == [(0, 3, parent), (3, 6, parent), (6, 9, parent)]
+
     monkeypatch.setattr(forked, "_can_fork", lambda: False)  # no fork: all here, meanwhile first
     order: list[str] = []
     parts = share(

@@ -14,7 +14,7 @@ import struct
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
 
@@ -99,12 +99,14 @@ def share(
     def span(k: int) -> tuple[int, int]:
         return k * chunk, min(n, (k + 1) * chunk)
 
-    if chunks < 2 or not _can_fork():
+    shared = _shared(chunks) if chunks >= 2 and _can_fork() else None
+    if shared is None:
         if meanwhile is not None:
             meanwhile()
         return [here(*span(k)) for k in range(chunks)]
     done: dict[int, T] = {}
-    with _Claims(chunks) as claims, tempfile.TemporaryFile() as spill:
+    claims, spill = shared
+    with claims, spill:
         pid, pipe = _fork() or (-1, -1)
         if pid == 0:  # the child
             code = 1
@@ -148,6 +150,20 @@ def _can_fork() -> bool:
     return sys.platform == "linux" and hasattr(os, "fork")
 
 
+def _shared(chunks: int) -> tuple[_Claims, IO[bytes]] | None:
+    """The claims and the spill file of a `share`; None where either cannot be made (no
+    memory file or no record locks, no writable temporary folder): one process does it all."""
+    try:
+        claims = _Claims(chunks)
+    except OSError:
+        return None
+    try:
+        return claims, tempfile.TemporaryFile()
+    except OSError:
+        claims.close()
+        return None
+
+
 def _fork() -> tuple[int, int] | None:
     """Fork, with a pipe from the child to this process: (0, the write end) in the child, its
     logging off (it runs only what it was forked for, then ``os._exit``); (the child's pid, the
@@ -180,16 +196,24 @@ class _Claims:
     per process, so the two exclude each other)."""
 
     def __init__(self, chunks: int) -> None:
-        self.fd, self.path = tempfile.mkstemp(prefix="llava-pose-claims-")
-        os.unlink(self.path)
-        os.ftruncate(self.fd, 16)
-        self.memory = mmap.mmap(self.fd, 16)
+        self.fd = os.memfd_create("llava-pose-claims")
+        try:
+            os.ftruncate(self.fd, 16)
+            self.memory = mmap.mmap(self.fd, 16)
+            os.lockf(self.fd, os.F_TLOCK, 0)  # record locks work on it
+            os.lockf(self.fd, os.F_ULOCK, 0)
+        except OSError:
+            os.close(self.fd)
+            raise
         self.memory[:] = struct.pack("<qq", 0, chunks)
 
     def __enter__(self) -> _Claims:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.memory.close()
         os.close(self.fd)
 

@@ -266,7 +266,7 @@ def build_requests(
         "temperature": temperature, "max_tokens": max_tokens,
     }  # fmt: skip
 
-    def assemble(images: list[ImageContext], rendered: Iterable[_Rendered]) -> _Sized:
+    def assemble(images: list[ImageContext], rendered: Iterable[_Rendered]) -> Built:
         requests, chars = [], []
         for ctx, (shown, instruction, sizes) in zip(images, rendered, strict=True):
             for task, q, asks in which:
@@ -275,16 +275,16 @@ def build_requests(
                 )
                 size = fixed[task] + sizes[q] + (len(instruction) if asks and instruction else 0)
                 chars.append(size - examples[task].get(ctx.image_id, 0))  # its own: left out
-        return requests, chars
+        return Built(requests, chars)
 
-    def here(start: int, end: int) -> _Sized:
+    def here(start: int, end: int) -> Built:
         images = contexts[start:end]
         return assemble(images, _render(prompts, images, queries, seed, instructed))
 
     def there(start: int, end: int) -> bytes:
         return _render_encoded(prompts, contexts[start:end], queries, seed, instructed)
 
-    def take(start: int, end: int, data: bytes) -> _Sized:
+    def take(start: int, end: int, data: bytes) -> Built:
         return assemble(contexts[start:end], msgspec.msgpack.decode(data, type=list[_Rendered]))
 
     parallel = len(contexts) * len(wanted) >= _PARALLEL_REQUESTS
@@ -295,8 +295,8 @@ def build_requests(
             len(contexts), _CHUNK if parallel else max(1, len(contexts)), here, there, take,
             meanwhile,
         )  # fmt: skip
-        requests = list(itertools.chain.from_iterable(r for r, _ in parts))
-        chars = list(itertools.chain.from_iterable(c for _, c in parts))
+        requests = list(itertools.chain.from_iterable(p.requests for p in parts))
+        chars = list(itertools.chain.from_iterable(p.chars for p in parts))
         if len(requests) > _FREEZE_AFTER or meanwhile is not None:
             gc.freeze()
     finally:
@@ -311,7 +311,6 @@ _FREEZE_AFTER = 10_000  # requests past which the built ones are gc-frozen
 # One image rendered: its messages for each query, its Table 4 instruction (or None), and the
 # characters of each query's messages
 _Rendered = tuple[list[tuple[Message, ...]], str | None, list[int]]
-_Sized = tuple[list[ChatRequest], list[int]]
 
 
 def _size(messages: Iterable[Message]) -> int:

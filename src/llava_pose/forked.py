@@ -69,10 +69,7 @@ class Forked:
             os.close(self.fd)
             self.fd = -1
         if self.pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
+            _end(self.pid)
             self.pid = 0
 
 
@@ -136,10 +133,7 @@ def share(
             if sent is not None:
                 sent.close()
             if pid > 0:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)  # gone already, unless this one failed
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
+                _end(pid)  # gone already, unless this one failed
     for k in range(chunks):  # claimed by a child that died before sending them
         if k not in done:
             done[k] = here(*span(k))
@@ -148,6 +142,14 @@ def share(
 
 def _can_fork() -> bool:
     return sys.platform == "linux" and hasattr(os, "fork")
+
+
+def _end(pid: int) -> None:
+    """Kill a child if it still runs, and reap it: none is left behind, not even a zombie."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def _shared(chunks: int) -> tuple[_Claims, IO[bytes]] | None:

@@ -18,7 +18,7 @@ from tests.servers import OpenAIServer
 from tests.test_generate import KEY, teacher_reply
 
 from llava_pose.cli import main
-from llava_pose.lock import lock_file
+from llava_pose.lock import InUseError, hold, lock_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,3 +103,35 @@ def test_two_generate_processes_at_once_pay_each_call_once(server, tmp_path) -> 
     refused = next(err for rc, err in results if rc == 2)
     assert "is in use by another llava-pose run" in refused and "`generate`" in refused
     assert len(server.completed) == 9 and max(server.paid_counts().values()) == 1
+
+
+SLOW_HOLDER = """
+import sys, time
+from llava_pose import lock
+from llava_pose.lock import InUseError, hold, lock_file
+f = open(lock_file(sys.argv[1], True), "a+", encoding="utf-8")
+assert lock._try_lock(f)
+print("locked", flush=True)  # taken, and who holds it not written yet
+time.sleep(0.3)
+f.write('{"pid": 1, "host": "h", "command": "slow", "started": "now"}')
+f.flush()
+time.sleep(60)
+"""
+
+
+def test_a_run_refused_the_moment_the_lock_is_taken_still_names_the_holder(tmp_path) -> None:
+    """The holder takes the lock first and writes who it is after: a run refused in between
+    reads again until it can say who holds it (two runs started together meet this)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    other = subprocess.Popen(
+        [sys.executable, "-c", SLOW_HOLDER, str(out)], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "locked"
+        with pytest.raises(InUseError) as refused:
+            hold(out, "generate", folder=True)  # before the holder has written
+    finally:
+        other.kill()
+        other.wait()
+    assert "`slow`" in str(refused.value) and "another --out" in str(refused.value)

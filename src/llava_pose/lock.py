@@ -70,8 +70,7 @@ def hold(path: str | Path, command: str, *, what: str = "--out", folder: bool = 
     target.parent.mkdir(parents=True, exist_ok=True)
     f = open(target, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while held
     if not _try_lock(f):
-        f.seek(0)
-        holder = _describe(f.read())
+        holder = _holder(f)
         f.close()
         raise InUseError(
             f"{path} is in use by another llava-pose run ({holder}): wait for it to finish, "
@@ -95,14 +94,33 @@ def hold(path: str | Path, command: str, *, what: str = "--out", folder: bool = 
         _scopes[-1].append(target)
 
 
-def _describe(text: str) -> str:
+# How long a refused run waits for the holder to write who it is: a holder writes right after
+# it takes the lock, so two runs started together would otherwise read an empty file.
+HOLDER_WAIT_S = 1.0
+
+
+def _holder(f: IO[Any]) -> str:
+    """Who holds the lock, as the holder wrote it; read again until it is there (at most
+    `HOLDER_WAIT_S`), since the holder takes the lock first and writes after."""
+    deadline = time.monotonic() + HOLDER_WAIT_S
+    while True:
+        f.seek(0)
+        described = _describe(f.read())
+        if described is not None:
+            return described
+        if time.monotonic() >= deadline:
+            return "a process that has not said which yet"
+        time.sleep(0.01)
+
+
+def _describe(text: str) -> str | None:
     try:
         info = json.loads(text)
         return (
             f"pid {info['pid']} on {info['host']}, `{info['command']}`, started {info['started']}"
         )
     except (ValueError, KeyError, TypeError):
-        return "a process that has not said which yet"
+        return None
 
 
 @contextlib.contextmanager

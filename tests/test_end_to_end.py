@@ -115,6 +115,8 @@ def test_generated_data_trains_a_model_that_answers_the_benchmark(
             bench,
             "--model",
             f"hf:{run}",
+            "--image-root",
+            coco_mini,
             "--out",
             answers,
             "--max-tokens",

@@ -71,6 +71,7 @@ import msgspec
 from .context import NO_KEYPOINTS, UNLABELLED
 from .errors import ConfigError, InputError
 from .forked import Forked
+from .images import MAX_IMAGE_SIDE
 from .io import read_bytes, write_jsonl
 from .paths import fold, path_problem
 from .progress import progress_bar
@@ -82,9 +83,6 @@ ANNOTATION_KINDS = ("captions", "instances", "person_keypoints")
 DEFAULT_MIN_KEYPOINTS = 5
 DEFAULT_MIN_PERSONS = 1
 TOLERANCE_PX = 1.0  # how far outside the image a box or keypoint may be and still be clamped
-# Largest width or height taken as real: JPEG (COCO's format) stops at 65,535 px per side and no
-# camera comes near; beyond it a size is corrupt or crafted, and 3-decimal coordinates collapse.
-MAX_IMAGE_SIDE = 100_000
 SAMPLE_SPLIT = "train2017"
 _FREEZE_AFTER = 100_000  # records in a load past which the loaded objects are gc-frozen
 

@@ -7,26 +7,22 @@ import json
 import shutil
 from pathlib import Path
 
+from tests.conftest import find_coco_mini
 from tests.bench.helpers import read_jsonl
 from tests.servers import Fault
 
 from llava_pose.cli import main
 
 
-def answer(bench: Path, out: Path, server, *extra: str) -> int:
+def answer(bench: Path, out: Path, server, *extra: str, root: Path | None = None) -> int:
+    """`bench answer` on `bench`, reading images under `root` (default COCO-MINI; a root given
+    in `extra` instead when `root` is None and `extra` names one)."""
+    named = ["--image-root", str(root or find_coco_mini())]
+    if root is None and "--image-root" in extra:
+        named = []
     return main(
-        [
-            "-q",
-            "bench",
-            "answer",
-            "--bench",
-            str(bench),
-            "--out",
-            str(out),
-            "--base-url",
-            server.url,
-            *extra,
-        ]
+        ["-q", "bench", "answer", "--bench", str(bench), "--out", str(out)]
+        + ["--base-url", server.url, *named, *extra]
     )
 
 
@@ -152,5 +148,6 @@ def test_missing_image_is_an_input_error_before_any_call(
     assert "(and 2 more)" in err  # the image's other two questions
     assert openai_server.requests == [] and not out.exists()
     (small_bench / "manifest.json").write_text("{}")
-    assert answer(small_bench, out, openai_server, "--model", "openai:gpt-4o-mini") == 2
+    args = ["bench", "answer", "--bench", str(small_bench), "--out", str(out)]
+    assert main([*args, "--model", "openai:gpt-4o-mini", "--base-url", openai_server.url]) == 2
     assert "--image-root: required" in capsys.readouterr().err

@@ -53,6 +53,8 @@ def test_build_answer_judge_judge_report(
             "openai:gpt-4o-mini",
             "--out",
             answers / "gpt-4o-mini.jsonl",
+            "--image-root",
+            coco_mini,
             *oa,
         )
         == 0
@@ -67,6 +69,8 @@ def test_build_answer_judge_judge_report(
             "openai:my-strong-vlm",
             "--out",
             answers / "my-strong-vlm.jsonl",
+            "--image-root",
+            coco_mini,
             *oa,
         )
         == 0

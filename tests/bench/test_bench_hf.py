@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests.conftest import find_coco_mini
 from tests.bench.helpers import read_jsonl
 
 from llava_pose.cli import main
@@ -36,6 +37,8 @@ def answer(bench: Path, model: Path, out: Path) -> int:
             str(bench),
             "--model",
             f"hf:{model}",
+            "--image-root",
+            str(find_coco_mini()),
             "--out",
             str(out),
             "--max-tokens",
@@ -67,6 +70,7 @@ def test_hf_options_are_set_from_bench_answer(tiny_model, small_bench, tmp_path)
     out = tmp_path / "answers" / "tiny.jsonl"
     args = ["-q", "bench", "answer", "--bench", str(small_bench), "--model", f"hf:{tiny_model}"]
     args += ["--out", str(out), "--max-tokens", "4", "--device", "cpu", "--dtype", "fp32"]
+    args += ["--image-root", str(find_coco_mini())]
     assert main([*args, "--batch-size", "3", "--template", "vicuna_v1"]) == 0
     assert len(read_jsonl(out)) == 6
 

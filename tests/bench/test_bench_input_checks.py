@@ -11,6 +11,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from tests.conftest import find_coco_mini
 from tests.bench.helpers import model_answers, read_jsonl, write_jsonl
 from tests.test_paths import ESCAPES
 
@@ -22,7 +23,8 @@ from llava_pose.coco import select_images, write_contexts
 def answer(bench: Path, out: Path, server, *extra: str) -> int:
     return main(
         ["-q", "bench", "answer", "--bench", str(bench), "--out", str(out),
-         "--base-url", server.url, "--model", "openai:gpt-4o-mini", *extra]
+         "--base-url", server.url, "--model", "openai:gpt-4o-mini",
+         "--image-root", str(find_coco_mini()), *extra]
     )  # fmt: skip
 
 

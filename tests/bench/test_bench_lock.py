@@ -19,6 +19,7 @@ def test_bench_steps_refuse_an_output_in_use(
     if step == "answer":
         target, folder = tmp_path / "answers" / "m.jsonl", False
         args = ["--bench", small_bench, "--model", "openai:gpt-4o", "--out", target]
+        args += ["--image-root", find_coco_mini()]
     elif step == "judge":
         target, folder = tmp_path / "reviews", True
         answers = model_answers(tmp_path / "answers" / "m.jsonl", small_bench, "good")

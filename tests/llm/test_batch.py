@@ -263,7 +263,7 @@ def test_bench_build_judge_answer_in_batch_mode(provider, tmp_path: Path, coco_m
     answers = tmp_path / "answers" / "m.jsonl"
     answer = [
         "-q", "bench", "answer", "--bench", str(bench), "--model", spec, "--base-url",
-        server.url, "--out", str(answers), "--batch",
+        server.url, "--out", str(answers), "--batch", "--image-root", str(coco_mini),
     ]  # fmt: skip
     assert main(answer) == EXIT_PENDING and not answers.exists()
     assert main(answer) == EXIT_OK

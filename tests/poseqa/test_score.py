@@ -71,7 +71,8 @@ def test_answer_and_score_through_the_loopback_server(
     server.responder = answer_from_text
     answers = tmp_path / "answers" / "mini.jsonl"
     rc = main(["-q", "bench", "answer", "--bench", str(bench), "--model", "openai:gpt-4o-mini",
-               "--base-url", server.url, "--out", str(answers)])  # fmt: skip
+               "--base-url", server.url, "--out", str(answers),
+               "--image-root", str(coco_mini)])  # fmt: skip
     assert rc == 0
     rows = [json.loads(line) for line in (bench / "questions.jsonl").open()]
     assert len(server.requests) == len(rows)

@@ -29,6 +29,7 @@ import msgspec
 from .. import __version__
 from ..config import option
 from ..errors import ConfigError, InputError
+from ..images import probe
 from ..io import append_jsonl, read_bytes, write_jsonl
 from ..llm import make_backend
 from ..llm.pricing import PriceTable
@@ -38,7 +39,7 @@ from ..paths import join_inside
 from ..records import ChatRequest, Message
 from ..stage import make_stage
 from ..train.config import PRECISIONS, TEMPLATES
-from .files import Answer, Question, load_bench, qid_key
+from .files import MANIFEST_FILE, Answer, Bench, Question, load_bench, qid_key
 
 log = logging.getLogger("llava_pose")
 
@@ -60,7 +61,8 @@ class AnswerConfig(ModelOptions):
     questions: str | None = option(None, "questions JSONL instead of BENCH/questions.jsonl")
     image_root: str | None = option(
         None,
-        "folder the questions' image paths are relative to (default: the manifest's COCO root)",
+        "folder the questions' image paths are relative to; required unless the manifest's "
+        "image_root lies inside the benchmark folder (a benchmark folder is data: see Guarantees)",
     )
     model_id: str | None = option(
         None, "name of the model in the answers and the report (default: from --model)"
@@ -138,20 +140,44 @@ def answer_line(
     }
 
 
-def _image_root(cfg: AnswerConfig, manifest: dict[str, Any]) -> Path:
-    if cfg.image_root:
-        return Path(cfg.image_root)
-    root = manifest.get("image_root")
+def image_root(given: str | None, bench: Bench) -> Path:
+    """The root the questions' images are read under: `given` (``--image-root``, named by the
+    user), else the manifest's ``image_root`` only when it lies inside the benchmark folder.
+
+    A benchmark folder is data and is passed between people: a manifest naming ``/home/you``
+    with a question whose image is ``.ssh/id_rsa`` must not make this command read that file
+    and send it to an API. A root inside the folder is resolved (links followed) and every
+    image must then resolve inside it too (`_check_images`)."""
+    if given:
+        return Path(given)
+    root = bench.manifest.get("image_root")
     if not root:
         raise ConfigError(
-            "--image-root: required (no manifest.json with the COCO root beside the questions)"
+            "--image-root: required (no manifest.json with the image root beside the questions)"
         )
-    return Path(root)
+    manifest = (bench.folder or Path(".")) / MANIFEST_FILE
+    if not isinstance(root, str):
+        raise InputError(manifest, "must be a path", field="image_root")
+    folder = bench.folder.resolve() if bench.folder is not None else None
+    resolved = (bench.folder / root).resolve() if bench.folder is not None else Path(root)
+    if folder is None or not resolved.is_relative_to(folder):
+        raise InputError(
+            manifest,
+            f"{root} is outside the benchmark folder, and a benchmark folder may come from "
+            f"anyone: name the image root yourself with --image-root {root}",
+            field="image_root",
+        )
+    return resolved
 
 
-def _check_images(questions: list[Question], root: Path, questions_path: Path) -> list[Path]:
+def _check_images(
+    questions: list[Question], root: Path, questions_path: Path, *, confined: bool
+) -> list[Path]:
     """The image file of each question, inside `root` (`paths.join_inside`: the folded path, so
-    ``val2017/../x`` cannot climb out through a linked ``val2017``); all must exist."""
+    ``val2017/../x`` cannot climb out through a linked ``val2017``); all must exist and be
+    images of a sane size (`images.probe`), so nothing else is ever sent. `confined` (a root
+    taken from the folder itself): every file must also resolve inside it, so a link placed
+    in a shared folder cannot lead out of it."""
     paths = [
         join_inside(
             root,
@@ -170,6 +196,20 @@ def _check_images(questions: list[Question], root: Path, questions_path: Path) -
             f"image file not found: {path}{more}; is --image-root {root} right?",
             field=f"question_id {questions[i].question_id!r}: image",
         )
+    seen: set[Path] = set()
+    for q, path in zip(questions, paths, strict=True):
+        if path in seen:
+            continue
+        seen.add(path)
+        field = f"question_id {q.question_id!r}: image"
+        if confined and not path.resolve().is_relative_to(root):
+            raise InputError(
+                questions_path, f"{path} links out of the benchmark folder", field=field
+            )
+        try:
+            probe(path)
+        except InputError as e:
+            raise InputError(questions_path, f"{path}: {e.problem}", field=field) from None
     return paths
 
 
@@ -212,8 +252,10 @@ def run_answer(cfg: AnswerConfig) -> int:
     prices = PriceTable.load(cfg.prices)
     stage = make_stage("bench answer", backend, prices, cfg, cache)
     bench = load_bench(cfg.bench, questions=cfg.questions, need_context=False, need_reference=False)
-    root = _image_root(cfg, bench.manifest)
-    images = _check_images(bench.questions, root, bench.questions_path)
+    root = image_root(cfg.image_root, bench)
+    images = _check_images(
+        bench.questions, root, bench.questions_path, confined=not cfg.image_root
+    )
     log.info("answering %d questions with %s", len(bench.questions), backend.describe())
     model_id = cfg.model_id or default_model_id(cfg.model)  # the spec as the user wrote it
     want = settings(cfg, backend.spec)

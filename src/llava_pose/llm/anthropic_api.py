@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import base64
-import mimetypes
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..images import read_image
 from ..records import ChatRequest, Completion
 from .base import PermanentError, RetryableError, SDKBackend, UsageError, usage_count
 
@@ -23,14 +22,12 @@ _STOP = {
 
 
 def image_block(path: str | Path) -> dict[str, Any]:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, "image file not found") from None
-    mime = mimetypes.guess_type(str(path))[0] or "image/jpeg"
+    """An image as a base64 block (only a checked image: `images.read_image`)."""
+    data, info = read_image(path)
+    encoded = base64.b64encode(data).decode()
     return {
         "type": "image",
-        "source": {"type": "base64", "media_type": mime, "data": base64.b64encode(data).decode()},
+        "source": {"type": "base64", "media_type": info.media_type, "data": encoded},
     }
 
 

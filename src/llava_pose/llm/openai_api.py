@@ -5,11 +5,10 @@ OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp) via ``--base-url`` or
 from __future__ import annotations
 
 import base64
-import mimetypes
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..images import read_image
 from ..records import ChatRequest, Completion
 from .base import PermanentError, RetryableError, SDKBackend, UsageError, usage_count
 
@@ -18,13 +17,10 @@ _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 
 def image_data_url(path: str | Path) -> str:
-    """Read an image into a base64 data URL, the form every OpenAI-compatible server accepts."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, "image file not found") from None
-    mime = mimetypes.guess_type(str(path))[0] or "image/jpeg"
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    """Read an image into a base64 data URL, the form every OpenAI-compatible server accepts
+    (only a checked image: `images.read_image`)."""
+    data, info = read_image(path)
+    return f"data:{info.media_type};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def build_messages(

@@ -1,0 +1,124 @@
+"""Image files that leave the machine or get decoded: sniffed, bounded, decoded before use.
+
+A path from data (a benchmark's ``questions.jsonl``, a record's ``image``) may name any file.
+Before its bytes go to a paid API, or its pixels into memory, the file must be an image in a
+format the providers take (JPEG, PNG, WebP, GIF; told by its first bytes, never by its name),
+its header must declare a size within `MAX_IMAGE_SIDE` and `MAX_PIXELS` (a 370-byte PNG can
+declare 30000 x 30000 pixels: 3.6 GB decoded), and its pixels must decode. Anything else is an
+`InputError` naming the file, so ``~/.ssh/id_rsa`` or a decompression bomb is never sent or
+unpacked, whatever a data file says.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+
+# Largest width or height taken as real: JPEG (COCO's format) stops at 65,535 px per side and no
+# camera comes near; beyond it a size is corrupt or crafted.
+MAX_IMAGE_SIDE = 100_000
+# Most pixels decoded from one file: 64 MP (8000 x 8000, Anthropic's largest accepted image).
+MAX_PIXELS = 64_000_000
+# Largest file read whole: no provider takes more than 50 MB of images in one request.
+MAX_BYTES = 50_000_000
+
+# Format -> media type, for the formats both providers accept.
+MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header of an accepted image says."""
+
+    format: str  # a key of MEDIA_TYPES
+    width: int
+    height: int
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self.format]
+
+
+def sniff(head: bytes) -> str | None:
+    """The image format that `head` (a file's first 12 bytes or more) starts with. Pure."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    return None
+
+
+def size_problem(width: int, height: int) -> str | None:
+    """Why an image of this size is refused, or None. Pure."""
+    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
+        return f"declares {width:,} x {height:,} px, beyond any real image"
+    if width * height > MAX_PIXELS:
+        return (
+            f"declares {width:,} x {height:,} px, more than the {MAX_PIXELS:,} pixels "
+            "llava-pose decodes"
+        )
+    return None
+
+
+def _open(data: bytes | Path, where: Path, *, decode: bool) -> ImageInfo:
+    from PIL import Image, UnidentifiedImageError
+
+    head = data[:16] if isinstance(data, bytes) else _head(data)
+    fmt = sniff(head)
+    if fmt is None:
+        raise InputError(where, "not an image (JPEG, PNG, WebP or GIF, told by its first bytes)")
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source, formats=[fmt]) as im:
+                problem = size_problem(im.width, im.height)
+                if problem is not None:
+                    raise InputError(where, problem)
+                if decode:
+                    im.load()
+                return ImageInfo(fmt, im.width, im.height)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(where, f"refused as a decompression bomb ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(where, f"not a readable {fmt} image ({e})") from None
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(16)
+    except FileNotFoundError:
+        raise InputError(path, "image file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a directory, expected an image file") from None
+
+
+def probe(path: str | Path) -> ImageInfo:
+    """The header of the image at `path` (nothing decoded): format and size, checked."""
+    path = Path(path)
+    return _open(path, path, decode=False)
+
+
+def read_image(path: str | Path) -> tuple[bytes, ImageInfo]:
+    """The bytes of the image at `path`, after checking that they are an accepted image of a
+    sane size and that their pixels decode: what may be sent to a provider."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(path, "image file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a directory, expected an image file") from None
+    if len(data) > MAX_BYTES:
+        raise InputError(path, f"image file larger than {MAX_BYTES // 1_000_000} MB")
+    return data, _open(data, path, decode=True)

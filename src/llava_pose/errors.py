@@ -6,6 +6,7 @@ secrets: `redact` scrubs known API keys from any text that leaves the process.
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import re
@@ -133,6 +134,27 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
         last = end
     out.append(text[last:])
     return "".join(out)
+
+
+def register_userinfo(url: str | None) -> bool:
+    """Register every form in which a URL's ``user:password`` can come back: the password as
+    written, percent-decoded and percent-encoded, and the ``base64(user:password)`` of the
+    HTTP Basic header the SDK's HTTP client makes of it (a server that echoes its headers
+    would otherwise hand back a string that decodes to the password). Whether the URL has
+    any."""
+    if not url:
+        return False
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return False
+    user, password = parts.username or "", parts.password or ""
+    plain_user, plain = urllib.parse.unquote(user), urllib.parse.unquote(password)
+    for form in {password, plain, urllib.parse.quote(plain, safe="")}:
+        register_secret(form)
+    for u, p in {(plain_user, plain), (user, password)}:
+        if p:
+            register_secret(base64.b64encode(f"{u}:{p}".encode()).decode())
+    return True
 
 
 def display_url(url: str | None) -> str | None:

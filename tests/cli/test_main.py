@@ -3,12 +3,14 @@ extras and logs that stay readable. Real CLI, real SDKs, real loopback servers, 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +62,56 @@ def test_a_key_echoed_in_replies_and_errors_is_in_no_file(server, tmp_path, caps
     assert b"(***)" in written(tmp_path / "out")  # the reply was kept, the key scrubbed
 
 
-def test_a_password_in_base_url_is_never_printed(server, tmp_path, capsys) -> None:
+def test_a_password_in_base_url_is_never_printed(server, tmp_path, capsys, monkeypatch) -> None:
     server.api_key = None  # a proxy that takes HTTP basic auth from the URL, not the key
+    monkeypatch.delenv("OPENAI_API_KEY")
     host = server.url.split("//", 1)[1]
     url = f"http://alice:hunter2-pw-1234@{host}"
     assert main(["-v", *generate_args(url, tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     assert "alice:***@" in err and "hunter2" not in err
     assert b"hunter2" not in written(tmp_path / "out")
+
+
+def test_a_password_echoed_back_in_any_encoding_is_in_no_file(
+    server, tmp_path, capsys, monkeypatch
+) -> None:
+    """The SDK sends ``user:password`` as HTTP Basic: a server that echoes its headers hands
+    back base64 that decodes to the password; percent-encoded forms come back too."""
+    server.api_key = None
+    monkeypatch.delenv("OPENAI_API_KEY")
+    password = "Pw9x!Kq7#zR2"
+    quoted = urllib.parse.quote(password, safe="")
+    host = server.url.split("//", 1)[1]
+    basic = base64.b64encode(f"alice:{password}".encode()).decode()
+
+    def echo(body: dict[str, Any]) -> str:
+        header = server.requests[-1].headers.get("authorization", "")
+        return teacher_reply(body).replace(
+            "looking", f"looking ({header}; {quoted}; {password})", 1
+        )
+
+    server.responder = echo
+    url = f"http://alice:{quoted}@{host}"
+    assert main(["-v", *generate_args(url, tmp_path / "out")]) == 0
+    assert server.requests[0].headers["authorization"] == f"Basic {basic}"  # Basic was sent
+    data = written(tmp_path / "out") + capsys.readouterr().err.encode()
+    for secret in (password, quoted, basic):
+        for piece in fragments(secret):
+            assert piece.encode() not in data, piece
+    assert b"(Basic ***; ***; ***)" in written(tmp_path / "out")  # replies kept, scrubbed
+
+
+def test_a_key_and_a_url_password_both_wanting_the_authorization_header_are_refused(
+    server, tmp_path, capsys
+) -> None:
+    """Basic auth from the URL would replace the Bearer key without a word: one or the other."""
+    host = server.url.split("//", 1)[1]
+    rc = main(generate_args(f"http://alice:hunter2-pw-1234@{host}", tmp_path / "out"))
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "unset OPENAI_API_KEY" in err
+    assert "hunter2" not in err and KEY not in err
+    assert server.requests == []
 
 
 def test_a_rejected_key_names_the_variable_in_use(server, tmp_path, capsys, monkeypatch) -> None:

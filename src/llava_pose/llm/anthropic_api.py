@@ -96,6 +96,7 @@ class AnthropicBackend(SDKBackend):
     key_var = "ANTHROPIC_API_KEY"
     url_var = "ANTHROPIC_BASE_URL"
     default_host = "api.anthropic.com"
+    key_header = "x-api-key"
 
     async def _call(self, client: Any, request: ChatRequest) -> Any:
         blocks = [image_block(p) for p in request.images]

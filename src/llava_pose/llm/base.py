@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import BackendError, ConfigError, display_url, register_secret
+from ..errors import BackendError, ConfigError, display_url, register_secret, register_userinfo
 from ..records import ChatRequest, Completion
 
 __all__ = [
@@ -224,6 +224,9 @@ class SDKBackend(Backend):
     key_var: str = ""  # default environment variable of the key
     url_var: str = ""  # environment variable of the base URL
     default_host: str = ""
+    # The header the SDK sends the key in: a URL's user:password goes as HTTP Basic in
+    # ``authorization``, so a key sent there too would be replaced (see `register_userinfo`).
+    key_header: str = "authorization"
     # A local server of this API needs no key (OpenAI-compatible ones); the SDK gets a dummy.
     keyless_with_base_url: bool = False
 
@@ -253,7 +256,15 @@ class SDKBackend(Backend):
             key = "not-needed"  # local servers ignore it, the SDK insists on one
         else:
             register_secret(key)
-        self.shown_url = display_url(self.base_url)  # registers a password in the URL as secret
+        basic = register_userinfo(self.base_url)
+        if basic and key != "not-needed" and self.key_header == "authorization":
+            raise ConfigError(
+                f"--base-url carries user:password, sent as HTTP Basic in the Authorization "
+                f"header, where the {self.provider} API key in {self.key_env} goes too: a "
+                f"server reads one. For a proxy that takes Basic auth, unset {self.key_env}; "
+                "for the key, drop user:password from the URL"
+            )
+        self.shown_url = display_url(self.base_url)
         # The runner owns retries and timeouts; the SDK must not retry behind its back.
         self._client_args = {
             "api_key": key,

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import generate_args, one_line_error
+from tests.conftest import find_coco_mini, generate_args, one_line_error
 from tests.servers import OpenAIServer
 from tests.test_generate import KEY, teacher_reply
 
@@ -135,3 +135,53 @@ def test_a_run_refused_the_moment_the_lock_is_taken_still_names_the_holder(tmp_p
         other.kill()
         other.wait()
     assert "`slow`" in str(refused.value) and "another --out" in str(refused.value)
+
+
+@pytest.mark.parametrize("kind", ["out", "cache", "answers"])
+def test_a_lock_that_is_a_symlink_is_never_followed(
+    kind: str, server, tmp_path: Path, capsys
+) -> None:
+    """A planted ``.llava-pose.lock -> victim`` would have the victim truncated and overwritten
+    with the holder's line: the run refuses instead, and the victim is untouched."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    if kind == "out":
+        args = generate_args(server.url, out)
+        link = lock_file(out, folder=True)
+    elif kind == "cache":
+        cache = tmp_path / "shared.sqlite"
+        args = generate_args(server.url, out, "--cache", cache)
+        link = lock_file(cache)
+    else:
+        answers = tmp_path / "answers" / "m.jsonl"
+        args = ["bench", "answer", "--bench", str(tmp_path / "none"), "--model", "openai:x"]
+        args += ["--base-url", server.url, "--out", str(answers)]
+        args += ["--image-root", str(find_coco_mini())]
+        link = lock_file(answers)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(victim)
+    if kind == "answers":  # the lock is taken after the benchmark is read: give it one
+        args[args.index("--bench") + 1] = str(_one_question_bench(tmp_path))
+    rc = main(["-q", *args])
+    one_line_error(capsys, rc, str(link), "symbolic link")
+    assert victim.read_text() == "precious\n"
+    assert server.requests == []
+
+
+def test_a_lock_that_is_a_directory_is_one_line(server, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    lock_file(out, folder=True).mkdir(parents=True)
+    rc = main(["-q", *generate_args(server.url, out)])
+    one_line_error(capsys, rc, ".llava-pose.lock", "a directory")
+    assert server.requests == []
+
+
+def _one_question_bench(tmp_path: Path) -> Path:
+    coco = find_coco_mini()
+    image = next((coco / "val2017").glob("*.jpg")).relative_to(coco)
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    question = {"question_id": 1, "image": str(image), "text": "Who?", "category": "conv"}
+    (bench / "questions.jsonl").write_text(json.dumps(question) + "\n")
+    return bench

@@ -51,6 +51,10 @@ class InUseError(LlavaPoseError):
     """Another live process holds the output or cache this run needs."""
 
 
+class LockPathError(LlavaPoseError):
+    """The lock's own path is a link, a folder or cannot be written."""
+
+
 _held: dict[Path, IO[Any]] = {}
 _scopes: list[list[Path]] = []
 
@@ -68,7 +72,7 @@ def hold(path: str | Path, command: str, *, what: str = "--out", folder: bool = 
     if target in _held:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    f = open(target, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while held
+    f = _open_lock(target)
     if not _try_lock(f):
         holder = _holder(f)
         f.close()
@@ -92,6 +96,24 @@ def hold(path: str | Path, command: str, *, what: str = "--out", folder: bool = 
     _held[target] = f
     if _scopes:
         _scopes[-1].append(target)
+
+
+def _open_lock(target: Path) -> IO[Any]:
+    """The lock file, opened for update without following a link: a ``.llava-pose.lock``
+    placed as a symlink to another file would otherwise have that file truncated and
+    overwritten with the holder's line. A link or a directory there is refused."""
+    if target.is_symlink() or target.is_dir():
+        kind = "a symbolic link" if target.is_symlink() else "a directory"
+        raise LockPathError(
+            f"{target}: the lock file is {kind}; llava-pose writes its lock there and never "
+            "follows a link or replaces a folder: remove it and rerun"
+        )
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(target, flags, 0o644)
+    except OSError as e:  # a link made since the check (O_NOFOLLOW: ELOOP), or unwritable
+        raise LockPathError(f"{target}: cannot open the lock file ({e.strerror})") from None
+    return os.fdopen(fd, "r+", encoding="utf-8")
 
 
 # How long a refused run waits for the holder to write who it is: a holder writes right after

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from llava_pose.dataset import assemble, write_dataset, write_extras
+from llava_pose.io import file_set
 from llava_pose.prompts import build_request, load_prompts
 from llava_pose.records import Completion, ImageContext, Obj, Person, Turn
 
@@ -105,9 +106,11 @@ def test_truncated_replies_lose_only_the_cut_part() -> None:
 def test_write_dataset_orders_and_merges(tmp_path) -> None:
     conv = assemble(req("conversation"), reply(CONV)).samples
     detail = assemble(req("detail"), reply("He rides.")).samples
-    files = write_dataset(
-        tmp_path, {"conversation": conv, "detail": detail}, ["conversation", "detail"]
-    )
+    with file_set(tmp_path, "stats.json", {"complete": False}) as out:
+        files = write_dataset(
+            out, {"conversation": conv, "detail": detail}, ["conversation", "detail"]
+        )
+        out.json("stats.json", {"complete": True})
     assert files == {
         "conversation": "conversation.json",
         "detail": "detail.json",
@@ -128,11 +131,18 @@ def test_extras_are_sorted_and_a_stale_claims_file_goes(tmp_path) -> None:
     rejected = assemble(req("reasoning"), reply(text)).rejected
     rejected += assemble(req("conversation"), reply(text)).rejected
     (tmp_path / "claims.jsonl").write_text("old\n")
-    files = write_extras(tmp_path, rejected, None)
+
+    def extras(rejected: list, claims: list | None) -> dict[str, str]:
+        with file_set(tmp_path, "stats.json", {"complete": False}) as out:
+            files = write_extras(out, rejected, claims)
+            out.json("stats.json", {"complete": True})
+        return files
+
+    files = extras(rejected, None)
     assert files == {"rejected": "rejected.jsonl"} and not (tmp_path / "claims.jsonl").exists()
     lines = [json.loads(x) for x in (tmp_path / "rejected.jsonl").read_text().splitlines()]
     assert [x["task"] for x in lines] == ["conversation", "reasoning"]
-    assert write_extras(tmp_path, [], [])["claims"] == "claims.jsonl"
+    assert extras([], [])["claims"] == "claims.jsonl"
     assert (tmp_path / "rejected.jsonl").read_text() == ""
 
 

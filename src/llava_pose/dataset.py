@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .filters import check_text, context_numbers
-from .io import write_json, write_jsonl
+from .io import FileSet
 from .parse import QAPair
 from .records import ChatRequest, Completion, ImageContext, Sample, Turn
 from .tasks import short_order, task_type
@@ -149,30 +148,31 @@ def assemble(
 
 
 def write_extras(
-    out_dir: Path, rejected: list[dict[str, Any]], claim_lines: list[dict[str, Any]] | None
+    out: FileSet, rejected: list[dict[str, Any]], claim_lines: list[dict[str, Any]] | None
 ) -> dict[str, str]:
     """``rejected.jsonl`` always (empty when nothing was dropped), ``claims.jsonl`` when the
-    pose check ran (else a stale one from an earlier run is removed), both atomically, in the
-    order the dataset files use."""
+    pose check ran (else a stale one from an earlier run is removed), into the output set, in
+    the order the dataset files use."""
 
     def key(line: dict[str, Any]) -> tuple[int, int, str]:
         image_id, short, *_ = line["id"].split("-")
         return int(image_id), short_order(short), line["id"]
 
-    write_jsonl(out_dir / REJECTED_FILE, sorted(rejected, key=key))
+    out.jsonl(REJECTED_FILE, sorted(rejected, key=key))
     files = {"rejected": REJECTED_FILE}
     if claim_lines is None:
-        (out_dir / CLAIMS_FILE).unlink(missing_ok=True)
+        out.remove(CLAIMS_FILE)
     else:
-        write_jsonl(out_dir / CLAIMS_FILE, sorted(claim_lines, key=key))
+        out.jsonl(CLAIMS_FILE, sorted(claim_lines, key=key))
         files["claims"] = CLAIMS_FILE
     return files
 
 
 def write_dataset(
-    out_dir: Path, by_task: dict[str, list[Sample]], tasks: list[str]
+    out: FileSet, by_task: dict[str, list[Sample]], tasks: list[str]
 ) -> dict[str, str]:
-    """One JSON file per task type plus the merged file, each written atomically.
+    """One JSON file per task type plus the merged file, into the output set (`io.FileSet`:
+    they change with ``stats.json``, as one).
 
     Records are ordered by image id, then task (in registry order)."""
     files = {}
@@ -185,9 +185,9 @@ def write_dataset(
     for task in tasks:
         name = task_type(task).file
         samples = sorted(by_task.get(task, []), key=sort_key)
-        write_json(out_dir / name, samples, indent=1)
+        out.json(name, samples, indent=1)
         files[task] = name
         merged += samples
-    write_json(out_dir / MERGED_FILE, sorted(merged, key=sort_key), indent=1)
+    out.json(MERGED_FILE, sorted(merged, key=sort_key), indent=1)
     files["all"] = MERGED_FILE
     return files

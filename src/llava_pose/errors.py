@@ -7,6 +7,7 @@ secrets: `redact` scrubs known API keys from any text that leaves the process.
 from __future__ import annotations
 
 import base64
+import errno
 import functools
 import os
 import re
@@ -49,6 +50,58 @@ class ConfigError(LlavaPoseError):
 
 class BackendError(LlavaPoseError):
     """A remote model refused the whole run (bad key, unknown model): no point retrying."""
+
+
+class OutputError(LlavaPoseError):
+    """An output cannot be written where it was asked for: a read-only mount, a full disk,
+    no permission. Not a bug: one line naming the path."""
+
+    def __init__(self, path: str | Path, error: OSError) -> None:
+        super().__init__(f"{path}: {os_error_problem(error)}")
+        self.path = str(path)
+
+
+class CacheError(InputError):
+    """The cache file cannot be read or written as a llava-pose cache."""
+
+
+# What the machine, not the code, gets wrong: the path, the mount, the disk.
+_ENVIRONMENT_ERRNOS = {
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+    errno.EMFILE,
+}
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def os_error_problem(e: OSError) -> str:
+    """What went wrong, with the fix where there is one. Pure."""
+    what = e.strerror or type(e).__name__
+    if e.errno in _FULL:
+        return (
+            f"cannot write ({what}): free some space and rerun; finished calls are in the "
+            "cache, so nothing paid for is asked again"
+        )
+    if e.errno == errno.EROFS:
+        return f"cannot write ({what}): choose an output on a writable disk"
+    return f"cannot write ({what})" if e.errno in (errno.EACCES, errno.EPERM) else what
+
+
+def environment_error(e: OSError) -> str | None:
+    """One line for an `OSError` the environment caused (a read-only mount, a full disk, a
+    missing permission, a file where a folder belongs), or None for what is a bug."""
+    if e.errno not in _ENVIRONMENT_ERRNOS:
+        return None
+    path = e.filename if e.filename is not None else None
+    return f"{path}: {os_error_problem(e)}" if path else os_error_problem(e)
 
 
 class BudgetExceeded(LlavaPoseError):

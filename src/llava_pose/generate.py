@@ -35,7 +35,7 @@ from .config import option
 from .context import FORMATS
 from .dataset import Assembly, assemble, write_dataset, write_extras
 from .errors import ConfigError
-from .io import append_jsonl, write_json
+from .io import append_jsonl, file_set
 from .llm.pricing import (
     Estimate,
     PriceTable,
@@ -49,7 +49,7 @@ from .lock import hold
 from .prompts import Built, load_prompts
 from .prompts import build_requests as prompts_build_requests
 from .records import ChatRequest, ImageContext, Sample
-from .stage import make_stage
+from .stage import Stage, make_stage
 from .tasks import TASKS
 from .teachers import Teacher, make_teacher
 
@@ -368,13 +368,49 @@ def run_generate(cfg: GenerateConfig) -> int:
         claims.update(assembly.claims)
         rejected += assembly.rejected
         claim_lines += assembly.claim_lines
-    files = write_dataset(out, by_task, cfg.tasks)
-    files |= write_extras(out, rejected, claim_lines if check_poses else None)
+    pending = {"complete": False, "writing": "this run's outputs are being put in place"}
+    with file_set(out, "stats.json", pending) as outputs:
+        files = write_dataset(outputs, by_task, cfg.tasks)
+        files |= write_extras(outputs, rejected, claim_lines if check_poses else None)
+        stats = _stats(cfg, stage, teacher, too_long, contexts, by_task, turns, filtered)
+        stats |= {
+            "pose_claims": {
+                "checked": check_poses,
+                **{v: claims[v] for v in ("supported", "contradicted", "unverifiable")},
+            },
+            "elapsed_s": round(time.monotonic() - started, 2),
+            "files": files,
+        }
+        outputs.json("stats.json", stats)
 
+    s = stage.stats
+    log.info(
+        "wrote %d samples (%s) to %s; cost this run $%.4f; %d failed",
+        stats["samples"]["all"],
+        ", ".join(f"{t} {len(by_task[t])}" for t in cfg.tasks),
+        out,
+        s.cost,
+        s.failed,
+    )
+    keep_until_exit(contexts, requests, assemblies)
+    return stage.exit_code(s.failed, f"{s.failed} requests failed permanently: see {failed_path}")
+
+
+def _stats(
+    cfg: GenerateConfig,
+    stage: Stage,
+    teacher: Teacher,
+    too_long: TooLong,
+    contexts: list[ImageContext],
+    by_task: dict[str, list[Sample]],
+    turns: Counter[str],
+    filtered: Counter[str],
+) -> dict[str, Any]:
+    """``stats.json`` of a finished run (the caller adds what it counted while writing)."""
     s = stage.stats
     run = stage.run_stats()
     run["requests"]["skipped_context"] = len(too_long.skipped)
-    stats = {
+    return {
         "llava_pose_version": __version__,
         "complete": not s.skipped_budget and s.failed == 0,
         "teacher": teacher.spec,
@@ -393,23 +429,6 @@ def run_generate(cfg: GenerateConfig) -> int:
         },
         "turns": {t: turns[t] for t in cfg.tasks},
         "filtered": {name: filtered[name] for name in sorted(filtered)},
-        "pose_claims": {
-            "checked": check_poses,
-            **{v: claims[v] for v in ("supported", "contradicted", "unverifiable")},
-        },
         "tokens": run["tokens"],
         "cost_usd": run["cost_usd"],
-        "elapsed_s": round(time.monotonic() - started, 2),
-        "files": files,
     }
-    write_json(out / "stats.json", stats)
-    log.info(
-        "wrote %d samples (%s) to %s; cost this run $%.4f; %d failed",
-        stats["samples"]["all"],
-        ", ".join(f"{t} {len(by_task[t])}" for t in cfg.tasks),
-        out,
-        s.cost,
-        s.failed,
-    )
-    keep_until_exit(contexts, requests, assemblies)
-    return stage.exit_code(s.failed, f"{s.failed} requests failed permanently: see {failed_path}")

@@ -52,7 +52,7 @@ from ..generate import (
     load_source,
     pose_filter_on,
 )
-from ..io import write_json, write_jsonl
+from ..io import FileSet, write_jsonl
 from ..llm import check_role
 from ..llm.pricing import PriceTable
 from ..llm.runner import ModelOptions, Result
@@ -247,10 +247,6 @@ def _prompts_digest(prompts: PromptSet) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def run_build(cfg: BuildConfig) -> int:
     check_role(cfg.teacher, "teacher", "--teacher")
     if not cfg.coco and not cfg.contexts:
@@ -379,7 +375,9 @@ def run_build(cfg: BuildConfig) -> int:
         return stage.exit_code()
     built = sorted((im for im in images if not im.dropped), key=lambda im: im.rank)
     built = [im for im in built if len(im.items) == len(TASKS)][: cfg.images]
-    files = _write_bench(out, built, teacher.spec)
+    pending = {"benchmark": "E-HPAUB", "complete": False, "writing": "files being put in place"}
+    outputs = FileSet(out, MANIFEST_FILE, pending)
+    files = _write_bench(outputs, built, teacher.spec)
     complete = len(built) == cfg.images
     manifest = {
         "benchmark": "E-HPAUB",
@@ -418,7 +416,11 @@ def run_build(cfg: BuildConfig) -> int:
         **{k: v for k, v in stage.run_stats().items() if k != "llava_pose_version"},
         "files": files,
     }
-    write_json(out / MANIFEST_FILE, manifest)
+    try:
+        outputs.json(MANIFEST_FILE, manifest)
+        outputs.commit()
+    finally:
+        outputs.discard()
     log.info(
         "wrote %d images x %d = %d questions to %s (%d replies re-asked, %d images replaced); "
         "cost this run $%.4f",
@@ -437,7 +439,8 @@ def run_build(cfg: BuildConfig) -> int:
     )
 
 
-def _write_bench(out: Path, built: list[_Image], teacher: str) -> dict[str, str]:
+def _write_bench(out: FileSet, built: list[_Image], teacher: str) -> dict[str, str]:
+    """Questions, reference answers and contexts into the output set; their sha256s."""
     questions: list[dict[str, Any]] = []
     answers: list[dict[str, Any]] = []
     contexts: list[dict[str, Any]] = []
@@ -466,7 +469,7 @@ def _write_bench(out: Path, built: list[_Image], teacher: str) -> dict[str, str]
                     "metadata": {"image_id": im.ctx.image_id, "task": task, **im.meta[task]},
                 }
             )
-    write_jsonl(out / QUESTIONS_FILE, questions)
-    write_jsonl(out / REFERENCE_FILE, answers)
-    write_jsonl(out / CONTEXT_FILE, contexts)
-    return {name: _digest(out / name) for name in (QUESTIONS_FILE, REFERENCE_FILE, CONTEXT_FILE)}
+    out.jsonl(QUESTIONS_FILE, questions)
+    out.jsonl(REFERENCE_FILE, answers)
+    out.jsonl(CONTEXT_FILE, contexts)
+    return {name: out.sha256[name] for name in (QUESTIONS_FILE, REFERENCE_FILE, CONTEXT_FILE)}

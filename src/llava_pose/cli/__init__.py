@@ -15,7 +15,14 @@ from typing import Any
 
 from .. import __version__, lock
 from ..config import add_options
-from ..errors import EXIT_INTERRUPTED, LlavaPoseError, forget_secrets, redact
+from ..errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    LlavaPoseError,
+    environment_error,
+    forget_secrets,
+    redact,
+)
 from ..progress import LineHandler, end_progress_line
 
 # Command modules, by the commands each registers (`register(subparsers)`). A command line
@@ -175,8 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
-    except Exception:  # a bug: keep the traceback for the report, never a secret in it
+    except Exception as e:  # a bug: keep the traceback for the report, never a secret in it
         end_progress_line()
+        line = environment_error(e) if isinstance(e, OSError) else None
+        if line is not None:  # a read-only mount, a full disk: the machine's, not a bug
+            print(f"llava-pose: error: {redact(line)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         sys.stderr.write(redact(traceback.format_exc()))
         print(
             "llava-pose: internal error (above); please report it. Finished calls are in the "

@@ -13,15 +13,17 @@ committed before the next is taken, so a killed process never loses a submitted 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import msgspec
 
+from ..errors import CacheError
 from ..records import ChatRequest, Completion
 
 CACHE_VERSION = "llava-pose-cache-v1"
@@ -86,26 +88,98 @@ def request_key(backend: str, request: ChatRequest) -> str:
     return hashlib.sha256(_encoder.encode(payload)).hexdigest()
 
 
+# The columns of a table this code made; a table of that name with others is someone else's.
+_COLUMNS = {
+    "completions": (
+        "key", "backend", "request_id", "completion", "input_tokens", "output_tokens", "cost",
+        "created",
+    ),
+    "batch_submissions": (
+        "sub_id", "backend", "base_url", "created", "requests", "bytes", "file_id", "batch_id",
+        "state", "status", "updated",
+    ),
+    "batch_items": ("sub_id", "key", "request_id", "outcome", "reason"),
+}  # fmt: skip
+
+
+def foreign_tables(tables: dict[str, tuple[str, ...]]) -> str | None:
+    """Why a database with these tables (name -> columns) is not a llava-pose cache, or None.
+    Pure. An empty database is one (the schema is made); ours with extra tables is not."""
+    if not tables:
+        return None
+    if "completions" not in tables:
+        return f"holds other tables ({', '.join(sorted(tables)[:3])}), not a llava-pose cache"
+    for name, columns in _COLUMNS.items():
+        if name in tables and tables[name] != columns:
+            return f"its {name} table has other columns than a llava-pose cache's"
+    return None
+
+
 class Cache:
-    """A completion store shared by all workers of one process (and safe across processes)."""
+    """A completion store shared by all workers of one process (and safe across processes).
+
+    A file that is not a cache (a directory, a truncated or non-SQLite file, someone else's
+    database) is a `CacheError` at open, naming it; a write that fails during a run (a full
+    disk) is one too, and the run stops rather than pay for calls it cannot keep."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise CacheError(self.path, "is a directory, not a cache file: give --cache a file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
-        self._db.executescript(_BATCH_SCHEMA)
+        with self._errors("open"):
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            try:
+                tables = {
+                    name: tuple(c[1] for c in self._db.execute(f"PRAGMA table_info('{name}')"))
+                    for (name,) in self._db.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    )
+                }
+                problem = foreign_tables(tables)
+                if problem is not None:
+                    raise CacheError(self.path, f"{problem}: give --cache (or --out) another place")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(_SCHEMA)
+                self._db.executescript(_BATCH_SCHEMA)
+            except BaseException:
+                self._db.close()
+                raise
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """SQLite's errors as one line naming the file: at open, a file that is not a cache;
+        later, a write the disk refuses (the run then stops: a call that cannot be kept must
+        not be paid for again and again)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            if doing == "open" and not isinstance(e, sqlite3.OperationalError):
+                raise CacheError(
+                    self.path,
+                    f"cannot be read as a llava-pose cache ({e}): move it aside, or give "
+                    "--cache (or --out) another place",
+                ) from None
+            if doing == "open":
+                raise CacheError(
+                    self.path,
+                    f"cannot open the cache ({e}): it needs a writable disk with free space",
+                ) from None
+            raise CacheError(
+                self.path,
+                f"cannot {doing} the cache ({e}); the run stops here. Free space (or fix the "
+                "file's permissions) and rerun: every call kept so far is reused",
+            ) from None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
         """Look up many keys at once (one query per 500) before a run starts."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, Completion] = {}
-        with self._lock:
+        with self._lock, self._errors("read"):
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
@@ -123,7 +197,7 @@ class Cache:
         self, key: str, backend: str, request_id: str, completion: Completion, cost: float
     ) -> None:
         """Commit one finished call at once."""
-        with self._lock:
+        with self._lock, self._errors("write to"):
             self._put(key, backend, request_id, completion, cost)
 
     def _put(
@@ -157,7 +231,7 @@ class Cache:
         """Record a submission and its (key, request id) items in one transaction, before
         anything is sent: from here on its requests are not sent again by another submission."""
         now = time.time()
-        with self._lock:
+        with self._lock, self._errors("write to"):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
@@ -178,7 +252,7 @@ class Cache:
         """Commit one step of a submission (file_id, batch_id, state, status) at once."""
         names = sorted(fields)
         sets = ", ".join(f"{n} = ?" for n in names)
-        with self._lock:
+        with self._lock, self._errors("write to"):
             self._db.execute(
                 f"UPDATE batch_submissions SET {sets}, updated = ? WHERE sub_id = ?",
                 [fields[n] for n in names] + [time.time(), sub_id],
@@ -191,14 +265,14 @@ class Cache:
         if states is not None:
             args = list(states)
             query += f" WHERE state IN ({','.join('?' * len(args))})"
-        with self._lock:
+        with self._lock, self._errors("read"):
             cur = self._db.execute(query + " ORDER BY created, sub_id", args)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur]
 
     def batch_items(self, sub_id: str) -> list[tuple[str, str, str | None, str | None]]:
         """(key, request id, outcome, reason) of one submission's requests."""
-        with self._lock:
+        with self._lock, self._errors("read"):
             return list(
                 self._db.execute(
                     "SELECT key, request_id, outcome, reason FROM batch_items WHERE sub_id = ?",
@@ -212,7 +286,7 @@ class Cache:
         """Per key: (state of its submission, outcome, reason) of every submission holding it."""
         keys = list(dict.fromkeys(keys))
         out: dict[str, list[tuple[str, str | None, str | None]]] = {}
-        with self._lock:
+        with self._lock, self._errors("read"):
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
                 rows = self._db.execute(
@@ -235,7 +309,7 @@ class Cache:
     ) -> None:
         """Store a finished batch in one transaction: its completions (key, request id,
         completion, cost) into the cache, every item's outcome, and the submission collected."""
-        with self._lock:
+        with self._lock, self._errors("write to"):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for key, rid, completion, cost in done:
@@ -255,11 +329,11 @@ class Cache:
                 raise
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._lock, self._errors("read"):
             return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
 
     def total_cost(self) -> float:
-        with self._lock:
+        with self._lock, self._errors("read"):
             return float(
                 self._db.execute("SELECT COALESCE(SUM(cost), 0) FROM completions").fetchone()[0]
             )

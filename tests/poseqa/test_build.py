@@ -11,7 +11,7 @@ from tests.conftest import one_line_error
 from tests.poseqa.people import RIGHT_ARM_UP, SITTING, STANDING, image, person
 
 from llava_pose.cli import main
-from llava_pose.poseqa.build import balance, finalize, image_drafts
+from llava_pose.poseqa.build import balance, baseline, finalize, image_drafts
 
 
 def three_people() -> object:
@@ -93,6 +93,59 @@ def test_balance_drops_the_surplus_deterministically() -> None:
     assert balance(rows, seed=3) == kept and balance(list(reversed(rows)), 3) == list(
         reversed(kept)
     )
+
+
+def choice_row(i: int, family: str, correct: str, options: list[str]) -> dict[str, object]:
+    return {
+        "question_id": f"q{i}",
+        "category": family,
+        "answer_type": "choice",
+        "answer": "ABCD"[options.index(correct)],
+        "choices": options,
+        "fact": {},
+    }
+
+
+def test_balance_own_left_right_by_correct_option_and_keep_facing() -> None:
+    left, right = "their own left hand", "their own right hand"
+    hands = [choice_row(i, "higher_hand", left, [left, right]) for i in range(3)]
+    # the letters are shuffled: balance goes by the option, not by the letter
+    hands.append(choice_row(3, "higher_hand", right, [left, right]))
+    hands.append(choice_row(4, "higher_hand", right, [right, left]))
+    arms = [choice_row(5 + i, "which_arm", "their own left arm", ["their own left arm",
+            "their own right arm"]) for i in range(2)]  # fmt: skip
+    facing = ["towards the camera", "away from the camera"]
+    faces = [choice_row(7 + i, "facing", facing[0], facing) for i in range(3)]
+    kept = balance(hands + arms + faces, seed=0)
+    options = Counter(
+        (r["category"], r["choices"]["ABCD".index(r["answer"])])  # type: ignore[index]
+        for r in kept
+    )
+    # higher_hand keeps 2 of each; which_arm has only "left", cannot be balanced and goes
+    # whole; facing is not a balanced family and stays as it is
+    assert options == {
+        ("higher_hand", left): 2,
+        ("higher_hand", right): 2,
+        ("facing", facing[0]): 3,
+    }
+
+
+def test_baseline_is_the_best_constant_reply() -> None:
+    camera, away = "towards the camera", "away from the camera"
+    rows = [choice_row(0, "facing", camera, [camera, away])]
+    rows += [choice_row(1, "facing", camera, [away, camera])]
+    rows += [choice_row(2, "facing", away, [camera, away])]
+    b = baseline(rows)  # type: ignore[arg-type]
+    # letters A, B, B score at most 2/3; always "towards the camera" scores 2/3 too, and says
+    # why: the tie goes to the option's text
+    assert (b.constant, b.constant_accuracy, b.chance) == (camera, 2 / 3, 0.5)
+    assert b.baseline == 2 / 3 and b.unbalanced
+    yes_no = [{"answer_type": "yes/no", "answer": a, "fact": {}} for a in ("yes", "no")]
+    b = baseline(yes_no)
+    assert (b.constant, b.constant_accuracy, b.baseline, b.unbalanced) == ("no", 0.5, 0.5, False)
+    count = [{"answer_type": "number", "answer": "0", "fact": {"people": 2}}] * 4
+    b = baseline(count)
+    assert (b.constant, b.constant_accuracy, b.chance, b.unbalanced) == ("0", 1.0, 1 / 3, True)
 
 
 def test_option_positions_are_spread(coco_mini: Path) -> None:

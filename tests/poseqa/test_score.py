@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import one_line_error
 
 from llava_pose.cli import main
+from llava_pose.poseqa.build import family_title
 from llava_pose.poseqa.score import PoseQuestion, best_constant, score_model, wilson
 
 
@@ -110,3 +111,191 @@ def test_answers_of_another_benchmark(
                "--out", str(tmp_path / "r")])  # fmt: skip
     one_line_error(capsys, rc, "other.jsonl", "question_id 7")
     assert not (tmp_path / "r").exists()
+
+
+# -- a model that hedges, and models that answer a constant (issue 16) --------------------------
+
+NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five"]
+
+
+def other_letter(row: dict[str, Any]) -> str:
+    return "B" if row["answer"] == "A" else "A"
+
+
+def hedge(style: str, row: dict[str, Any]) -> str:
+    """A reply that never commits to one answer, built around the right one so that a parser
+    that guesses would credit it."""
+    kind, answer = row["answer_type"], row["answer"]
+    if style == "cut-off echo":
+        return row["text"].rsplit(" ", 1)[0]  # "... Answer yes or"
+    if style == "cannot tell":
+        return "It is not possible to tell from one image."
+    if kind == "yes/no":
+        other = "no" if answer == "yes" else "yes"
+        return {
+            "both": f"{answer.capitalize()} and {other}.",
+            "or": f"{answer}/{other}",
+            "maybe": f"{answer.capitalize()}, or maybe {other}.",
+            "list": f"{answer.capitalize()}. {other.capitalize()}.",
+            "negated": f"I would not say {answer}.",
+            "correction": f"{other.capitalize()}. Actually {answer}.",
+        }[style]
+    if kind == "choice":
+        letters = "ABCD"[: len(row["choices"])]
+        option = row["choices"][letters.index(answer)]
+        return {
+            "both": f"({answer}) or ({other_letter(row)})",
+            "or": f"{answer}. or {other_letter(row)}.",
+            "maybe": f"The answer is {answer}, or maybe {other_letter(row)}",
+            "list": " ".join(f"({x})" for x in letters),
+            "negated": f"not {option}",
+            "correction": f"{other_letter(row)}. Actually, {answer}.",
+        }[style]
+    n = int(answer)
+    return {
+        "both": f"{NUMBER_WORDS[n]} or {NUMBER_WORDS[n + 1]}",
+        "or": f"{n}-{n + 1}",
+        "maybe": f"Between {n} and {n + 4}",
+        "list": ", ".join(NUMBER_WORDS[: n + 4]),
+        "negated": f"Not {n + 1}, not {n}.",
+        "correction": f"{n + 1}. Actually {n}.",
+    }[style]
+
+
+HEDGES = ["both", "or", "maybe", "list", "negated", "correction", "cut-off echo", "cannot tell"]
+
+
+def score_csv(report: Path) -> dict[tuple[str, str], dict[str, str]]:
+    return {(r["model"], r["family"]): r for r in csv.DictReader((report / "scores.csv").open())}
+
+
+def test_a_hedging_model_scores_as_answering_nothing(
+    coco_mini: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = tmp_path / "poseqa"
+    assert main(["-q", "poseqa", "build", "--coco", str(coco_mini), "--split", "val2017",
+                 "--out", str(bench)]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in (bench / "questions.jsonl").open()]
+    assert {r["answer_type"] for r in rows} == {"yes/no", "choice", "number"}
+    files = []
+    for style in HEDGES:
+        path = tmp_path / "answers" / f"{style}.jsonl"
+        path.parent.mkdir(exist_ok=True)
+        lines = [
+            {"question_id": r["question_id"], "text": hedge(style, r), "model_id": style}
+            for r in rows
+        ]
+        path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        files.append(str(path))
+    silent = tmp_path / "answers" / "silent.jsonl"
+    silent.write_text("")
+    report = tmp_path / "report"
+    rc = main(["-q", "poseqa", "score", "--bench", str(bench), "--answers", *files,
+               str(silent), "--out", str(report)])  # fmt: skip
+    assert rc == 0
+    scores = score_csv(report)
+    families = {r["category"] for r in rows}
+    for family in families:
+        nothing = scores[("silent", family)]
+        assert int(nothing["missing"]) == int(nothing["questions"])
+        for style in HEDGES:
+            line = scores[(style, family)]
+            assert float(line["accuracy"]) == float(nothing["accuracy"]) == 0.0, (style, line)
+            assert int(line["unparseable"]) == int(line["questions"]), (style, line)
+    unparsed = list(csv.DictReader((report / "unparseable.csv").open()))
+    assert len(unparsed) == len(HEDGES) * len(rows)
+    out = capsys.readouterr().out
+    assert f"  both: 0/{len(rows)} correct, {len(rows)} unparseable" in out
+
+
+def constants(rows: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Per family, every constant reply a blind model could give: "yes"/"no", each letter and
+    each option's text of a choice, each count up to the number of people."""
+    out: dict[str, set[str]] = {}
+    for r in rows:
+        mine = out.setdefault(r["category"], set())
+        if r["answer_type"] == "yes/no":
+            mine |= {"yes", "no"}
+        elif r["answer_type"] == "choice":
+            mine |= set("ABCD"[: len(r["choices"])]) | set(r["choices"])
+        else:
+            mine |= {str(n) for n in range(r["fact"]["people"] + 1)}
+    return out
+
+
+def uniform(r: dict[str, Any]) -> list[str]:
+    """The answers a uniform guess draws from for one question."""
+    if r["answer_type"] == "yes/no":
+        return ["yes", "no"]
+    if r["answer_type"] == "choice":
+        return list("ABCD"[: len(r["choices"])])
+    return [str(n) for n in range(r["fact"]["people"] + 1)]
+
+
+def test_baselines_are_what_a_constant_answer_really_scores(
+    coco_mini: Path, tmp_path: Path
+) -> None:
+    """Every constant reply is scored through the CLI; the report's baseline of each family
+    is at least what the best of them really scores, chance is the mean a uniform guess
+    really scores, and a family that a constant wins (counting: always 0) is flagged."""
+    bench = tmp_path / "poseqa"
+    assert main(["-q", "poseqa", "build", "--coco", str(coco_mini), "--split", "val2017",
+                 "--out", str(bench)]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in (bench / "questions.jsonl").open()]
+    manifest = json.loads((bench / "manifest.json").read_text())
+    replies = constants(rows)
+    files = []
+    for n, reply in enumerate(sorted(set().union(*replies.values()))):
+        path = tmp_path / "answers" / f"{n}.jsonl"
+        path.parent.mkdir(exist_ok=True)
+        lines = [{"question_id": r["question_id"], "text": reply, "model_id": reply} for r in rows]
+        path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        files.append(str(path))
+    report = tmp_path / "report"
+    rc = main(["-q", "poseqa", "score", "--bench", str(bench), "--answers", *files,
+               "--out", str(report)])  # fmt: skip
+    assert rc == 0
+    scores = score_csv(report)
+    index = (report / "index.md").read_text()
+    flagged = set()
+    for family, mine in replies.items():
+        questions = [r for r in rows if r["category"] == family]
+        real = {c: float(scores[(c, family)]["accuracy"]) for c in mine}
+        best = max(real.values())
+        line = scores[(sorted(mine)[0], family)]
+        assert float(line["best_constant_accuracy"]) == best
+        assert real[line["best_constant"]] == best
+        # chance: what a uniform guess really scores (each family of COCO-MINI draws from one
+        # set of answers, so that is the mean score of the constants of that set)
+        (drawn,) = {tuple(uniform(r)) for r in questions}
+        truth = sum(real[c] for c in drawn) / len(drawn)
+        assert float(line["chance"]) == pytest.approx(truth, abs=1e-4)
+        assert float(line["baseline"]) == max(best, float(line["chance"]))
+        assert float(line["baseline"]) >= max(real.values())
+        unbalanced = line["unbalanced"] == "True"
+        assert unbalanced == (best > float(line["chance"]) + 0.05)
+        if unbalanced:
+            flagged.add(family)
+        m = manifest["families"][family]
+        assert m["baseline"] == pytest.approx(float(line["baseline"]), abs=1e-4)
+        assert m["unbalanced"] == unbalanced and m["questions"] == len(questions)
+        assert sum(m["answers"].values()) == len(questions)
+    # every count of COCO-MINI is 0: always "0" wins, and the family says so
+    assert {r["answer"] for r in rows if r["category"] == "count"} == {"0"}
+    assert "count" in flagged and scores[("0", "count")]["accuracy"] == "1.0"
+    (count_row,) = [x for x in index.splitlines() if x.startswith("| Counting (arms raised) |")]
+    assert count_row.endswith("| 100.0 | unbalanced |")
+    assert "Counting (arms raised) (unbalanced)" in index
+    # posture is balanced by the build: its constant scores chance, and it is not flagged
+    assert "posture" in replies and "posture" not in flagged
+    # the families the build balanced, and what it dropped for it, are in the manifest
+    for family in ("posture", "arm_raised", "which_arm", "higher_hand"):
+        m = manifest["families"].get(family)
+        if m and m["questions"]:
+            options = m.get("correct_options", m["answers"])
+            assert len(set(options.values())) == 1 and len(options) == 2, (family, m)
+    dropped = {f: m["dropped_for_balance"] for f, m in manifest["families"].items()}
+    assert any(dropped.values())
+    (note,) = [x for x in index.splitlines() if x.startswith("Dropped by `poseqa build`")]
+    for family, n in dropped.items():
+        assert (f"{family_title(family)} {n}" in note) == (n > 0)

@@ -11,10 +11,19 @@ No teacher and no judge: every answer is a fact of the COCO keypoints that holds
   size or what they hold, never by position), ``count`` (how many have an arm raised, when
   every person of the image is clear).
 
-Balance: yes/no families keep as many yes as no (the surplus dropped by a seeded hash of the
-question id), and options are shuffled by a seeded RNG per question, so chance is known:
-1/2 for yes/no, 1/k for k options, 1/(people+1) for a count. Files have LLaVA-Bench's shape
-plus ``answer`` and ``choices``; the same seed writes the same bytes.
+Balance: yes/no families keep as many yes as no, and the own left/right families
+(``which_arm``, ``higher_hand``: ``balanced: true`` in questions.yaml) as many of each correct
+option; the surplus goes by a seeded hash of the question id, and a family with one answer
+only is dropped whole. ``facing``, ``count``, ``posture_choice`` and ``position`` are kept as
+they come: their skew is the world's (people face the camera, most raise no arm), and
+balancing four directions would keep only four times the rarest. The manifest records per
+family what was dropped for balance and the answer distribution, and `baseline` gives what a
+guess really scores: chance (a uniform guess over the question's answers: 1/2, 1/k options,
+1/(people+1) for a count), the best constant answer on the actual answers (a letter, an
+option's text such as "towards the camera", "yes", "0"), the higher of the two as the
+baseline, and the family flagged unbalanced when the constant beats chance by more than
+UNBALANCED_MARGIN. Options are shuffled by a seeded RNG per question. Files have
+LLaVA-Bench's shape plus ``answer`` and ``choices``; the same seed writes the same bytes.
 """
 
 from __future__ import annotations
@@ -55,6 +64,8 @@ NUMBER = "number"
 # of the width; pose.py calls them side by side under 0.05).
 POSITION_GAP = 0.15
 MIN_KEYPOINTS = 5  # an image needs a person with this many labelled keypoints to be read
+# A family is unbalanced when its best constant answer beats chance by more than this.
+UNBALANCED_MARGIN = 0.05
 
 
 @dataclass
@@ -246,7 +257,12 @@ def question_text(question: str, answer_type: str, choices: list[str] | None) ->
 
 
 def finalize(items: list[tuple[ImageContext, list[Draft]]], seed: int) -> list[dict[str, Any]]:
-    """Question lines: ids, shuffled options, yes/no balanced per family. Pure."""
+    """Question lines: ids, shuffled options, balanced families balanced. Pure."""
+    return balance(question_rows(items, seed), seed)
+
+
+def question_rows(items: list[tuple[ImageContext, list[Draft]]], seed: int) -> list[dict[str, Any]]:
+    """Question lines before balance: ids and shuffled options. Pure."""
     rows: list[dict[str, Any]] = []
     for ctx, drafts in items:
         seen: Counter[str] = Counter()
@@ -273,20 +289,45 @@ def finalize(items: list[tuple[ImageContext, list[Draft]]], seed: int) -> list[d
                     "fact": d.fact,
                 }
             )
-    return balance(rows, seed)
+    return rows
+
+
+def correct_option(row: dict[str, Any]) -> str:
+    """The correct answer as said: the option's text of a choice, else the answer itself."""
+    if row["answer_type"] == CHOICE and row.get("choices"):
+        k = string.ascii_uppercase.index(row["answer"])
+        if k < len(row["choices"]):
+            return str(row["choices"][k])
+    return str(row["answer"])
+
+
+def _balanced_answers(family: str, answer_type: str) -> list[str] | None:
+    """The answers a family is balanced over: yes and no, the options of a ``balanced``
+    family (questions.yaml), else None (kept as it comes)."""
+    if answer_type == YES_NO:
+        return ["yes", "no"]
+    spec = wording()["families"].get(family, {})
+    if answer_type == CHOICE and spec.get("balanced"):
+        return [str(o) for o in spec["options"].values()]
+    return None
 
 
 def balance(rows: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-    """As many yes as no in each yes/no family: the surplus with the highest seeded hash goes."""
+    """As many of each answer in each balanced family (yes/no, and ``balanced`` choice
+    families by correct option): the surplus with the highest seeded hash goes. Pure."""
     drop: set[str] = set()
     by_family: dict[str, dict[str, list[str]]] = {}
+    over: dict[str, list[str]] = {}
     for r in rows:
-        if r["answer_type"] == YES_NO:
-            by_family.setdefault(r["category"], {}).setdefault(r["answer"], []).append(
-                r["question_id"]
-            )
-    for answers in by_family.values():
-        keep = min(len(answers.get("yes", [])), len(answers.get("no", [])))
+        values = _balanced_answers(r["category"], r["answer_type"])
+        if values is None:
+            continue
+        over[r["category"]] = values
+        by_family.setdefault(r["category"], {}).setdefault(correct_option(r), []).append(
+            r["question_id"]
+        )
+    for family, answers in by_family.items():
+        keep = min(len(answers.get(v, [])) for v in over[family])
         for ids in answers.values():
             drop.update(sorted(ids, key=lambda q: _rank(seed, q))[keep:])
     return [r for r in rows if r["question_id"] not in drop]
@@ -299,6 +340,37 @@ def chance(row: dict[str, Any]) -> float:
     if row["answer_type"] == NUMBER:
         return 1 / (int(row["fact"].get("people", 1)) + 1)
     return 0.5
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What answering without looking scores on one family."""
+
+    n: int
+    chance: float  # expected accuracy of a uniform guess over each question's answers
+    constant: str  # the constant answer that scores best: a letter, an option's text, ...
+    constant_accuracy: float
+
+    @property
+    def baseline(self) -> float:
+        """The score to beat: the higher of chance and the best constant answer."""
+        return max(self.chance, self.constant_accuracy)
+
+    @property
+    def unbalanced(self) -> bool:
+        return self.constant_accuracy > self.chance + UNBALANCED_MARGIN
+
+
+def baseline(rows: list[dict[str, Any]]) -> Baseline:
+    """Chance and the best constant answer of one family's questions. A constant is a letter,
+    "yes"/"no" or a number, or an option's text ("towards the camera"), which the answer
+    parser reads as whichever letter that option has. A tie goes to an option's text (the
+    skew is in what is asked, not in the shuffled letters), then to the first in order. Pure."""
+    texts = Counter(correct_option(r) for r in rows if r["answer_type"] == CHOICE)
+    answers = Counter(str(r["answer"]) for r in rows)
+    candidates = [(n, 1, a) for a, n in texts.items()] + [(n, 0, a) for a, n in answers.items()]
+    n, _, constant = min(candidates, key=lambda c: (-c[0], -c[1], c[2]))
+    return Baseline(len(rows), sum(chance(r) for r in rows) / len(rows), constant, n / len(rows))
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -336,7 +408,8 @@ def run_build(cfg: PoseQABuildConfig) -> int:
     contexts = select_images(loaded.contexts, cfg.max_images, cfg.seed)
     contexts = sorted(contexts, key=lambda c: c.image_id)
     items = [(c, image_drafts(c, c.image_id in crowd)) for c in contexts]
-    rows = finalize(items, cfg.seed)
+    asked = question_rows(items, cfg.seed)
+    rows = balance(asked, cfg.seed)
     if not rows:
         raise InputError(
             root / "annotations" / f"person_keypoints_{cfg.split}.json",
@@ -366,7 +439,7 @@ def run_build(cfg: PoseQABuildConfig) -> int:
             "crowd_images": len(crowd & {c.image_id for c in contexts}),
         },
         "margins": {**MARGINS, **NAME_MARGINS, "POSITION_GAP": POSITION_GAP},
-        "families": family_summary(rows),
+        "families": family_summary(rows, asked),
         "captions_agreement": agreement.as_dict(),
         "files": {QUESTIONS_FILE: _digest(out / QUESTIONS_FILE)},
     }
@@ -376,21 +449,49 @@ def run_build(cfg: PoseQABuildConfig) -> int:
         f"of {len(contexts)} images to {out}"
     )
     for family, s in manifest["families"].items():
-        print(f"  {family}: {s['questions']} questions, chance {s['chance']:.3f}")
+        dropped = f" ({s['dropped_for_balance']} dropped for balance)"
+        if not s["questions"]:
+            print(f"  {family}: 0 questions{dropped}")
+            continue
+        flag = ", unbalanced" if s["unbalanced"] else ""
+        print(
+            f"  {family}: {s['questions']} questions{dropped if s['dropped_for_balance'] else ''}"
+            f", chance {s['chance']:.3f}, best constant {s['best_constant']['answer']!r} "
+            f"{s['best_constant']['accuracy']:.3f}{flag}"
+        )
     print(f"  {agreement.line()}")
     return EXIT_OK
 
 
-def family_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Questions, answer counts and chance level per family, in the report's order."""
+def family_summary(
+    rows: list[dict[str, Any]], asked: list[dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per family, in the report's order: questions kept, those dropped for balance (of
+    ``asked``, the questions before balance), the answers (letters, and for a choice the
+    correct options' texts), chance, the best constant answer, the baseline and whether the
+    family is unbalanced. A family balanced away entirely has its drop count only."""
     out: dict[str, dict[str, Any]] = {}
+    asked_per = Counter(r["category"] for r in asked or rows)
     for family in families():
         mine = [r for r in rows if r["category"] == family]
+        dropped = asked_per[family] - len(mine)
         if not mine:
+            if dropped:
+                out[family] = {"questions": 0, "dropped_for_balance": dropped}
             continue
+        b = baseline(mine)
         out[family] = {
             "questions": len(mine),
+            "dropped_for_balance": dropped,
             "answers": dict(sorted(Counter(r["answer"] for r in mine).items())),
-            "chance": round(sum(chance(r) for r in mine) / len(mine), 6),
+            **(
+                {"correct_options": dict(sorted(Counter(map(correct_option, mine)).items()))}
+                if mine[0]["answer_type"] == CHOICE
+                else {}
+            ),
+            "chance": round(b.chance, 6),
+            "best_constant": {"answer": b.constant, "accuracy": round(b.constant_accuracy, 6)},
+            "baseline": round(b.baseline, 6),
+            "unbalanced": b.unbalanced,
         }
     return out

@@ -5,9 +5,14 @@ when it equals the question's ``answer``. An answer the parser cannot read, or a
 model did not answer, counts as wrong, and both are counted and shown (with examples), so a
 model that rambles is visible as such rather than silently marked down.
 
-Per family the report gives the accuracy with its 95% Wilson interval, the chance level of a
-uniform guess, and the best constant answer (always "yes", always "A", always "0": whichever
-scores highest on that family), the floor any model must clear.
+Per family the report gives the accuracy with its 95% Wilson interval and what answering
+without looking scores (`build.baseline`): chance, the expected accuracy of a uniform guess
+over each question's answers (1/2, 1/k options, 1/(people+1) for a count); the best constant
+answer on the actual answers (always "yes", always "A", always "towards the camera", always
+"0": whichever scores highest); and the baseline, the higher of the two, the floor any model
+must clear. A family whose constant beats chance by more than `build.UNBALANCED_MARGIN` is
+flagged unbalanced (a chance column alone would flatter every model there), and the
+questions `poseqa build` dropped for balance are listed from its manifest.
 """
 
 from __future__ import annotations
@@ -28,7 +33,15 @@ from ..errors import EXIT_OK, ConfigError, InputError
 from ..io import atomic_open, read_jsonl
 from ..lock import hold
 from .answers import parse_answer
-from .build import MANIFEST_FILE, QUESTIONS_FILE, chance, families, family_title
+from .build import (
+    MANIFEST_FILE,
+    QUESTIONS_FILE,
+    UNBALANCED_MARGIN,
+    Baseline,
+    baseline,
+    families,
+    family_title,
+)
 
 log = logging.getLogger("llava_pose")
 
@@ -73,9 +86,8 @@ def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 def best_constant(questions: list[PoseQuestion]) -> tuple[str, float]:
     """The constant answer that scores best on these questions, and its accuracy."""
-    counts = Counter(q.answer for q in questions)
-    answer, n = max(sorted(counts.items()), key=lambda kv: kv[1])
-    return answer, n / len(questions)
+    b = baseline([msgspec.structs.asdict(q) for q in questions])
+    return b.constant, b.constant_accuracy
 
 
 @dataclass
@@ -186,6 +198,17 @@ def run_score(cfg: PoseQAScoreConfig) -> int:
                 f"Posture answers vs the captions' posture words: {a['agree']} of {decided} "
                 "main persons agree where the captions decide."
             )
+        dropped = {
+            f: s["dropped_for_balance"]
+            for f, s in (m.get("families") or {}).items()
+            if isinstance(s, dict) and s.get("dropped_for_balance")
+        }
+        if dropped:
+            notes.append(
+                "Dropped by `poseqa build` for balance: "
+                + ", ".join(f"{family_title(f)} {n}" for f, n in dropped.items())
+                + "."
+            )
     order = _family_order(questions)
     baselines = family_baselines(questions, order)
     write_report(out, title, order, baselines, models, cfg.examples, notes)
@@ -196,24 +219,9 @@ def run_score(cfg: PoseQAScoreConfig) -> int:
     return EXIT_OK
 
 
-@dataclass(frozen=True)
-class Baseline:
-    n: int
-    chance: float
-    constant: str
-    constant_accuracy: float
-
-
 def family_baselines(questions: list[PoseQuestion], order: list[str]) -> dict[str, Baseline]:
-    out = {}
-    for family in order:
-        mine = [q for q in questions if q.category == family]
-        rows = [msgspec.structs.asdict(q) for q in mine]
-        constant, accuracy = best_constant(mine)
-        out[family] = Baseline(
-            len(mine), sum(chance(r) for r in rows) / len(rows), constant, accuracy
-        )
-    return out
+    rows = [msgspec.structs.asdict(q) for q in questions]
+    return {f: baseline([r for r in rows if r["category"] == f]) for f in order}
 
 
 def _pct(x: float) -> str:
@@ -244,6 +252,8 @@ def score_rows(
                     "chance": round(b.chance, 4),
                     "best_constant": b.constant,
                     "best_constant_accuracy": round(b.constant_accuracy, 4),
+                    "baseline": round(b.baseline, 4),
+                    "unbalanced": b.unbalanced,
                 }
             )
     return rows
@@ -280,17 +290,24 @@ def write_report(
         "",
         "## Baselines",
         "",
-        "| family | questions | chance | best constant answer | its accuracy |",
-        "|---|---:|---:|---|---:|",
+        "What answering without looking scores: chance is a uniform guess over each question's",
+        "answers; the best constant answer is computed on the actual answers; the baseline, the",
+        "higher of the two, is the score to beat. A family is unbalanced when its constant",
+        f"beats chance by more than {_pct(UNBALANCED_MARGIN)} points.",
+        "",
+        "| family | questions | chance | best constant answer | its accuracy | baseline | balance |",
+        "|---|---:|---:|---|---:|---:|---|",
     ]
     for family in order:
         b = baselines[family]
         lines.append(
-            f"| {family_title(family)} | {b.n} | {_pct(b.chance)} | {b.constant} | "
-            f"{_pct(b.constant_accuracy)} |"
+            f"| {family_title(family)} | {b.n} | {_pct(b.chance)} | {_md_cell(b.constant)} | "
+            f"{_pct(b.constant_accuracy)} | {_pct(b.baseline)} | "
+            f"{'unbalanced' if b.unbalanced else 'balanced'} |"
         )
     lines += ["", "## Accuracy", ""]
-    lines.append("| model | " + " | ".join(family_title(f) for f in order) + " | unparseable |")
+    heads = [family_title(f) + (" (unbalanced)" if baselines[f].unbalanced else "") for f in order]
+    lines.append("| model | " + " | ".join(heads) + " | unparseable |")
     lines.append("|---|" + "---:|" * len(order) + "---:|")
     for m in models:
         cells = []

@@ -7,8 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.conftest import find_coco_mini
 from tests.bench.helpers import read_jsonl
+from tests.conftest import find_coco_mini
 from tests.servers import Fault
 
 from llava_pose.cli import main
@@ -21,8 +21,10 @@ def answer(bench: Path, out: Path, server, *extra: str, root: Path | None = None
     if root is None and "--image-root" in extra:
         named = []
     return main(
-        ["-q", "bench", "answer", "--bench", str(bench), "--out", str(out)]
-        + ["--base-url", server.url, *named, *extra]
+        [
+            *("-q", "bench", "answer", "--bench", str(bench), "--out", str(out)),
+            *("--base-url", server.url, *named, *extra),
+        ]
     )
 
 

@@ -7,8 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from tests.conftest import find_coco_mini
 from tests.bench.helpers import read_jsonl
+from tests.conftest import find_coco_mini
 
 from llava_pose.cli import main
 

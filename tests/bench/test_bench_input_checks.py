@@ -11,8 +11,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from tests.conftest import find_coco_mini
 from tests.bench.helpers import model_answers, read_jsonl, write_jsonl
+from tests.conftest import find_coco_mini
 from tests.test_paths import ESCAPES
 
 from llava_pose.bench.build import qualifies

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image
 from tests.bench.helpers import KEY, read_jsonl, write_jsonl
-from tests.conftest import one_line_error
+from tests.conftest import find_coco_mini, one_line_error
 from tests.servers import OpenAIServer
 
 from llava_pose.bench.export import (
@@ -44,8 +44,11 @@ def benches(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> dict[s
     coco = ("--coco", coco_mini, "--split", "val2017")
     assert cli("bench", "build", *coco, "--images", 2, "--teacher", "rules", "--out", ehpaub) == 0
     assert cli("poseqa", "build", *coco, "--out", poseqa) == 0
-    assert cli("bench", "export", "--bench", ehpaub, "--format", "lmms-eval", "--out", out) == 0
-    assert cli("bench", "export", "--bench", poseqa, "--out", out) == 0
+    root = ("--image-root", coco_mini)
+    assert (
+        cli("bench", "export", "--bench", ehpaub, "--format", "lmms-eval", "--out", out, *root) == 0
+    )
+    assert cli("bench", "export", "--bench", poseqa, "--out", out, *root) == 0
     return {"ehpaub": ehpaub, "poseqa": poseqa, "out": out}
 
 
@@ -257,16 +260,21 @@ def test_poseqa_utils_scores_with_llava_pose_unimportable(benches: dict[str, Pat
 
 def test_export_again_replaces_the_folder(benches: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "tasks"
-    assert cli("bench", "export", "--bench", benches["poseqa"], "--out", out) == 0
+    args = ("bench", "export", "--bench", benches["poseqa"], "--image-root", find_coco_mini())
+    assert cli(*args, "--out", out) == 0
     (out / "poseqa" / "stale.txt").write_text("from an earlier export")
-    assert cli("bench", "export", "--bench", benches["poseqa"], "--out", out, "--task", "pq") == 0
-    assert cli("bench", "export", "--bench", benches["poseqa"], "--out", out) == 0
+    assert cli(*args, "--out", out, "--task", "pq") == 0
+    assert cli(*args, "--out", out) == 0
     assert sorted(p.name for p in out.iterdir()) == [".llava-pose.lock", "poseqa", "pq"]
     assert not (out / "poseqa" / "stale.txt").exists()
     assert '"pq"' in (out / "pq" / "pq.yaml").read_text()
 
 
 # -- bad input: one line, exit 2, nothing written ----------------------------------------------
+
+
+# An edited copy of the benchmark, read as the user would have to: the field checks then speak.
+EDITED = ("--allow-modified", "--image-root", find_coco_mini())
 
 
 def copy_poseqa(benches: dict[str, Path], dst: Path, edit: Callable[[dict], None]) -> Path:
@@ -282,7 +290,7 @@ def test_missing_image_is_one_line_naming_the_question(
 ) -> None:
     bench = copy_poseqa(benches, tmp_path / "pq", lambda r: r.update(image="val2017/nope.jpg"))
     qid = read_jsonl(bench / "questions.jsonl")[1]["question_id"]
-    rc = cli("bench", "export", "--bench", bench, "--out", tmp_path / "out")
+    rc = cli("bench", "export", "--bench", bench, "--out", tmp_path / "out", *EDITED)
     one_line_error(capsys, rc, "questions.jsonl", f"question_id {qid!r}: image", "nope.jpg")
     assert not (tmp_path / "out" / "poseqa").exists()
 
@@ -291,7 +299,7 @@ def test_escaping_image_is_refused(
     benches: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bench = copy_poseqa(benches, tmp_path / "pq", lambda r: r.update(image="../../etc/passwd"))
-    rc = cli("bench", "export", "--bench", bench, "--out", tmp_path / "out")
+    rc = cli("bench", "export", "--bench", bench, "--out", tmp_path / "out", *EDITED)
     one_line_error(capsys, rc, "questions.jsonl", ": image", "outside")
 
 
@@ -299,7 +307,7 @@ def test_bad_answer_type_names_the_field(
     benches: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bench = copy_poseqa(benches, tmp_path / "pq", lambda r: r.update(answer_type="essay"))
-    rc = cli("bench", "export", "--bench", bench, "--out", tmp_path / "out")
+    rc = cli("bench", "export", "--bench", bench, "--out", tmp_path / "out", *EDITED)
     one_line_error(capsys, rc, "questions.jsonl", ": answer_type", "'essay'")
 
 
@@ -308,7 +316,7 @@ def test_category_that_cannot_name_a_metric(
     benches: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], category: str
 ) -> None:
     bench = copy_poseqa(benches, tmp_path / "pq", lambda r: r.update(category=category))
-    rc = cli("bench", "export", "--bench", bench, "--out", tmp_path / "out")
+    rc = cli("bench", "export", "--bench", bench, "--out", tmp_path / "out", *EDITED)
     one_line_error(capsys, rc, "questions.jsonl", f"category {category!r} cannot name a metric")
 
 

@@ -39,13 +39,13 @@ from ..paths import join_inside
 from ..records import ChatRequest, Message
 from ..stage import make_stage
 from ..train.config import PRECISIONS, TEMPLATES
-from .files import MANIFEST_FILE, Answer, Bench, Question, load_bench, qid_key
+from .files import Answer, ManifestCheck, Question, image_root, load_bench, qid_key
 
 log = logging.getLogger("llava_pose")
 
 
 @dataclass
-class AnswerConfig(ModelOptions):
+class AnswerConfig(ManifestCheck, ModelOptions):
     """Options of `llava-pose bench answer`."""
 
     model: str | None = option(
@@ -140,36 +140,6 @@ def answer_line(
     }
 
 
-def image_root(given: str | None, bench: Bench) -> Path:
-    """The root the questions' images are read under: `given` (``--image-root``, named by the
-    user), else the manifest's ``image_root`` only when it lies inside the benchmark folder.
-
-    A benchmark folder is data and is passed between people: a manifest naming ``/home/you``
-    with a question whose image is ``.ssh/id_rsa`` must not make this command read that file
-    and send it to an API. A root inside the folder is resolved (links followed) and every
-    image must then resolve inside it too (`_check_images`)."""
-    if given:
-        return Path(given)
-    root = bench.manifest.get("image_root")
-    if not root:
-        raise ConfigError(
-            "--image-root: required (no manifest.json with the image root beside the questions)"
-        )
-    manifest = (bench.folder or Path(".")) / MANIFEST_FILE
-    if not isinstance(root, str):
-        raise InputError(manifest, "must be a path", field="image_root")
-    folder = bench.folder.resolve() if bench.folder is not None else None
-    resolved = (bench.folder / root).resolve() if bench.folder is not None else Path(root)
-    if folder is None or not resolved.is_relative_to(folder):
-        raise InputError(
-            manifest,
-            f"{root} is outside the benchmark folder, and a benchmark folder may come from "
-            f"anyone: name the image root yourself with --image-root {root}",
-            field="image_root",
-        )
-    return resolved
-
-
 def _check_images(
     questions: list[Question], root: Path, questions_path: Path, *, confined: bool
 ) -> list[Path]:
@@ -251,11 +221,15 @@ def run_answer(cfg: AnswerConfig) -> int:
     cache = out.with_name(out.stem + ".cache.sqlite")
     prices = PriceTable.load(cfg.prices)
     stage = make_stage("bench answer", backend, prices, cfg, cache)
-    bench = load_bench(cfg.bench, questions=cfg.questions, need_context=False, need_reference=False)
-    root = image_root(cfg.image_root, bench)
-    images = _check_images(
-        bench.questions, root, bench.questions_path, confined=not cfg.image_root
+    bench = load_bench(
+        cfg.bench,
+        questions=cfg.questions,
+        need_context=False,
+        need_reference=False,
+        allow_modified=cfg.allow_modified,
     )
+    root = image_root(cfg.image_root, bench.folder, bench.manifest)
+    images = _check_images(bench.questions, root, bench.questions_path, confined=not cfg.image_root)
     log.info("answering %d questions with %s", len(bench.questions), backend.describe())
     model_id = cfg.model_id or default_model_id(cfg.model)  # the spec as the user wrote it
     want = settings(cfg, backend.spec)

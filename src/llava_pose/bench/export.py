@@ -46,7 +46,16 @@ from ..errors import EXIT_OK, ConfigError, InputError
 from ..io import read_json, read_jsonl, write_json, write_jsonl
 from ..lock import hold
 from ..paths import fold, join_inside
-from .files import MANIFEST_FILE, QUESTIONS_FILE, REFERENCE_FILE, load_bench, qid_key
+from .files import (
+    MANIFEST_FILE,
+    QUESTIONS_FILE,
+    REFERENCE_FILE,
+    ManifestCheck,
+    check_manifest,
+    image_root,
+    load_bench,
+    qid_key,
+)
 
 FORMATS = ("lmms-eval",)
 BENCHMARKS = ("auto", "ehpaub", "poseqa")
@@ -61,7 +70,7 @@ POSEQA_ANSWER_TYPES = ("yes/no", "choice", "number")
 
 
 @dataclass
-class ExportConfig:
+class ExportConfig(ManifestCheck):
     """Options of `llava-pose bench export`."""
 
     bench: str | None = option(
@@ -204,13 +213,10 @@ def _check(cfg: ExportConfig) -> tuple[Path, Path]:
     return folder, Path(cfg.out)
 
 
-def _image_root(cfg: ExportConfig, manifest: dict[str, Any]) -> Path:
-    root = cfg.image_root or manifest.get("image_root")
-    if not root:
-        raise ConfigError(
-            "--image-root: required (no manifest.json with the image root in the benchmark folder)"
-        )
-    return Path(root).resolve()
+def _image_root(cfg: ExportConfig, folder: Path, manifest: dict[str, Any]) -> Path:
+    """Where lmms-eval will read the images (and send them to the model): a root the user
+    names, or the manifest's only when it lies inside the folder (`files.image_root`)."""
+    return image_root(cfg.image_root, folder, manifest).resolve()
 
 
 def _check_images(root: Path, images: list[tuple[str, str]], source: Path) -> None:
@@ -241,7 +247,7 @@ def _check_categories(categories: list[str], source: Path) -> None:
 def _ehpaub(cfg: ExportConfig, folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from .judge import context_text, load_rules, system_message
 
-    bench = load_bench(folder)
+    bench = load_bench(folder, allow_modified=cfg.allow_modified)
     rules_name, rules = load_rules(cfg.rules, bench.contexts)
     categories = bench.categories()
     _check_categories(categories, bench.questions_path)
@@ -251,7 +257,7 @@ def _ehpaub(cfg: ExportConfig, folder: Path) -> tuple[dict[str, Any], list[dict[
                 bench.questions_path,
                 f"category {c!r} has no judge rule in {rules_name} (rules for: {', '.join(rules)})",
             )
-    root = _image_root(cfg, bench.manifest)
+    root = _image_root(cfg, folder, bench.manifest)
     _check_images(
         root,
         [(q.image, f"question_id {q.question_id!r}: image") for q in bench.questions],
@@ -274,6 +280,7 @@ def _ehpaub(cfg: ExportConfig, folder: Path) -> tuple[dict[str, Any], list[dict[
         "benchmark": "E-HPAUB",
         "categories": categories,
         "image_root": str(root),
+        "modified": bench.modified,
         "judge": {
             "model": cfg.judge_model,
             "temperature": cfg.judge_temperature,
@@ -290,6 +297,7 @@ def _poseqa(
     cfg: ExportConfig, folder: Path, manifest: dict[str, Any]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     path = folder / QUESTIONS_FILE
+    modified = check_manifest(folder, manifest, [QUESTIONS_FILE], cfg.allow_modified)
     questions = read_jsonl(path, PoseQAQuestion)
     if not questions:
         raise InputError(path, "no questions in the file")
@@ -309,7 +317,7 @@ def _poseqa(
             raise InputError(path, "a choice question needs its options", f"{where}: choices")
     categories = list(dict.fromkeys(q.category for q in questions))
     _check_categories(categories, path)
-    root = _image_root(cfg, manifest)
+    root = _image_root(cfg, folder, manifest)
     _check_images(
         root, [(q.image, f"question_id {q.question_id!r}: image") for q in questions], path
     )
@@ -325,7 +333,8 @@ def _poseqa(
         }
         for q in questions
     ]
-    return {"benchmark": "PoseQA", "categories": categories, "image_root": str(root)}, docs
+    export = {"benchmark": "PoseQA", "categories": categories, "image_root": str(root)}
+    return {**export, "modified": modified}, docs
 
 
 def _replace_folder(tmp: Path, dest: Path) -> None:

@@ -23,20 +23,26 @@ file must not be able to point it at ``~/.ssh/id_rsa``.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from ..coco import MAX_IMAGE_SIDE, read_jsonl_numbered
+from ..config import option
 from ..errors import ConfigError, InputError
 from ..io import read_bytes, read_json, read_jsonl
 from ..paths import path_problem
 from ..records import NUM_KEYPOINTS, ImageContext, Obj, Person
 from ..tasks import category_titles
+
+log = logging.getLogger("llava_pose")
 
 QUESTIONS_FILE = "questions.jsonl"
 REFERENCE_FILE = "answers_ref.jsonl"
@@ -218,6 +224,94 @@ def read_context(path: str | Path) -> dict[str, ImageContext]:
     return out
 
 
+def image_root(given: str | None, folder: Path | None, manifest: dict[str, Any]) -> Path:
+    """The root the questions' images are read under: `given` (``--image-root``, named by the
+    user), else the manifest's ``image_root`` only when it lies inside the benchmark folder.
+
+    A benchmark folder is data and is passed between people: a manifest naming ``/home/you``
+    with a question whose image is ``.ssh/id_rsa`` must not make this command read that file
+    and send it to an API. A root inside the folder is resolved (links followed) and every
+    image must then resolve inside it too (`bench answer` checks)."""
+    if given:
+        return Path(given)
+    root = manifest.get("image_root")
+    if not root:
+        raise ConfigError(
+            "--image-root: required (no manifest.json with the image root beside the questions)"
+        )
+    where = (folder or Path(".")) / MANIFEST_FILE
+    if not isinstance(root, str):
+        raise InputError(where, "must be a path", field="image_root")
+    inside = folder.resolve() if folder is not None else None
+    resolved = (folder / root).resolve() if folder is not None else Path(root)
+    if inside is None or not resolved.is_relative_to(inside):
+        raise InputError(
+            where,
+            f"{root} is outside the benchmark folder, and a benchmark folder may come from "
+            f"anyone: name the image root yourself with --image-root {root}",
+            field="image_root",
+        )
+    return resolved
+
+
+@dataclass
+class ManifestCheck:
+    """``--allow-modified``: read a benchmark whose files no longer match the sha256 its
+    manifest recorded at build (a mixin of every command that reads a benchmark folder)."""
+
+    allow_modified: bool = option(
+        False,
+        "read a benchmark whose files differ from the sha256 in its manifest.json (edited "
+        "after it was built); the report then says so",
+    )
+
+
+def modified_files(folder: Path, manifest: dict[str, Any], names: Iterable[str]) -> list[str]:
+    """The files among `names` (in `folder`) whose sha256 differs from what `manifest`
+    recorded at build, or that are gone; a file the manifest does not list is not judged."""
+    recorded = manifest.get("files")
+    if not isinstance(recorded, dict):
+        return []
+    changed = []
+    for name in names:
+        want = recorded.get(name)
+        if want is None:
+            continue
+        path = folder / name
+        if not path.is_file() or hashlib.sha256(read_bytes(path)).hexdigest() != want:
+            changed.append(name)
+    return changed
+
+
+def check_manifest(
+    folder: Path | None, manifest: dict[str, Any], names: Iterable[str], allow: bool
+) -> list[str]:
+    """`modified_files`, refused with one line unless `allow` (``--allow-modified``).
+
+    Why: scores are only the benchmark's if its questions, answers and references are the
+    ones it was built with. Flipping a few answers in ``questions.jsonl`` raised a constant
+    model from 14/22 to 18/22 without a word."""
+    if folder is None:
+        return []
+    changed = modified_files(folder, manifest, names)
+    if changed and not allow:
+        raise InputError(
+            folder / MANIFEST_FILE,
+            f"{', '.join(changed)} no longer match{'es' if len(changed) == 1 else ''} the "
+            "sha256 recorded when the benchmark was built (edited since?): scores on it "
+            "would not be the benchmark's. Rebuild it, or pass --allow-modified to read it "
+            "anyway (the report then says so)",
+            field="files",
+        )
+    if changed:
+        log.info(
+            "%s: %s differ from the benchmark as built; read under --allow-modified",
+            folder,
+            ", ".join(changed),
+        )
+    return changed
+
+
 @dataclass
 class Bench:
     """A loaded benchmark: questions in file order, contexts by image, references by id."""
@@ -230,6 +324,7 @@ class Bench:
     reference_path: Path | None
     manifest: dict[str, Any]
     folder: Path | None
+    modified: list[str] = field(default_factory=list)  # read under --allow-modified
 
     def by_id(self) -> dict[str, Question]:
         return {qid_key(q.question_id): q for q in self.questions}
@@ -247,8 +342,10 @@ def load_bench(
     reference: str | Path | None = None,
     need_context: bool = True,
     need_reference: bool = True,
+    allow_modified: bool = False,
 ) -> Bench:
-    """A benchmark folder, or LLaVA-Bench-style files named one by one (those win)."""
+    """A benchmark folder, or LLaVA-Bench-style files named one by one (those win). The
+    folder's files that are read are checked against its manifest (`check_manifest`)."""
     folder = Path(bench) if bench else None
     if folder is not None and not folder.is_dir():
         if folder.is_file() and questions is None:  # --bench qa90_questions.jsonl
@@ -276,6 +373,14 @@ def load_bench(
     manifest: dict[str, Any] = {}
     if folder is not None and (folder / MANIFEST_FILE).is_file():
         manifest = read_json(folder / MANIFEST_FILE)
+    read = [p for p in (q_path, c_path if need_context else None) if p is not None]
+    read += [r_path] if r_path is not None and need_reference else []
+    modified = check_manifest(
+        folder,
+        manifest,
+        [p.name for p in read if folder is not None and p.parent == folder],
+        allow_modified,
+    )
     contexts = read_context(c_path) if c_path is not None and need_context else {}
     q_lines = _line_numbers(q_path)
     if need_context:
@@ -301,7 +406,7 @@ def load_bench(
                 f"no reference answer for {len(missing)} question(s), e.g. question_id "
                 f"{missing[0]!r}: the judge needs one per question",
             )
-    return Bench(qs, q_path, contexts, c_path, ref, r_path, manifest, folder)
+    return Bench(qs, q_path, contexts, c_path, ref, r_path, manifest, folder, modified)
 
 
 @dataclass

@@ -75,7 +75,16 @@ from ..lock import hold
 from ..records import ChatRequest, ImageContext, Message, derived_seed
 from ..stage import make_stage
 from ..tasks import rule_key
-from .files import Answer, AnswerSet, Bench, Question, load_answers, load_bench, qid_key
+from .files import (
+    Answer,
+    AnswerSet,
+    Bench,
+    ManifestCheck,
+    Question,
+    load_answers,
+    load_bench,
+    qid_key,
+)
 from .scores import mean, median, parse_scores
 
 log = logging.getLogger("llava_pose")
@@ -91,7 +100,7 @@ SYSTEMS = ("ours", "llava")
 
 
 @dataclass
-class JudgeConfig(ModelOptions):
+class JudgeConfig(ManifestCheck, ModelOptions):
     """Options of `llava-pose bench judge`."""
 
     answers: list[str] = option(
@@ -327,7 +336,11 @@ def run_judge(cfg: JudgeConfig) -> int:
     check_role(cfg.judge, "judge", "--judge")
     system = system_message(cfg.system)
     bench = load_bench(
-        cfg.bench, questions=cfg.questions, context=cfg.context, reference=cfg.reference
+        cfg.bench,
+        questions=cfg.questions,
+        context=cfg.context,
+        reference=cfg.reference,
+        allow_modified=cfg.allow_modified,
     )
     rules_name, rules = load_rules(cfg.rules, bench.contexts)
     _check_categories(bench, rules, rules_name)
@@ -449,6 +462,7 @@ def run_judge(cfg: JudgeConfig) -> int:
         {
             "judge": backend.spec,
             "llava_pose_version": __version__,
+            "bench_modified": bench.modified,
             "rules": rules_name,
             "system": system,
             "swap": cfg.swap,

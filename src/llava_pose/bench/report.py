@@ -44,6 +44,7 @@ from .files import (
     MANIFEST_FILE,
     AnswerSet,
     Bench,
+    ManifestCheck,
     QuestionId,
     load_answers,
     load_bench,
@@ -58,7 +59,7 @@ ALL = "all"
 
 
 @dataclass
-class ReportConfig:
+class ReportConfig(ManifestCheck):
     """Options of `llava-pose bench report`."""
 
     reviews: list[str] = option(
@@ -328,6 +329,7 @@ def run_report(cfg: ReportConfig) -> int:
             questions=cfg.questions,
             need_context=bool(cfg.answers),
             need_reference=False,
+            allow_modified=cfg.allow_modified,
         )
     else:
         log.warning("no --bench: questions without any review line cannot be listed")
@@ -594,7 +596,14 @@ def _describe(bench: Bench, manifest: dict[str, Any]) -> str:
         )
         if manifest.get("complete") is False:
             text += f" (incomplete: {manifest.get('images')} of {manifest.get('images_requested')} images)"
-    return text + "."
+    text += "."
+    if bench.modified:
+        text += (
+            f" **Modified:** {', '.join(bench.modified)} differ from the benchmark as built "
+            "(sha256 in manifest.json; read under --allow-modified): these are not the "
+            "benchmark's scores."
+        )
+    return text
 
 
 __all__ = ["MANIFEST_FILE", "ReportConfig", "agreement", "cell", "read_judge", "run_report"]

@@ -28,9 +28,10 @@ from typing import Any
 
 import msgspec
 
+from ..bench.files import ManifestCheck, check_manifest
 from ..config import option
 from ..errors import EXIT_OK, ConfigError, InputError
-from ..io import atomic_open, read_jsonl
+from ..io import atomic_open, read_json, read_jsonl
 from ..lock import hold
 from .answers import parse_answer
 from .build import (
@@ -49,7 +50,7 @@ Z95 = 1.959964  # two-sided 95% normal quantile
 
 
 @dataclass
-class PoseQAScoreConfig:
+class PoseQAScoreConfig(ManifestCheck):
     """Options of `llava-pose poseqa score`."""
 
     bench: str | None = option(None, "PoseQA folder from `poseqa build` (required)")
@@ -175,6 +176,9 @@ def run_score(cfg: PoseQAScoreConfig) -> int:
     if not cfg.answers:
         raise ConfigError("--answers: give at least one answers file from `bench answer`")
     folder = Path(cfg.bench)
+    manifest_path = folder / MANIFEST_FILE
+    m = read_json(manifest_path) if manifest_path.is_file() else {}
+    modified = check_manifest(folder, m, [QUESTIONS_FILE], cfg.allow_modified)
     questions = _load_questions(folder)
     known = {q.question_id for q in questions}
     models = []
@@ -183,13 +187,15 @@ def run_score(cfg: PoseQAScoreConfig) -> int:
         models.append(score_model(model_id, a, questions, answers))
     out = Path(cfg.out)
     hold(out, "poseqa score", folder=True)
-    manifest_path = folder / MANIFEST_FILE
     title = "PoseQA"
     notes: list[str] = []
-    if manifest_path.is_file():
-        from ..io import read_json
-
-        m = read_json(manifest_path)
+    if modified:
+        notes.append(
+            f"**Modified:** {', '.join(modified)} differ from the benchmark as built (sha256 "
+            "in manifest.json; scored under --allow-modified): these are not the benchmark's "
+            "scores."
+        )
+    if m:
         title = f"PoseQA ({m.get('split', '?')}, seed {m.get('seed', '?')})"
         a = m.get("captions_agreement")
         if a:

@@ -46,7 +46,7 @@ from .. import __version__
 from ..coco import filter_rule, read_split, select_images
 from ..config import option
 from ..errors import EXIT_OK, ConfigError, InputError
-from ..io import read_bytes, write_json, write_jsonl
+from ..io import FileSet, read_bytes
 from ..lock import hold
 from ..records import ImageContext
 from .captions import posture_agreement
@@ -395,10 +395,6 @@ def crowd_images(root: Path, split: str) -> set[int]:
     return {a.image_id for a in data.annotations if a.iscrowd}
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def run_build(cfg: PoseQABuildConfig) -> int:
     if not cfg.coco:
         raise ConfigError("--coco: required (the COCO root holding annotations/ and the images)")
@@ -420,8 +416,8 @@ def run_build(cfg: PoseQABuildConfig) -> int:
     agreement = posture_agreement(rows, by_image)
     out = Path(cfg.out)
     hold(out, "poseqa build", folder=True)
-    out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / QUESTIONS_FILE, rows)
+    outputs = FileSet(out, MANIFEST_FILE, {"benchmark": "PoseQA", "complete": False})
+    outputs.jsonl(QUESTIONS_FILE, rows)
     manifest = {
         "benchmark": "PoseQA",
         "llava_pose_version": __version__,
@@ -441,9 +437,13 @@ def run_build(cfg: PoseQABuildConfig) -> int:
         "margins": {**MARGINS, **NAME_MARGINS, "POSITION_GAP": POSITION_GAP},
         "families": family_summary(rows, asked),
         "captions_agreement": agreement.as_dict(),
-        "files": {QUESTIONS_FILE: _digest(out / QUESTIONS_FILE)},
+        "files": {QUESTIONS_FILE: outputs.sha256[QUESTIONS_FILE]},
     }
-    write_json(out / MANIFEST_FILE, manifest)
+    try:
+        outputs.json(MANIFEST_FILE, manifest)
+        outputs.commit()
+    finally:
+        outputs.discard()
     print(
         f"wrote {len(rows)} questions about {manifest['selection']['images_with_questions']} "
         f"of {len(contexts)} images to {out}"

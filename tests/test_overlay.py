@@ -26,12 +26,14 @@ from llava_pose.overlay import (
     Text,
     clean_turn,
     figure_shapes,
+    fitting_prefix,
     layout_panel,
     legend_shapes,
     panel_width,
     parse_image,
     pick_record,
     render,
+    size_problem,
     sizes,
     wrap,
 )
@@ -135,6 +137,38 @@ def test_wrap_fills_lines_greedily_and_breaks_words_wider_than_a_line() -> None:
     assert wrap("aa bb cc dd ee", 50, 20, chars) == ["aa bb", "cc dd", "ee"]
     assert wrap("abcdefghijklmnop x", 100, 20, chars) == ["abcdefghij", "klmnop x"]
     assert wrap("", 100, 20, chars) == []
+
+
+def test_a_long_word_is_broken_where_a_letter_by_letter_search_would_break_it() -> None:
+    """Letters of unequal widths (i narrow, m wide): each line is the longest prefix that fits,
+    as measuring one letter more at a time finds it, with the measures of a few prefixes per
+    line instead of one per letter of the whole word."""
+    widths = {"i": 3.0, "m": 11.0, "o": 7.0}
+    calls = 0
+
+    def measure(text: str, size: int) -> float:
+        nonlocal calls
+        calls += 1
+        return sum(widths[c] for c in text)
+
+    word = "".join("imomoomiiimmo"[(k * 7) % 13] for k in range(20_000))
+    lines = wrap(word, 100.0, 20, measure)
+    assert "".join(lines) == word
+    for line, following in zip(lines, [*lines[1:], ""], strict=True):
+        assert measure(line, 20) <= 100.0
+        if following:
+            assert measure(line + following[0], 20) > 100.0
+    assert calls <= 12 * len(lines)
+    assert fitting_prefix("mmm", 5.0, 20, measure) == 1  # not even one letter: one anyway
+
+
+def test_size_problem_refuses_what_is_not_the_annotated_image() -> None:
+    assert size_problem((640, 427), (640, 427)) is None
+    assert size_problem((320, 213), (640, 427)) is None  # a copy at half size
+    assert "larger" in (size_problem((1280, 854), (640, 427)) or "")
+    assert "larger" in (size_problem((427, 640), (640, 427)) or "")  # turned
+    assert "shape" in (size_problem((640, 300), (640, 427)) or "")  # cropped
+    assert size_problem((640, 480), None) is None and size_problem((640, 480), (0, 0)) is None
 
 
 def test_clean_turn_drops_the_image_token_and_keeps_paragraphs() -> None:

@@ -11,12 +11,18 @@ unpacked, whatever a data file says.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # Largest width or height taken as real: JPEG (COCO's format) stops at 65,535 px per side and no
 # camera comes near; beyond it a size is corrupt or crafted.
@@ -41,6 +47,12 @@ class ImageInfo:
     @property
     def media_type(self) -> str:
         return MEDIA_TYPES[self.format]
+
+
+def media_type(head: bytes) -> str | None:
+    """The media type of an image by its first bytes, or None. Pure."""
+    fmt = sniff(head)
+    return MEDIA_TYPES[fmt] if fmt else None
 
 
 def sniff(head: bytes) -> str | None:
@@ -68,28 +80,47 @@ def size_problem(width: int, height: int) -> str | None:
     return None
 
 
-def _open(data: bytes | Path, where: Path, *, decode: bool) -> ImageInfo:
+@contextlib.contextmanager
+def open_header(
+    source: bytes | Path, where: Path, *, any_format: bool = False
+) -> Iterator[Image.Image]:
+    """The image in `source` (a file, or its bytes) opened with only its header read, once
+    its size passes `size_problem`: the one gate before pixels are decoded. A file that is
+    not an image is an `InputError` naming `where`. Only `MEDIA_TYPES`' formats, told by the
+    first bytes, unless `any_format` (a local figure may be drawn from a TIFF; nothing that
+    leaves the machine may)."""
     from PIL import Image, UnidentifiedImageError
 
-    head = data[:16] if isinstance(data, bytes) else _head(data)
+    head = source[:16] if isinstance(source, bytes) else _head(source)
     fmt = sniff(head)
-    if fmt is None:
+    if fmt is None and not any_format:
         raise InputError(where, "not an image (JPEG, PNG, WebP or GIF, told by its first bytes)")
-    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source, formats=[fmt]) as im:
-                problem = size_problem(im.width, im.height)
-                if problem is not None:
-                    raise InputError(where, problem)
-                if decode:
-                    im.load()
-                return ImageInfo(fmt, im.width, im.height)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise InputError(where, f"refused as a decompression bomb ({e})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
-        raise InputError(where, f"not a readable {fmt} image ({e})") from None
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(stream, formats=[fmt] if fmt and not any_format else None)
+    except Image.DecompressionBombError:  # over twice Pillow's own limit, so over ours
+        raise InputError(
+            where, f"declares more than {MAX_PIXELS:,} pixels: refused as a decompression bomb"
+        ) from None
+    except UnidentifiedImageError:
+        raise InputError(where, "not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # a corrupt header
+        raise InputError(where, f"cannot read the image ({e})") from None
+    with im:
+        problem = size_problem(im.width, im.height)
+        if problem is not None:
+            raise InputError(where, problem)
+        yield im
+
+
+def decode(im: Image.Image, where: Path) -> None:
+    """Decode the pixels of an image `open_header` gave; truncated data is an `InputError`."""
+    try:
+        im.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(where, f"not a readable {im.format} image ({e})") from None
 
 
 def _head(path: Path) -> bytes:
@@ -105,7 +136,8 @@ def _head(path: Path) -> bytes:
 def probe(path: str | Path) -> ImageInfo:
     """The header of the image at `path` (nothing decoded): format and size, checked."""
     path = Path(path)
-    return _open(path, path, decode=False)
+    with open_header(path, path) as im:
+        return ImageInfo(str(im.format), im.width, im.height)
 
 
 def read_image(path: str | Path) -> tuple[bytes, ImageInfo]:
@@ -121,4 +153,6 @@ def read_image(path: str | Path) -> tuple[bytes, ImageInfo]:
         raise InputError(path, "is a directory, expected an image file") from None
     if len(data) > MAX_BYTES:
         raise InputError(path, f"image file larger than {MAX_BYTES // 1_000_000} MB")
-    return data, _open(data, path, decode=True)
+    with open_header(data, path) as im:
+        decode(im, path)
+        return data, ImageInfo(str(im.format), im.width, im.height)

@@ -16,9 +16,10 @@ with the `view` browser; the person's own left and right, not the viewer's.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +28,7 @@ import msgspec
 
 from .coco import image_id_of
 from .errors import ConfigError, InputError
+from .images import decode, open_header
 from .records import ImageContext
 from .skeleton import BOX_COLOUR, LIMBS, SIDE_COLOURS, limb_side, person_labels, side
 from .tasks import request_id, task_type
@@ -258,8 +260,33 @@ def clean_turn(text: str) -> list[str]:
     return [p for p in paragraphs if p]
 
 
+def fitting_prefix(word: str, width: float, size: int, measure: Measure) -> int:
+    """How many leading letters of `word` fit in `width` px (at least 1): the prefix width
+    doubles until it no longer fits, then a binary search, so a line costs the measures of
+    O(log n) prefixes no longer than twice the line, whatever the word's length."""
+    if len(word) <= 1 or measure(word[:2], size) > width:
+        return 1
+    fits, k = 2, 4
+    while k < len(word) and measure(word[:k], size) <= width:
+        fits, k = k, 2 * k
+    if k >= len(word):
+        if measure(word, size) <= width:
+            return len(word)
+        k = len(word)
+    too_wide = k  # word[:too_wide] is wider than the line; word[:fits] is not
+    while too_wide - fits > 1:
+        mid = (fits + too_wide) // 2
+        if measure(word[:mid], size) <= width:
+            fits = mid
+        else:
+            too_wide = mid
+    return fits
+
+
 def wrap(text: str, width: float, size: int, measure: Measure) -> list[str]:
-    """Greedy word wrap to `width` px; a word wider than a line is broken between letters."""
+    """Greedy word wrap to `width` px; a word wider than a line is broken between letters
+    (`fitting_prefix`: a few measures per line, never one per letter of the whole word, which
+    took minutes for a 3,000-letter word)."""
     lines: list[str] = []
     line = ""
     for word in text.split():
@@ -269,11 +296,10 @@ def wrap(text: str, width: float, size: int, measure: Measure) -> list[str]:
             continue
         if line:
             lines.append(line)
-        line = ""
-        while measure(word, size) > width and len(word) > 1:
-            k = len(word) - 1
-            while k > 1 and measure(word[:k], size) > width:
-                k -= 1
+        while len(word) > 1:
+            k = fitting_prefix(word, width, size, measure)
+            if k == len(word):
+                break
             lines.append(word[:k])
             word = word[k:]
         line = word
@@ -539,22 +565,43 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def open_photo(path: str | Path) -> Image.Image:
-    """The image at `path`, decoded, as RGB; a missing or unreadable file is an InputError."""
-    from PIL import Image, UnidentifiedImageError
+def size_problem(found: tuple[int, int], annotated: tuple[int, int] | None) -> str | None:
+    """Why an image file whose header says `found` (width, height) px must not be decoded as
+    the image annotated `annotated` px, or None. Pure.
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise InputError(path, "image file not found") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a directory, expected an image file") from None
-    except UnidentifiedImageError:
-        raise InputError(path, "not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
-        raise InputError(path, f"cannot read the image ({e})") from None
+    Wider or taller than the annotation, or of another shape (the keypoints would land
+    elsewhere), is refused; a smaller copy of the same shape (a resized dataset) is not, since
+    keypoints are normalized. (What no image may declare, whatever its annotation, is
+    `images.size_problem`'s.)"""
+    w, h = found
+    if not annotated or min(annotated) <= 0:
+        return None
+    aw, ah = annotated
+    if w > aw or h > ah:
+        return f"is {w}x{h} px, larger than the {aw}x{ah} px the annotations say: not decoded"
+    if abs(w * ah - h * aw) > max(aw, ah):  # more than rounding a scaled copy's sides
+        return f"is {w}x{h} px, not the shape of the {aw}x{ah} px the annotations say"
+    return None
+
+
+@contextlib.contextmanager
+def image_header(path: str | Path, annotated: tuple[int, int] | None = None) -> Iterator[Any]:
+    """The opened, not yet decoded, image at `path` (`images.open_header`: any format Pillow
+    reads, bounded in pixels), once its size also fits its annotation (`size_problem`)."""
+    path = Path(path)
+    with open_header(path, path, any_format=True) as im:
+        problem = size_problem(im.size, annotated)
+        if problem is not None:
+            raise InputError(path, problem)
+        yield im
+
+
+def open_photo(path: str | Path, annotated: tuple[int, int] | None = None) -> Image.Image:
+    """The image at `path`, decoded, as RGB; a missing or unreadable file, or one whose
+    header fails `size_problem` against its `annotated` (width, height), is an InputError."""
+    with image_header(path, annotated) as im:
+        decode(im, Path(path))
+        return im.convert("RGB")
 
 
 def write_png(image: Image.Image, path: str | Path) -> None:

@@ -122,3 +122,17 @@ def test_bench_judge_and_report_refuse_an_edited_benchmark(
     args = ["bench", "report", "--bench", bench, "--reviews", reviews, "--out", report]
     assert cli(*args, "--allow-modified") == 0
     assert "**Modified:** questions.jsonl" in (report / "index.md").read_text()
+
+
+@pytest.mark.parametrize("benchmark", ["poseqa", "ehpaub"])
+def test_view_refuses_an_edited_benchmark(
+    benchmark: str, request, coco_mini: Path, tmp_path: Path, capsys
+) -> None:
+    bench = edited(request.getfixturevalue(f"built_{benchmark}"), tmp_path)
+    site = tmp_path / "site"
+    args = ["view", bench, "--coco", coco_mini, "--export", site]
+    one_line_error(capsys, cli(*args), "manifest.json: files", "questions.jsonl")
+    assert not site.exists()
+    assert cli(*args, "--allow-modified") == 0
+    shards = "".join(p.read_text() for p in site.rglob("*.js"))
+    assert "modified: questions.jsonl differ from the benchmark as built" in shards

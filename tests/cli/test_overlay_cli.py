@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from tests.conftest import one_line_error
+from tests.crafted import png_declaring
+from tests.fsfaults import one_line, run_cli, run_cli_read_only
 
 from llava_pose.cli import main
+from llava_pose.images import MAX_PIXELS
 from llava_pose.overlay import PANEL_MIN_HEIGHT, panel_width
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,3 +197,89 @@ def test_an_existing_picture_is_replaced_whole(
     rc = overlay(coco_mini, out, "--image", "391895")  # fails: the old picture stays
     one_line_error(capsys, rc, "391895")
     assert size(out) == (640, 427)
+
+
+# -- hostile input and outputs that cannot be written -----------------------------------------
+
+
+@pytest.mark.timeout(60)  # a 3,000-letter word took over 120 s when each letter was re-measured
+def test_a_long_unbroken_word_is_wrapped_quickly(
+    tmp_path: Path, coco_mini: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "long.json"
+    words = {"3k": "x" * 3_000, "20k": "ab" * 10_000}
+    data.write_text(
+        json.dumps(
+            [
+                {
+                    "id": f"311002-{name}",
+                    "image": "val2017/000000311002.jpg",
+                    "conversations": [
+                        {"from": "human", "value": "<image>\nSay something long."},
+                        {"from": "gpt", "value": f"Here: {word} and more."},
+                    ],
+                }
+                for name, word in words.items()
+            ]
+        )
+    )
+    for name in words:
+        out = tmp_path / f"{name}.png"
+        rc = overlay(coco_mini, out, "--data", str(data), "--record", f"311002-{name}")
+        assert rc == 0, capsys.readouterr().err
+        assert size(out) == (640 + panel_width(640, 427), max(427, PANEL_MIN_HEIGHT))
+
+
+@pytest.fixture
+def hostile_root(tmp_path: Path, coco_mini: Path) -> Path:
+    """COCO-MINI's annotations, and val2017 images that are not what they say: 311002 (640x427)
+    declares 30000x30000 px in 94 bytes, 229358 (640x423) is twice that size, 536038 (358x640)
+    a rotated copy, and 434204 (500x333) a copy at half size."""
+    root = tmp_path / "coco"
+    (root / "val2017").mkdir(parents=True)
+    (root / "annotations").symlink_to(coco_mini / "annotations")
+    source = coco_mini / "val2017"
+    (root / "val2017" / "000000311002.jpg").write_bytes(png_declaring(30_000, 30_000))
+    with Image.open(source / "000000229358.jpg") as im:
+        im.resize((1280, 846)).save(root / "val2017" / "000000229358.jpg", format="JPEG")
+    with Image.open(source / "000000536038.jpg") as im:
+        im.transpose(Image.Transpose.ROTATE_90).save(root / "val2017" / "000000536038.jpg")
+    with Image.open(source / "000000434204.jpg") as im:
+        im.resize((250, 166)).save(root / "val2017" / "000000434204.jpg", format="JPEG")
+    return root
+
+
+def test_an_image_that_is_not_its_annotated_size_is_refused_undecoded(
+    tmp_path: Path, hostile_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "f.png"
+    val = hostile_root / "val2017"
+    rc = overlay(hostile_root, out, "--image", "311002")
+    one_line_error(capsys, rc, str(val / "000000311002.jpg"), f"{MAX_PIXELS:,} pixels", "bomb")
+    rc = overlay(hostile_root, out, "--image", "229358")
+    one_line_error(capsys, rc, str(val / "000000229358.jpg"), "1280x846", "640x423")
+    rc = overlay(hostile_root, out, "--image", "536038")
+    one_line_error(capsys, rc, str(val / "000000536038.jpg"), "640x358", "358x640")
+    assert not out.exists()
+    # A smaller copy of the same shape (a resized dataset) is drawn at its own size.
+    assert overlay(hostile_root, out, "--image", "434204") == 0
+    assert size(out) == (250, 166)
+
+
+def test_an_out_that_cannot_be_written_is_one_line(
+    tmp_path: Path, coco_mini: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A read-only mount, a full disk (both made by the kernel, `tests.fsfaults`) or a name
+    longer than the file system takes: one line naming the file, exit 2, nothing left."""
+    args = ["overlay", "--coco", coco_mini, "--split", "val2017", "--image", "311002"]
+    mount = tmp_path / "ro"
+    result = run_cli_read_only(mount, [*args, "--out", mount / "f.png"])
+    one_line(result, f"{mount / 'f.png'}: cannot write (Read-only file system)")
+    full = tmp_path / "full"
+    full.mkdir()
+    result = run_cli([*args, "--out", full / "f.png"], file_limit=300)
+    one_line(result, f"{full / 'f.png'}: cannot write", "free some space")
+    assert list(mount.iterdir()) == list(full.iterdir()) == []
+    out = tmp_path / ("x" * 300 + ".png")
+    rc = overlay(coco_mini, out, "--image", "311002")
+    one_line_error(capsys, rc, str(out), "File name too long")

@@ -254,7 +254,7 @@ def image_root(given: str | None, folder: Path | None, manifest: dict[str, Any])
     return resolved
 
 
-@dataclass
+@dataclass(kw_only=True)  # keyword-only: it mixes into configs with positional fields (view)
 class ManifestCheck:
     """``--allow-modified``: read a benchmark whose files no longer match the sha256 its
     manifest recorded at build (a mixin of every command that reads a benchmark folder)."""

@@ -122,8 +122,8 @@ def run(config: OverlayConfig) -> int:
     if image_id is None:
         raise ConfigError("--image: required (a file stem, id or file name), or --data --record")
     ctx, root = _context(config, image_id)
-    photo = overlay.open_photo(root / ctx.image)
-    if photo.size != (ctx.width, ctx.height):
+    photo = overlay.open_photo(root / ctx.image, (ctx.width, ctx.height))
+    if photo.size != (ctx.width, ctx.height):  # a smaller copy of the same shape
         log.warning(
             "%s is %dx%d px, the annotations say %dx%d: drawing at the file's size",
             root / ctx.image,

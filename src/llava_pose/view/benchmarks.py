@@ -57,6 +57,9 @@ def _page_for(key: str, contexts: Any) -> dict[str, Any]:
     return page(key, ctx, image_id_of(PurePosixPath(key).name))
 
 
+MODIFIED = "modified: {} differ from the benchmark as built (read under --allow-modified)"
+
+
 def _image_root(cfg: ViewConfig, manifest: dict[str, Any]) -> Path | None:
     root = cfg.image_root or cfg.coco or manifest.get("image_root")
     return Path(root) if root else None
@@ -85,6 +88,28 @@ def _review_details(source: Path) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
+def _review_home(source: Path) -> Path:
+    """The folder that holds a review folder (or a review file's folder): where `bench judge`
+    is run, beside the answers folder it was given."""
+    folder = source if source.is_dir() else source.parent
+    return folder.resolve().parent
+
+
+def reviewed_answers(source: Path, named: str) -> Path | None:
+    """The answers file a review line names (its ``answers`` field), when it is a ``.jsonl``
+    file inside `_review_home` once links are followed; else None. The field is data: a
+    review folder from elsewhere must not make the viewer read (and publish in an export) a
+    file the user never named, so anything else is read only through --answers."""
+    path = Path(named)
+    if path.suffix != ".jsonl":
+        return None
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return path if real.is_file() and real.is_relative_to(_review_home(source)) else None
+
+
 def _scores(line: dict[str, Any] | None) -> tuple[float, float] | None:
     if not line or (line.get("status") or "ok") != "ok":
         return None
@@ -100,7 +125,7 @@ def load_ehpaub(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
     from ..bench.report import category_title, read_judge
     from ..bench.scores import relative_score
 
-    bench = load_bench(folder)
+    bench = load_bench(folder, allow_modified=cfg.allow_modified)
     judges = []
     for source in cfg.reviews:
         judge = read_judge(source, bench)  # every check of `bench report`
@@ -108,13 +133,25 @@ def load_ehpaub(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
     paths = answer_files(cfg.answers)
     if not paths:  # the answers files the reviews were made from, where they still are
         named = [
-            str(line["answers"])
-            for _, models in judges
+            (Path(source), str(line["answers"]))
+            for source, (_, models) in zip(cfg.reviews, judges, strict=True)
             for lines in models.values()
             for line in lines.values()
             if isinstance(line.get("answers"), str)
         ]
-        paths = [Path(p) for p in dict.fromkeys(named) if Path(p).is_file()]
+        for source, name in dict.fromkeys(named):
+            path = reviewed_answers(source, name)
+            if path is not None:
+                paths.append(path)
+            elif Path(name).is_file():
+                log.warning(
+                    "%s: not reading the answers file %s its reviews name (outside %s): "
+                    "give it with --answers",
+                    source,
+                    name,
+                    _review_home(source),
+                )
+        paths = list(dict.fromkeys(paths))
     sets = [load_answers(p, bench) for p in paths]
     models = list(dict.fromkeys([s.model_id for s in sets] + [m for _, ms in judges for m in ms]))
     answers = {s.model_id: s.answers for s in sets}
@@ -206,6 +243,8 @@ def load_ehpaub(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
             who = f"{m} ({judges[j][0]})" if many_judges else m
             summary.append((who, f"{rel.relative:g}% of the reference ({rel.n} scored)"))
     notes = []
+    if bench.modified:
+        notes.append(MODIFIED.format(", ".join(bench.modified)))
     if not judges:
         notes.append("no --reviews given: answers without scores")
     if not models:
@@ -248,6 +287,7 @@ def _gold(q: PoseQuestion) -> str:
 
 
 def load_poseqa(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
+    from ..bench.files import check_manifest
     from ..paths import path_problem
     from ..poseqa.answers import parse_answer
     from ..poseqa.build import MANIFEST_FILE, QUESTIONS_FILE, family_title
@@ -267,6 +307,7 @@ def load_poseqa(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
                 questions_path, f"unknown answer_type {q.answer_type!r}", f"question {n}"
             )
     manifest = read_json(folder / MANIFEST_FILE) if (folder / MANIFEST_FILE).is_file() else {}
+    modified = check_manifest(folder, manifest, [QUESTIONS_FILE], cfg.allow_modified)
     known = {q.question_id for q in questions}
     models: dict[str, dict[str, str]] = {}
     for path in answer_files(cfg.answers):
@@ -337,6 +378,8 @@ def load_poseqa(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
     ]
     summary += [(m, f"{right[m]}/{len(questions)} right") for m in models]
     notes = [] if models else ["no --answers given: questions and gold answers only"]
+    if modified:
+        notes.append(MODIFIED.format(", ".join(modified)))
     data = SiteData(
         kind="poseqa",
         title=f"PoseQA {folder.name}",

@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import gc
 import logging
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..bench.files import ManifestCheck
 from ..config import option
 from ..errors import EXIT_OK, ConfigError, InputError
 from ..records import ImageContext
 from .model import SiteData
+
+if TYPE_CHECKING:
+    from .server import ViewServer
 
 log = logging.getLogger("llava_pose")
 
@@ -30,7 +36,7 @@ DEFAULT_PORT = 8765
 
 
 @dataclasses.dataclass
-class ViewConfig:
+class ViewConfig(ManifestCheck):
     """Options of `llava-pose view`."""
 
     folder: str = option(
@@ -42,7 +48,7 @@ class ViewConfig:
     answers: list[str] = option(
         [],
         "benchmarks: the models' answers files, or folders of them (default: the files the "
-        "reviews name)",
+        "reviews name, where they lie inside the folder that holds the review folder)",
         nargs="+",
         metavar="FILE_OR_DIR",
     )
@@ -74,7 +80,11 @@ class ViewConfig:
         "folder the records' image paths are relative to (default: the COCO root)",
         metavar="DIR",
     )
-    host: str = option("127.0.0.1", "address to serve on (the default is this machine only)")
+    host: str = option(
+        "127.0.0.1",
+        "address to serve on, IPv4 or IPv6 (the default is this machine only; any other "
+        "exposes the data to the network, with a warning)",
+    )
     port: int = option(
         DEFAULT_PORT, "port to serve on (0: any free port)", at_least=0, at_most=65535
     )
@@ -265,24 +275,52 @@ def _build(cfg: ViewConfig) -> tuple[SiteData, Path | None]:
 # -- serve or export --------------------------------------------------------------------------
 
 
-def _serve(cfg: ViewConfig, site: Path, image_root: Path | None, images: frozenset[str]) -> None:
-    """Serve until Ctrl-C."""
-    from .server import ViewServer
+def listen_error(host: str, port: int, error: OSError) -> ConfigError:
+    """The option to blame when the server cannot listen, in one line: the host (a name that
+    does not resolve, an address of another machine) or the port (in use, not allowed). Pure."""
+    reason = error.strerror or str(error)
+    if isinstance(error, socket.gaierror):
+        problem = f"cannot resolve it ({reason})"
+    elif error.errno in (errno.EADDRINUSE, errno.EACCES):
+        return ConfigError(
+            f"--port {port}: cannot listen on {host}:{port} ({reason}); choose another port "
+            "(0: any free one)"
+        )
+    else:
+        problem = f"cannot listen on it ({reason})"
+    return ConfigError(
+        f"--host {host}: {problem}; give an address of this machine (127.0.0.1, ::1, or "
+        "0.0.0.0 for every one)"
+    )
+
+
+def _listen(cfg: ViewConfig, site: Path) -> ViewServer:
+    """The server, bound (before any data is read, so a host or port it cannot use fails at
+    once); a warning when it listens beyond this machine."""
+    from .server import ViewServer, is_loopback
 
     try:
-        server = ViewServer(site, image_root, images, cfg.host, cfg.port)
+        server = ViewServer(site, None, frozenset(), cfg.host, cfg.port)
     except OSError as e:
-        raise ConfigError(
-            f"--port {cfg.port}: cannot listen on {cfg.host}:{cfg.port} ({e.strerror}); "
-            "choose another port (0: any free one)"
-        ) from None
+        raise listen_error(cfg.host, cfg.port, e) from None
+    if not is_loopback(str(server.server_address[0])):
+        log.warning(
+            "--host %s: the data is exposed to the network: anyone who can reach port %d of "
+            "this machine can browse its pages and images (the default, 127.0.0.1, keeps it "
+            "to this machine)",
+            cfg.host,
+            server.server_address[1],
+        )
+    return server
+
+
+def _serve(server: ViewServer) -> None:
+    """Serve until Ctrl-C."""
     print(f"serving {server.url}  (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", flush=True)
-    finally:
-        server.server_close()
 
 
 def _serve_export(cfg: ViewConfig, folder: Path) -> int:
@@ -300,47 +338,85 @@ def _serve_export(cfg: ViewConfig, folder: Path) -> int:
         raise ConfigError(
             f"{given[0]}: {folder} is already a built site (an export); serve it as it is"
         )
-    _serve(cfg, folder, None, frozenset())
+    server = _listen(cfg, folder)
+    try:
+        _serve(server)
+    finally:
+        server.server_close()
     return EXIT_OK
 
 
 def run_view(cfg: ViewConfig) -> int:
-    from .site import check_export, export_folder, exported_src, served_src, write_site
-
-    started = time.perf_counter()
     if detect(Path(cfg.folder)) == "site":
         return _serve_export(cfg, Path(cfg.folder))
     if cfg.export:
-        check_export(Path(cfg.export))  # before minutes of reading
-    data, image_root = build(cfg)
-    if image_root is None:
-        log.info("no image root known: pages show the keypoints without photos (--image-root)")
-    if cfg.export:
-        out = Path(cfg.export)
-        with export_folder(out) as (tmp, old):
-            src, make_thumbs = exported_src(image_root, tmp, old)
-            with no_gc():
-                write_site(data, tmp, src)
-            make_thumbs()
-        print(
-            f"wrote {len(data.rows):,} {data.noun} of {len(data.pages):,} images to {out} "
-            f"in {time.perf_counter() - started:.1f} s: open {out / 'index.html'}"
-        )
-        return EXIT_OK
-    site = Path(tempfile.mkdtemp(prefix="llava-pose-view-"))
+        return _export(cfg, Path(cfg.export))
+    from .site import writing
+
+    with writing(Path(tempfile.gettempdir())):
+        site = Path(tempfile.mkdtemp(prefix="llava-pose-view-"))
     try:
-        src, served = served_src(image_root)
-        with no_gc():
-            write_site(data, site, src)
-        log.info(
-            "%s %s of %s images ready in %.1f s",
-            f"{len(data.rows):,}",
-            data.noun,
-            f"{len(data.pages):,}",
-            time.perf_counter() - started,
-        )
-        del data  # the shards hold it now
-        _serve(cfg, site, image_root, frozenset(served))
+        server = _listen(cfg, site)
+        try:
+            _serve_built(cfg, server)
+        finally:
+            server.server_close()
     finally:
         shutil.rmtree(site, ignore_errors=True)
     return EXIT_OK
+
+
+def _serve_built(cfg: ViewConfig, server: ViewServer) -> None:
+    """Build the site into the server's (temp) folder, then serve it with its images."""
+    from .site import served_src, write_site, writing
+
+    started = time.perf_counter()
+    data, image_root = build(cfg)
+    if image_root is None:
+        log.info("no image root known: pages show the keypoints without photos (--image-root)")
+    src, served = served_src(image_root)
+    with writing(server.site), no_gc():  # a temp folder: its disk may be full too
+        write_site(data, server.site, src)
+    log.info(
+        "%s %s of %s images ready in %.1f s",
+        f"{len(data.rows):,}",
+        data.noun,
+        f"{len(data.pages):,}",
+        time.perf_counter() - started,
+    )
+    del data  # the shards hold it now
+    server.image_root, server.images = image_root, frozenset(served)
+    _serve(server)
+
+
+def _export(cfg: ViewConfig, out: Path) -> int:
+    """Write the site and its thumbnails to `out` (replaced whole when done). An image that
+    cannot be read, or is not the size its annotations say, is skipped and counted; a folder
+    that cannot be written is one line naming it."""
+    from .site import check_export, export_folder, make_thumbs, write_site, writing
+
+    started = time.perf_counter()
+    check_export(out)  # before minutes of reading
+    data, image_root = build(cfg)
+    if image_root is None:
+        log.info("no image root known: pages show the keypoints without photos (--image-root)")
+    sizes = {key: (int(p["w"]), int(p["h"])) for key, p in data.pages.items()}
+    with writing(out), export_folder(out) as (tmp, old):
+        urls, skipped = make_thumbs(image_root, tmp, old, sizes)
+        with no_gc():
+            write_site(data, tmp, urls.get)
+    if skipped:
+        log.warning("%s: e.g. %s", _skipped(len(skipped)), skipped[0])
+    print(
+        f"wrote {len(data.rows):,} {data.noun} of {len(data.pages):,} images to {out} "
+        f"in {time.perf_counter() - started:.1f} s"
+        + (f", {_skipped(len(skipped))}" if skipped else "")
+        + f": open {out / 'index.html'}"
+    )
+    return EXIT_OK
+
+
+def _skipped(n: int) -> str:
+    return (
+        f"{n:,} {'image' if n == 1 else 'images'} skipped (unreadable, or not the size annotated)"
+    )

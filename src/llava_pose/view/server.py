@@ -4,23 +4,31 @@ Stdlib only (`ThreadingHTTPServer`), GET and HEAD. What it will send, and nothin
 
 * a file of the site folder, by a URL path that stays inside it: the raw path may not hold an
   encoded slash or backslash (``%2f``, ``%5c``) or a NUL, no segment may be ``.`` or ``..``,
-  and the file must resolve (symlinks followed) inside the real site folder;
+  and the file actually sent (a folder's ``index.html`` included) must resolve (symlinks
+  followed) inside the real site folder;
 * ``/img/<key>``: an image the data names, and only those (`site.served_src` lists them, each
-  already checked by `site.image_file`), resolved again when asked for.
+  already checked by `site.image_file`), resolved again when asked for; its name must be an
+  image's (`site.IMAGE_SUFFIXES`) and its first bytes too (`images.media_type`, which gives the type
+  sent), so a record cannot make it send a text file.
 
-It binds 127.0.0.1 unless told otherwise, answers only requests whose Host header names the
-address it serves (a web page cannot reach it through DNS rebinding; bound to every address
-with ``--host 0.0.0.0``, any name is answered), and sends a Content-Security-Policy that lets
-the page run only its own script.
+It binds 127.0.0.1 unless told otherwise (IPv6 addresses too), answers only requests whose
+Host header names the address it serves (a web page cannot reach it through DNS rebinding;
+bound to every address with ``--host 0.0.0.0``, any name is answered), and every response,
+the standard library's error pages included, carries a Content-Security-Policy that lets the
+page run only its own script, ``nosniff`` and ``no-referrer``. A connection gets a thread for
+at most `IDLE_TIMEOUT` seconds without progress, and at most `MAX_CONNECTIONS` at once: more
+are closed at once, so idle sockets cannot pile up threads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import mimetypes
-import posixpath
+import os
 import shutil
+import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -28,6 +36,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from ..images import media_type
 
 log = logging.getLogger("llava_pose")
 
@@ -44,6 +54,13 @@ TYPES = {
     ".jpeg": "image/jpeg",
     ".png": "image/png",
 }
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+)
+IDLE_TIMEOUT = 15.0  # s a connection may wait for its request (or its reader) before it is closed
+MAX_CONNECTIONS = 64  # connections served at once (a page opens a few); more are closed
 _LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -67,17 +84,37 @@ def safe_parts(raw_path: str) -> list[str] | None:
 
 
 def contained(root: Path, parts: list[str]) -> Path | None:
-    """``root/parts`` when it is a file resolving inside the real `root`; else None."""
+    """The real file ``root/parts`` names (a folder's ``index.html``) when it resolves inside
+    the real `root`; else None. The index file is resolved too: a link out of the site is
+    refused wherever it sits on the way."""
     path = root.joinpath(*parts) if parts else root
     try:
         real = path.resolve(strict=True)
+        if real.is_dir():
+            real = (real / "index.html").resolve(strict=True)
     except (OSError, RuntimeError):
         return None
-    if real.is_dir():
-        real = real / "index.html"
-        if not real.is_file():
-            return None
     return real if real.is_file() and real.is_relative_to(root.resolve()) else None
+
+
+def address_family(host: str) -> socket.AddressFamily:
+    """IPv6 for an IPv6 address (or a name whose first address is one), else IPv4; a name
+    that does not resolve raises `socket.gaierror`."""
+    if not host:
+        return socket.AF_INET
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        pass
+    return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][0]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bound address is this machine only."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class ViewServer(ThreadingHTTPServer):
@@ -85,6 +122,7 @@ class ViewServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # a full backlog stalls new connections for seconds (SYN retries)
 
     def __init__(
         self,
@@ -93,11 +131,40 @@ class ViewServer(ThreadingHTTPServer):
         images: frozenset[str] = frozenset(),
         host: str = "127.0.0.1",
         port: int = 8765,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.site = site.resolve()
         self.image_root = image_root
         self.images = images
+        self.idle_timeout = idle_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.address_family = address_family(host)
         super().__init__((host, port), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection while a slot is free; otherwise the connection is closed
+        at once (a browser retries; a pile of idle sockets gets nothing)."""
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone or too slow (reset, timeout) is not news: logged at debug level,
+        not a traceback on the console."""
+        log.debug("view: connection from %s failed", client_address, exc_info=True)
 
     @property
     def url(self) -> str:
@@ -117,8 +184,9 @@ class ViewServer(ThreadingHTTPServer):
             names |= set(_LOCAL_NAMES)
         return {f"{n}:{port}" for n in names} | names
 
-    def resolve(self, raw_path: str) -> Path | None:
-        """The file a request path names, or None (never outside the given folders)."""
+    def resolve(self, raw_path: str) -> tuple[Path, bool] | None:
+        """The file a request path names and whether it is an image of the data (sent only
+        when its bytes say it is one), or None (never outside the given folders)."""
         parts = safe_parts(raw_path)
         if parts is None:
             return None
@@ -126,29 +194,49 @@ class ViewServer(ThreadingHTTPServer):
             key = "/".join(parts[1:])
             if key not in self.images or self.image_root is None:
                 return None
-            from .site import image_file
+            from .site import IMAGE_SUFFIXES, image_file
 
-            return image_file(self.image_root, key)
-        return contained(self.site, parts)
+            if not key.lower().endswith(IMAGE_SUFFIXES):
+                return None
+            path = image_file(self.image_root, key)
+            return (path, True) if path is not None else None
+        path = contained(self.site, parts)
+        return (path, False) if path is not None else None
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: ViewServer
     server_version = "llava-pose-view"
     sys_version = ""
+    # A request line without a version (HTTP/0.9) would get a reply without any header:
+    # replies are HTTP/1.0 whatever was asked, and such requests are refused.
+    default_request_version = "HTTP/1.0"
+    error_message_format = "%(code)d %(message)s\n"
+    error_content_type = "text/plain; charset=utf-8"
+
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout  # the socket's: a silent client is let go
+        super().setup()
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if len(self.raw_requestline.split()) < 3:
+            self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 is not served")
+            return False
+        return True
+
+    def end_headers(self) -> None:
+        """Every response, the standard library's error pages included, carries the policy."""
+        for name, value in SECURITY_HEADERS:
+            self.send_header(name, value)
+        super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("view: " + format, *args)
 
     def _refuse(self, status: HTTPStatus) -> None:
-        body = f"{status.value} {status.phrase}\n".encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.send_error(status)
 
     def do_GET(self) -> None:
         self._send(head=False)
@@ -162,30 +250,34 @@ class _Handler(BaseHTTPRequestHandler):
         if hosts is not None and host not in hosts:
             return self._refuse(HTTPStatus.FORBIDDEN)
         try:
-            path = self.server.resolve(self.path)
+            found = self.server.resolve(self.path)
         except UnicodeDecodeError:
-            path = None
-        if path is None:
+            found = None
+        if found is None:
             return self._refuse(HTTPStatus.NOT_FOUND)
-        ctype = TYPES.get(path.suffix.lower()) or (
-            mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        )
+        path, is_image = found
         try:
             f = path.open("rb")
         except OSError:
             return self._refuse(HTTPStatus.NOT_FOUND)
         with f:
-            size = posixpath.getsize(str(path))
+            if is_image:
+                ctype = media_type(f.read(16))
+                if ctype is None:  # named .jpg, but not an image: never sent
+                    return self._refuse(HTTPStatus.NOT_FOUND)
+                f.seek(0)
+            else:
+                ctype = TYPES.get(path.suffix.lower()) or (
+                    mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                )
+            size = os.fstat(f.fileno()).st_size
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(size))
-            self.send_header("Content-Security-Policy", CSP)
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Referrer-Policy", "no-referrer")
             self.send_header("Cache-Control", "no-cache")
             self.end_headers()
             if not head:
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                with contextlib.suppress(ConnectionError, TimeoutError):
                     shutil.copyfileobj(f, self.wfile)
 
 
@@ -196,9 +288,11 @@ def serving(
     images: frozenset[str] = frozenset(),
     host: str = "127.0.0.1",
     port: int = 0,
+    **limits: Any,
 ) -> Iterator[ViewServer]:
-    """A server in a background thread (tests and benches), shut down on exit."""
-    server = ViewServer(site, image_root, images, host, port)
+    """A server in a background thread (tests and benches), shut down on exit; `limits` are
+    `ViewServer`'s ``idle_timeout`` and ``max_connections``."""
+    server = ViewServer(site, image_root, images, host, port, **limits)
     thread = threading.Thread(
         target=server.serve_forever, args=(0.05,), name="llava-pose-view", daemon=True
     )

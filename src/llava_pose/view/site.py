@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError, OutputError, environment_error
 from ..paths import fold, path_problem
 from ..records import KEYPOINT_NAMES
 from ..skeleton import BOX_COLOUR, LIMBS, SIDE_COLOURS, limb_side, side
@@ -42,6 +42,9 @@ DATA_DIR = "data"
 THUMBS_DIR = "thumbs"
 THUMB_SIDE = 640  # px, the longer side of an exported image
 MARKER = ".llava-pose-view"  # in an export: says the folder is ours to replace
+# Names of the images a page may show (what a browser draws); any other file a record names
+# is neither served nor thumbnailed.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _encoder = msgspec.json.Encoder()
 
@@ -225,7 +228,9 @@ def served_src(root: Path | None) -> tuple[Callable[[str], str | None], set[str]
     served: set[str] = set()
 
     def src(key: str) -> str | None:
-        if root is None or image_file(root, key) is None:
+        if root is None or not key.lower().endswith(IMAGE_SUFFIXES):
+            return None
+        if image_file(root, key) is None:
             return None
         rel = fold(key)
         served.add(rel)
@@ -234,21 +239,31 @@ def served_src(root: Path | None) -> tuple[Callable[[str], str | None], set[str]
     return src, served
 
 
-def _thumb(job: tuple[str, str, int]) -> str | None:
-    """Write one thumbnail (a worker); the error text, or None."""
+def _thumb(job: tuple[str, str, int, int, int]) -> str | OSError | None:
+    """Write one thumbnail (a worker): None when written; why the image was skipped (it
+    cannot be read, or its header fails `overlay.size_problem` against the annotated size,
+    so a crafted file is never decoded); or the OSError that kept the thumbnail from being
+    written, which ends the export."""
     from PIL import Image
 
-    source, target, side_px = job
+    from ..overlay import image_header
+
+    source, target, side_px, width, height = job
     try:
-        with Image.open(source) as im:
+        with image_header(source, (width, height) if width and height else None) as im:
             im.draft("RGB", (side_px, side_px))
-            im = im.convert("RGB")
-            im.thumbnail((side_px, side_px))
-            tmp = target + ".tmp"
-            im.save(tmp, "JPEG", quality=82, optimize=True)
-            os.replace(tmp, target)
-    except (OSError, ValueError) as e:
-        return f"{source}: {e}"
+            small: Image.Image = im.convert("RGB")
+            small.thumbnail((side_px, side_px))
+    except InputError as e:
+        return str(e)
+    except Exception as e:  # Pillow's decoders raise all kinds on a corrupt or crafted file
+        return f"{source}: cannot read the image ({e})"
+    tmp = target + ".tmp"
+    try:
+        small.save(tmp, "JPEG", quality=82, optimize=True)
+        os.replace(tmp, target)
+    except OSError as e:
+        return e
     return None
 
 
@@ -261,19 +276,25 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def exported_src(
-    root: Path | None, out: Path, old: Path | None
-) -> tuple[Callable[[str], str | None], Callable[[], None]]:
-    """For an export: each image's thumbnail URL (``thumbs/<key>``), and the function that
-    makes the thumbnails (Pillow, in parallel). A thumbnail of the previous export (`old`)
-    newer than its image is reused."""
-    jobs: list[tuple[str, str, int]] = []
-
-    def src(key: str) -> str | None:
-        path = image_file(root, key) if root is not None else None
+def make_thumbs(
+    root: Path | None, out: Path, old: Path | None, sizes: dict[str, tuple[int, int]]
+) -> tuple[dict[str, str], list[str]]:
+    """For an export: the thumbnail URL (``thumbs/<key>``) of each image of `sizes` (key ->
+    annotated width, height; 0 when unknown) that has one, and why each of the others that
+    exist was skipped. Thumbnails are made with Pillow, in parallel; one of the previous
+    export (`old`) newer than its image is reused. A bad image is skipped and counted, never
+    the end of the export; a thumbnail that cannot be written raises its OSError."""
+    urls: dict[str, str] = {}
+    jobs: list[tuple[str, str, int, int, int]] = []
+    pending: list[tuple[str, str]] = []
+    for key, (width, height) in sizes.items():
+        if root is None or not key.lower().endswith(IMAGE_SUFFIXES):
+            continue
+        path = image_file(root, key)
         if path is None:
-            return None
+            continue
         rel = fold(key)
+        url = f"{THUMBS_DIR}/{urllib.parse.quote(rel)}"
         target = out / THUMBS_DIR / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         previous = old / THUMBS_DIR / rel if old is not None else None
@@ -281,34 +302,55 @@ def exported_src(
             with contextlib.suppress(OSError):
                 if previous.stat().st_mtime >= path.stat().st_mtime:
                     _link_or_copy(previous, target)
-                    return f"{THUMBS_DIR}/{urllib.parse.quote(rel)}"
-        jobs.append((str(path), str(target), THUMB_SIDE))
-        return f"{THUMBS_DIR}/{urllib.parse.quote(rel)}"
-
-    def make() -> None:
-        if not jobs:
-            return
-        log.info("making %d thumbnails", len(jobs))
-        if len(jobs) < 64:
-            errors = [_thumb(j) for j in jobs]
+                    urls[key] = url
+                    continue
+        jobs.append((str(path), str(target), THUMB_SIDE, width, height))
+        pending.append((key, url))
+    if not jobs:
+        return urls, []
+    log.info("making %d thumbnails", len(jobs))
+    if len(jobs) < 64:
+        results = [_thumb(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            results = list(pool.map(_thumb, jobs, chunksize=32))
+    skipped: list[str] = []
+    for (key, url), result in zip(pending, results, strict=True):
+        if isinstance(result, OSError):
+            raise result
+        if result is None:
+            urls[key] = url
         else:
-            with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-                errors = list(pool.map(_thumb, jobs, chunksize=32))
-        bad = [e for e in errors if e]
-        if bad:
-            log.warning("%d images could not be read: e.g. %s", len(bad), bad[0])
+            skipped.append(result)
+    return urls, skipped
 
-    return src, make
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """An OSError the machine causes while writing under `path` (a read-only mount, a full
+    disk, no permission, a name too long) becomes an `OutputError` naming `path`, the folder
+    the user named rather than a temp file inside it; any other stays a bug's traceback."""
+    try:
+        yield
+    except OSError as e:
+        if environment_error(e) is None:
+            raise
+        raise OutputError(path, e) from None
 
 
 def check_export(out: Path) -> None:
-    """`out` may be written: new, empty, or an earlier export (it holds `MARKER`)."""
-    ours = (out / MARKER).is_file()
-    if out.exists() and not ours and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(
-            f"--export: {out} exists and is not a `llava-pose view` export: choose a new "
-            "or empty folder"
-        )
+    """`out` may be written: new, empty, or an earlier export (it holds `MARKER`), in a place
+    that can hold a folder (checked before the data is read, as far as a look can tell)."""
+    with writing(out):
+        ours = (out / MARKER).is_file()
+        if out.exists() and not ours and (not out.is_dir() or any(out.iterdir())):
+            raise ConfigError(
+                f"--export: {out} exists and is not a `llava-pose view` export: choose a new "
+                "or empty folder"
+            )
+        above = next((p for p in out.absolute().parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise ConfigError(f"--export: cannot write {out}: {above} is a file, not a folder")
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 
 Reads records (``id``, ``image``, ``conversations``: ours, the LLaVA-Pose release's, LLaVA's
 own mixes), finds each record's image context by its path or, failing that, by the COCO image
-id in its file name (2014 and 2017 names alike), checks the gpt turns with
+id in its file name (2014 and 2017 names alike), checks the model's turns ("gpt" or
+"assistant"; a turn of any speaker but those, "human", "user" and "system" is an error) with
 `llava_pose.verify.check_text`, and writes ``claims.jsonl`` and ``summary.json``.
 """
 
@@ -65,6 +66,10 @@ def _records(path: str) -> list[Any]:
     import msgspec
 
     from ..io import read_bytes
+    from ..verify import speakers
+
+    model, other = speakers()
+    known = ", ".join(sorted(model | other))
 
     try:
         rows = msgspec.json.decode(read_bytes(path))
@@ -83,6 +88,12 @@ def _records(path: str) -> list[Any]:
                     path, "expected {'from', 'value'} with a string value",
                     f"[{index}].conversations[{k}]",
                 )  # fmt: skip
+            who = turn.get("from")
+            if not isinstance(who, str) or who.lower() not in model | other:
+                raise InputError(
+                    path, f"unknown speaker {who!r} (expected one of {known})",
+                    f"[{index}].conversations[{k}].from",
+                )  # fmt: skip
         image = row.get("image")
         if image is not None and not isinstance(image, str):
             raise InputError(path, "expected a path (string)", f"[{index}].image")
@@ -91,13 +102,14 @@ def _records(path: str) -> list[Any]:
 
 def run(config: VerifyConfig) -> int:
     from ..io import write_json, write_jsonl
-    from ..verify import KINDS, VERDICTS, check_text, summarize
+    from ..verify import KINDS, VERDICTS, check_text, speakers, summarize
 
     if not config.data:
         raise ConfigError("--data: give at least one LLaVA JSON file")
     if not config.out:
         raise ConfigError("--out: required (the folder for claims.jsonl and summary.json)")
     files = [(path, _records(path)) for path in config.data]  # every file checked first
+    model, _ = speakers()
     contexts = _contexts(config)
     by_path = {c.image: c for c in contexts}
     by_id = {c.image_id: c for c in contexts}
@@ -122,8 +134,8 @@ def run(config: VerifyConfig) -> int:
                 continue
             turns = []
             for k, turn in enumerate(row["conversations"]):
-                if turn.get("from") != "gpt":
-                    continue
+                if turn["from"].lower() not in model:
+                    continue  # the user's or the system's words: not the model's claims
                 claims = check_text(turn["value"], ctx)
                 all_claims += claims
                 turns.append({"turn": k, "claims": [c.to_dict() for c in claims]})
@@ -167,7 +179,8 @@ def register(subparsers: Any) -> None:
         run,
         help="check the pose claims of LLaVA JSON against the COCO keypoints",
         description=(
-            "Find the pose claims in the gpt turns of LLaVA JSON records (posture, arms, legs, "
+            "Find the pose claims in the model's turns ('gpt' or 'assistant') of LLaVA JSON "
+            "records (posture, arms, legs, "
             "facing, place and order in the picture, which hand or foot is higher), resolve "
             "whom each is about, and label it supported, contradicted or unverifiable by the "
             "keypoint geometry. 'contradicted' is said only past a margin. Records are matched "

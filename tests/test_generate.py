@@ -247,7 +247,10 @@ def test_anthropic_teacher(monkeypatch, coco_mini, tmp_path) -> None:
         rc = gen(server, tmp_path, teacher="anthropic:claude-sonnet-4-20250514", images=2)
         assert rc == 0
         body = server.requests[0].body
-        assert body["system"] in load_prompts("paper").system.values()
+        # the system prompt is the whole prefix the requests share: marked for the cache
+        [system] = body["system"]
+        assert system["text"] in load_prompts("paper").system.values()
+        assert system["cache_control"] == {"type": "ephemeral"}
         assert body["messages"][0]["role"] == "user"
     assert read(tmp_path / "stats.json")["samples"]["all"] == 6
 

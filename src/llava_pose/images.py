@@ -12,7 +12,9 @@ unpacked, whatever a data file says.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -116,11 +118,18 @@ def open_header(
 
 
 def decode(im: Image.Image, where: Path) -> None:
-    """Decode the pixels of an image `open_header` gave; truncated data is an `InputError`."""
+    """Decode the pixels of an image `open_header` gave; truncated data is an `InputError`,
+    even where another library set Pillow's process-wide ``LOAD_TRUNCATED_IMAGES`` (lmms-eval
+    does, at import)."""
+    from PIL import ImageFile
+
+    lenient, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
     try:
         im.load()
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise InputError(where, f"not a readable {im.format} image ({e})") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
 
 
 def _head(path: Path) -> bytes:
@@ -156,3 +165,48 @@ def read_image(path: str | Path) -> tuple[bytes, ImageInfo]:
     with open_header(data, path) as im:
         decode(im, path)
         return data, ImageInfo(str(im.format), im.width, im.height)
+
+
+@functools.lru_cache(maxsize=65536)
+def _size(path: str, mtime_ns: int) -> tuple[int, int]:
+    info = probe(path)
+    return info.width, info.height
+
+
+def size_of(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the file's header, remembered per path and modification time:
+    the estimate, the reservation and the usage check all ask, per request."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        raise InputError(path, "image file not found") from None
+    return _size(str(path), mtime)
+
+
+def scaled(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """The size an image is sent at when its longest side is brought down to `max_side`
+    (never up). Pure."""
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def upload_bytes(path: str | Path, max_side: int | None = None) -> tuple[bytes, ImageInfo]:
+    """`read_image`, then scaled down to `max_side` (`scaled`) and encoded again in its own
+    format when larger: what a backend sends."""
+    data, info = read_image(path)
+    width, height = scaled(info.width, info.height, max_side)
+    if (width, height) == (info.width, info.height):
+        return data, info
+    from PIL import Image
+
+    with open_header(data, Path(path)) as im:
+        decode(im, Path(path))
+        small = im.resize((width, height), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        if info.format == "JPEG":
+            small.convert("RGB").save(out, "JPEG", quality=95)
+        else:
+            small.save(out, info.format)
+    return out.getvalue(), ImageInfo(info.format, width, height)

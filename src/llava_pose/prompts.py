@@ -197,6 +197,7 @@ def _assemble(
         for image_id, example in _example_messages(prompts, task):
             if image_id != ctx.image_id:  # never show the teacher its own answer
                 messages += example
+    prefix = len(messages)  # system + examples: what every request of the task shares
     messages += shown
     meta = {"task": task, "image_id": ctx.image_id, "image": ctx.image}
     if instruction is not None:
@@ -211,6 +212,7 @@ def _assemble(
         seed=seed,
         meta=meta,
         context=ctx,
+        prefix=prefix,
     )
 
 

@@ -97,6 +97,13 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     meta: dict[str, Any] = {}
     context: ImageContext | None = None
     images: tuple[str, ...] = ()  # local image paths for vision answerers (bench answer)
+    # How the images are sent: OpenAI's `detail` (None: not sent, the provider's auto), and
+    # the longest side they are scaled down to first (None: the file as it is).
+    image_detail: str | None = None
+    image_max_side: int | None = None
+    # Leading messages every request of its kind shares (system prompt, few-shot examples):
+    # the prefix a provider can cache; Anthropic's is marked with cache_control.
+    prefix: int = 0
 
 
 class Completion(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,6 +115,10 @@ class Completion(msgspec.Struct, frozen=True, kw_only=True):
     output_tokens: int = 0
     model: str = ""
     cached: bool = False  # served from the cache: paid for in an earlier run
+    # Of `input_tokens`: read from the provider's prompt cache (billed at its cached rate),
+    # and written to it (Anthropic bills a write above the input rate).
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class Turn(msgspec.Struct, frozen=True):

@@ -29,6 +29,7 @@ from .forked import Forked
 from .llm.batch import BATCH_PROVIDERS
 from .llm.pricing import Estimate, Price, PriceTable, estimate
 from .llm.runner import ModelOptions, Result, RunStats
+from .llm.usage import request_image_tokens
 from .records import ChatRequest
 
 log = logging.getLogger("llava_pose")
@@ -75,6 +76,7 @@ def make_stage(
     return Stage(
         command,
         model=getattr(caller, "model", ""),
+        provider=provider,
         price=price,
         discount=prices.batch_discount(provider) if provider in BATCH_PROVIDERS else 1.0,
         batch=cfg.batch,
@@ -91,6 +93,7 @@ class Stage:
     command: str
     model: str
     price: Price | None
+    provider: str = ""
     discount: float = 1.0
     batch: bool = False
     cache: Path | None = None
@@ -110,7 +113,13 @@ class Stage:
     ) -> list[str]:
         """The estimate's lines: online and batch cost side by side where both exist. `chars`:
         the requests' `prompt_chars`, when the command has them already."""
-        est = estimate(requests, self.model or "gpt-4o", self.price, expected, chars=chars)
+        model = self.model or "gpt-4o"
+        provider = self.provider or "openai"
+        images = sum(request_image_tokens(r, provider, model) for r in requests if r.images)
+        est = estimate(
+            requests, model, self.price, expected, chars=chars, provider=provider,
+            image_tokens=images,
+        )  # fmt: skip
         if adjust is not None:
             est = adjust(est)
         lines = est.lines()
@@ -121,6 +130,7 @@ class Stage:
                 f"cost {mode}: ~${est.cost_expected * d:,.2f} expected, at most "
                 f"${est.cost_max * d:,.2f} ({d:.0%} of online: the provider's batch API)"
             )
+            lines += [f"{line} (with --batch)" for line in est.cache_lines(d) if "saved" in line]
         return lines
 
     def dry_run(
@@ -230,10 +240,17 @@ class Stage:
                 "retries": s.retries,
                 "waiting_in_batches": self.waiting,
             },
-            "tokens": {"input": s.input_tokens, "output": s.output_tokens},
+            "tokens": {
+                "input": s.input_tokens,
+                "output": s.output_tokens,
+                # of input: read from and written to the provider's prompt cache
+                "cache_read": s.cache_read_tokens,
+                "cache_write": s.cache_write_tokens,
+            },
             "cost_usd": {
                 "this_run": round(s.cost, 4),
                 "from_cache": round(s.cached_cost, 4),
+                "saved_by_prompt_cache": round(s.cache_saving, 4),
                 "priced": not s.unpriced,
             },
         }

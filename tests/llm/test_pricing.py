@@ -25,10 +25,21 @@ def table() -> PriceTable:
 
 
 def test_exact_names(table: PriceTable) -> None:
-    assert table.get("gpt-4o") == Price(2.5, 10.0)
-    assert table.get("gpt-4o-mini") == Price(0.15, 0.6)  # its own entry, not gpt-4o's
+    assert table.get("gpt-4o") == Price(2.5, 10.0, cached_input=1.25)
+    assert table.get("gpt-4o-mini") == Price(0.15, 0.6, cached_input=0.075)  # not gpt-4o's
     assert table.get("gpt-4o-2024-05-13") == Price(5.0, 15.0)  # an exact snapshot entry wins
-    assert table.get("claude-sonnet-4") == Price(3.0, 15.0)
+    assert table.get("claude-sonnet-4") == Price(3.0, 15.0, cached_input=0.3, cache_write=3.75)
+
+
+def test_cached_tokens_are_priced_at_their_rates() -> None:
+    price = Price(3.0, 15.0, cached_input=0.3, cache_write=3.75)
+    # 10,000 prompt tokens: 6,000 read from the cache, 1,000 written to it, 3,000 plain
+    assert price.cost(10_000, 1_000, 6_000, 1_000) == pytest.approx(
+        (3_000 * 3.0 + 6_000 * 0.3 + 1_000 * 3.75 + 1_000 * 15.0) / 1e6
+    )
+    assert Price(2.5, 10.0).cost(10_000, 0, 6_000) == Price(2.5, 10.0).cost(10_000, 0)
+    halved = price.scaled(0.5)
+    assert halved == Price(1.5, 7.5, cached_input=0.15, cache_write=1.875)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +89,7 @@ def test_override_file_replaces_and_adds(tmp_path: Path) -> None:
     assert table.get("gpt-4o") == Price(1.25, 5.0)
     assert table.get("gpt-4o-2024-08-06") == Price(1.25, 5.0)
     assert table.get("llama3-70b") == Price(0.0, 0.0)
-    assert table.get("gpt-4o-mini") == Price(0.15, 0.6)  # untouched entries stay
+    assert table.get("gpt-4o-mini") == Price(0.15, 0.6, 0.075)  # untouched entries stay
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ python -m tests.servers.anthropic_server --port 0 --latency 1   # prints the bas
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
 from typing import Any
@@ -28,6 +29,7 @@ from .core import (
     count_tokens,
     serve_main,
 )
+from .vision import anthropic_image_tokens, image_size
 
 _MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 # Finish reasons in OpenAI's words (what the knob takes) -> Anthropic's stop_reason.
@@ -142,6 +144,19 @@ class AnthropicServer(LoopbackServer):
                 raise ClientError(f"{where}.content: expected a string or a list of blocks")
             for j, block in enumerate(content):
                 self._check_block(block, f"{where}.content.{j}")
+        marks = [b for b, _, marked in self._blocks(body) if marked]
+        for b in marks:
+            control = b["cache_control"]
+            if (
+                not isinstance(control, dict)
+                or control.get("type") != "ephemeral"
+                or (set(control) - {"type", "ttl"})
+            ):
+                raise ClientError("cache_control: expected {'type': 'ephemeral'}")
+        if len(marks) > 4:
+            raise ClientError(
+                f"A maximum of 4 blocks with cache_control may be provided. Found {len(marks)}."
+            )
 
     @staticmethod
     def _check_block(block: Any, where: str) -> None:
@@ -159,26 +174,55 @@ class AnthropicServer(LoopbackServer):
         raise ClientError(f"{where}: unsupported block type {kind!r}")
 
     def prompt_tokens(self, body: Body) -> int:
+        return sum(n for _, n, _ in self._blocks(body))
+
+    def _blocks(self, body: Body) -> list[tuple[Any, int, bool]]:
+        """(block, tokens, marked with cache_control) of the prompt in order: the system's
+        blocks, then each message's (3 tokens a message go with its first block)."""
+        out: list[tuple[Any, int, bool]] = []
         system = body.get("system") or ""
-        if isinstance(system, list):
-            system = "\n".join(b["text"] for b in system)
-        total = count_tokens(system) if system else 0
+        blocks = system if isinstance(system, list) else [{"type": "text", "text": system}]
+        for b in blocks:
+            if b.get("text"):
+                out.append((b, count_tokens(b["text"]), "cache_control" in b))
         for m in body["messages"]:
-            total += 3
             content = m["content"]
-            if isinstance(content, str):
-                total += count_tokens(content)
-                continue
-            for block in content:
-                total += (
-                    count_tokens(block["text"]) if block["type"] == "text" else self.image_tokens
-                )
-        return total
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            for k, b in enumerate(blocks):
+                n = 3 if k == 0 else 0
+                if b["type"] == "text":
+                    n += count_tokens(b["text"])
+                elif isinstance(self.image_tokens, int):
+                    n += self.image_tokens
+                else:
+                    n += anthropic_image_tokens(*image_size(str(b["source"]["data"])))
+                out.append(({"role": m["role"], **b}, n, "cache_control" in b))
+        return out
+
+    def cache_prefixes(self, body: Body) -> list[tuple[str, int]]:
+        """Anthropic caches what cache_control marks: the prompt up to each marked block."""
+        out, digest, tokens = [], hashlib.sha256(str(body["model"]).encode()), 0
+        for block, n, marked in self._blocks(body):
+            digest.update(json.dumps(block, sort_keys=True).encode())
+            tokens += n
+            if marked:
+                out.append((digest.hexdigest(), tokens))
+        return out
+
+    writes_cache = True
 
     def max_tokens(self, body: Body) -> int | None:
         return int(body["max_tokens"])
 
-    def render_ok(self, rec: Recorded, text: str, finish: str, usage: tuple[int, int]) -> Any:
+    def render_ok(
+        self,
+        rec: Recorded,
+        text: str,
+        finish: str,
+        usage: tuple[int, int],
+        cache: tuple[int, int] = (0, 0),
+    ) -> Any:
+        prompt = usage[0] - sum(cache) if isinstance(usage[0], int) else usage[0]
         return {
             "id": f"msg_loopback{rec.index:08d}",
             "type": "message",
@@ -188,10 +232,10 @@ class AnthropicServer(LoopbackServer):
             "stop_reason": _STOP.get(finish, finish),
             "stop_sequence": None,
             "usage": {
-                "input_tokens": usage[0],
+                "input_tokens": prompt,
                 "output_tokens": usage[1],
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": cache[1],
+                "cache_read_input_tokens": cache[0],
             },
         }
 

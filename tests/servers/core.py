@@ -49,8 +49,13 @@ from .batches import (
 Body = dict[str, Any]
 Responder = Callable[[Body], str]
 
-# Tokens charged per image part: a fixed, deterministic stand-in for the providers' tile rules.
-IMAGE_TOKENS = 85
+# Images are billed by each provider's documented rule for the model named in the request
+# (`tests.servers.vision`); an int bills every image part that many tokens instead.
+IMAGE_TOKENS = "documented"
+# Prompt caching: the shortest prefix a provider caches (OpenAI: automatic from 1,024 tokens,
+# in steps of 128; Anthropic: what cache_control marks, from 1,024 tokens).
+CACHE_MIN_TOKENS = 1024
+CACHE_STEP = 128
 
 
 @functools.cache
@@ -236,7 +241,8 @@ class LoopbackServer(BatchMixin):
         log_path: str | Path | None = None,
         port: int = 0,
         models: Iterable[str] | None = None,
-        image_tokens: int = IMAGE_TOKENS,
+        image_tokens: int | str = IMAGE_TOKENS,
+        prompt_cache: bool = True,
         batch_hold: bool | Predicate = False,
         batch_latency: float = 0.0,
         batch_expire_when: Predicate | None = None,
@@ -247,7 +253,9 @@ class LoopbackServer(BatchMixin):
         hang_at: Iterable[str] | str | None = None,
     ) -> None:
         self._lock = threading.Lock()
-        self.image_tokens = image_tokens  # prompt tokens billed per image part
+        self.image_tokens = image_tokens  # "documented", or prompt tokens per image part
+        self.prompt_cache = prompt_cache  # report cached prompt tokens as the provider does
+        self._cached_prefixes: set[str] = set()
         # (prompt, completion) -> the usage pair the reply reports instead: lets a test play a
         # server that reports absurd or malformed usage (negative, strings, 10**9 tokens).
         self.report_usage: Callable[[int, int], tuple[Any, Any]] | None = None
@@ -535,8 +543,39 @@ class LoopbackServer(BatchMixin):
     def max_tokens(self, body: Body) -> int | None:
         raise NotImplementedError
 
-    def render_ok(self, rec: Recorded, text: str, finish: str, usage: tuple[int, int]) -> Any:
+    def render_ok(
+        self,
+        rec: Recorded,
+        text: str,
+        finish: str,
+        usage: tuple[int, int],
+        cache: tuple[int, int] = (0, 0),
+    ) -> Any:
+        """The reply body; `cache`: (prompt tokens read from, written to) the prompt cache."""
         raise NotImplementedError
+
+    def cache_prefixes(self, body: Body) -> list[tuple[str, int]]:
+        """(digest, tokens) of each prefix of the prompt the provider would cache, shortest
+        first; the longest one seen before is read from the cache, the longest one is written
+        (Anthropic) or kept (OpenAI)."""
+        return []
+
+    def prompt_cache_usage(self, body: Body) -> tuple[int, int]:
+        """(read, written) prompt tokens of the cache for this request, recording its
+        prefixes: the longest cacheable prefix seen before is read; Anthropic also reports the
+        longest new one as written."""
+        prefixes = [(d, n) for d, n in self.cache_prefixes(body) if n >= CACHE_MIN_TOKENS]
+        if not prefixes:
+            return 0, 0
+        with self._lock:
+            hits = [n for d, n in prefixes if d in self._cached_prefixes]
+            self._cached_prefixes.update(d for d, _ in prefixes)
+        read = max(hits, default=0)
+        longest = prefixes[-1][1]
+        return read, (longest - read if self.writes_cache and longest > read else 0)
+
+    # Anthropic bills a cache write (and reports it); OpenAI caches silently.
+    writes_cache = False
 
     def api_route(self, method: str, path: str) -> tuple[str, dict[str, str]] | None:
         """(route name, path parameters) of a batch/files endpoint, or None."""
@@ -673,7 +712,8 @@ class LoopbackServer(BatchMixin):
             finish = snap["finish_reason"]
         usage = (prompt, completion)
         reported = self.report_usage(*usage) if self.report_usage else usage
-        return self.render_ok(rec, text, finish, reported), text, usage
+        cache = self.prompt_cache_usage(rec.body) if self.prompt_cache else (0, 0)
+        return self.render_ok(rec, text, finish, reported, cache), text, usage
 
     def _batch_item(self, body: Body) -> tuple[int, Any, str | None, tuple[int, int] | None]:
         """Answer one batch item as the online endpoint would answer this body."""

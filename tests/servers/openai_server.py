@@ -9,6 +9,7 @@ python -m tests.servers.openai_server --port 0 --latency 1   # prints the base U
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 from .batches import BatchItem, BatchRecord, StoredFile
 from .core import (
+    CACHE_STEP,
     ApiCall,
     ApiError,
     Body,
@@ -28,6 +30,7 @@ from .core import (
     count_tokens,
     serve_main,
 )
+from .vision import image_size, openai_image_tokens
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 # OpenAI rejects max_tokens and a non-default temperature for its reasoning models.
@@ -217,23 +220,48 @@ class OpenAIServer(LoopbackServer):
     def prompt_tokens(self, body: Body) -> int:
         total = 3
         for m in body["messages"]:
-            total += 3 + count_tokens(m["role"])
-            content = m.get("content")
-            if isinstance(content, str):
-                total += count_tokens(content)
-                continue
-            for part in content:
-                if part["type"] == "text":
-                    total += count_tokens(part["text"])
-                else:
-                    total += self.image_tokens
+            total += self._message_tokens(m, body["model"])
         return total
+
+    def _message_tokens(self, m: Any, model: str) -> int:
+        total = 3 + count_tokens(m["role"])
+        content = m.get("content")
+        if isinstance(content, str):
+            return total + count_tokens(content)
+        for part in content:
+            if part["type"] == "text":
+                total += count_tokens(part["text"])
+            elif isinstance(self.image_tokens, int):
+                total += self.image_tokens
+            else:
+                image = part["image_url"]
+                width, height = image_size(image["url"].partition(";base64,")[2])
+                detail = image.get("detail", "auto")
+                total += openai_image_tokens(model, width, height, detail)
+        return total
+
+    def cache_prefixes(self, body: Body) -> list[tuple[str, int]]:
+        """OpenAI caches any prompt's leading tokens from 1,024 on, in steps of 128: here,
+        leading whole messages (what a request shares with another), rounded down to 128."""
+        out, digest, tokens = [], hashlib.sha256(str(body["model"]).encode()), 3
+        for m in body["messages"]:
+            digest.update(json.dumps(m, sort_keys=True).encode())
+            tokens += self._message_tokens(m, body["model"])
+            out.append((digest.hexdigest(), tokens - tokens % CACHE_STEP))
+        return out[:-1]  # the last message is the request's own
 
     def max_tokens(self, body: Body) -> int | None:
         value = body.get("max_completion_tokens", body.get("max_tokens"))
         return value if isinstance(value, int) else None
 
-    def render_ok(self, rec: Recorded, text: str, finish: str, usage: tuple[int, int]) -> Any:
+    def render_ok(
+        self,
+        rec: Recorded,
+        text: str,
+        finish: str,
+        usage: tuple[int, int],
+        cache: tuple[int, int] = (0, 0),
+    ) -> Any:
         prompt, completion = usage
         return {
             "id": f"chatcmpl-loopback{rec.index:08d}",
@@ -259,6 +287,8 @@ class OpenAIServer(LoopbackServer):
                 "total_tokens": prompt + completion
                 if isinstance(prompt, int) and isinstance(completion, int)
                 else None,
+                "prompt_tokens_details": {"cached_tokens": cache[0], "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
             },
             "service_tier": "default",
             "system_fingerprint": "fp_loopback",

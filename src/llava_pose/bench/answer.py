@@ -32,6 +32,7 @@ from ..errors import ConfigError, InputError
 from ..images import probe
 from ..io import append_jsonl, read_bytes, write_jsonl
 from ..llm import make_backend
+from ..llm.image_tokens import DETAILS
 from ..llm.pricing import PriceTable
 from ..llm.runner import ModelOptions, Result
 from ..lock import hold
@@ -73,6 +74,18 @@ class AnswerConfig(ManifestCheck, ModelOptions):
     )
     seed: int = option(0, "sampling seed, sent where the backend takes one")
     system: str | None = option(None, "system message before each question (default: none)")
+    image_detail: str | None = option(
+        None,
+        "openai: models only: the image's `detail`; default: not sent, so the provider's own "
+        "auto (gpt-4o-mini bills a 640x480 photo 14,167 tokens at high, 2,833 at low)",
+        choices=DETAILS,
+    )
+    image_max_side: int | None = option(
+        None,
+        "API models: scale images down to this longest side before sending (default: the "
+        "file as it is; COCO's are at most 640 px, which every provider takes unscaled)",
+        at_least=32,
+    )
     device: str | None = option(
         None, "hf: models only: torch device, e.g. cpu, cuda, cuda:1 (default: auto)"
     )
@@ -106,6 +119,8 @@ def settings(cfg: AnswerConfig, spec: str) -> dict[str, Any]:
         "max_tokens": cfg.max_tokens,
         "seed": cfg.seed,
         "system": cfg.system,
+        **({"image_detail": cfg.image_detail} if cfg.image_detail else {}),
+        **({"image_max_side": cfg.image_max_side} if cfg.image_max_side else {}),
     }
 
 
@@ -121,6 +136,8 @@ def answer_request(q: Question, image: Path, model: str, cfg: AnswerConfig) -> C
         max_tokens=cfg.max_tokens,
         seed=cfg.seed,
         images=(str(image),),
+        image_detail=cfg.image_detail,
+        image_max_side=cfg.image_max_side,
         meta={"question_id": q.question_id, "category": q.category},
     )
 
@@ -217,6 +234,13 @@ def run_answer(cfg: AnswerConfig) -> int:
     if not cfg.out:
         raise ConfigError("--out: required, e.g. answers/MODEL.jsonl")
     backend = make_backend(cfg.model, "answerer", "--model", **cfg.backend_options())
+    provider = getattr(backend, "provider", "")
+    if cfg.image_detail and provider != "openai":
+        raise ConfigError(f"--image-detail: {provider}: models do not take it (openai: only)")
+    if cfg.image_max_side and provider not in ("openai", "anthropic"):
+        raise ConfigError(
+            f"--image-max-side: {provider}: models read the image themselves (API models only)"
+        )
     out = Path(cfg.out)
     cache = out.with_name(out.stem + ".cache.sqlite")
     prices = PriceTable.load(cfg.prices)

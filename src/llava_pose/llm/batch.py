@@ -45,7 +45,8 @@ from ..records import ChatRequest, Completion
 from .base import PermanentError, RetryableError, SDKBackend, classify_http_error, sdk_error_message
 from .cache import Cache, request_key
 from .pricing import Price
-from .runner import Result, RunStats, check_usage, scrub, worst_tokens
+from .runner import Result, RunStats, scrub
+from .usage import check_usage, worst_tokens
 
 __all__ = [
     "BATCH_PROVIDERS",
@@ -215,7 +216,7 @@ class OpenAIBatches(BatchAPI):
     def item(self, custom_id: str, request: ChatRequest) -> dict[str, Any]:
         from .openai_api import build_params, image_data_url
 
-        urls = [image_data_url(p) for p in request.images]
+        urls = [image_data_url(p, request.image_max_side) for p in request.images]
         body = build_params(request, self.backend.model, urls)
         return {"custom_id": custom_id, "method": "POST", "url": self.endpoint, "body": body}
 
@@ -328,7 +329,7 @@ class AnthropicBatches(BatchAPI):
     def item(self, custom_id: str, request: ChatRequest) -> dict[str, Any]:
         from .anthropic_api import build_params, image_block
 
-        blocks = [image_block(p) for p in request.images]
+        blocks = [image_block(p, request.image_max_side) for p in request.images]
         return {"custom_id": custom_id, "params": build_params(request, self.backend.model, blocks)}
 
     def submit(
@@ -438,11 +439,7 @@ class BatchRunner:
         self.options = options
         self.api = api or batch_api(backend)
         self.limits = options.limits or self.api.limits
-        self.price = (
-            Price(price.input * options.discount, price.output * options.discount)
-            if price is not None
-            else None
-        )
+        self.price = price.scaled(options.discount) if price is not None else None
         self.max_cost = max_cost
         if max_cost is not None and self.price is None:
             raise ConfigError(
@@ -582,24 +579,14 @@ class BatchRunner:
                 request = self._bounds.get(key)
                 try:
                     if request is not None:
-                        check_usage(request, completion)
+                        check_usage(request, completion, self.backend.provider, self.backend.model)
                 except RetryableError as e:
                     outcomes[key] = ("failed", redact(str(e)))
                     continue
-                cost = (
-                    self.price.cost(completion.input_tokens, completion.output_tokens)
-                    if self.price
-                    else 0.0
-                )
+                cost = self.stats.add_call(completion, self.price)
                 done.append((key, items[key], completion, cost))
                 self._fresh.add(key)
                 outcomes[key] = ("ok", None)
-                self.stats.called += 1
-                self.stats.input_tokens += completion.input_tokens
-                self.stats.output_tokens += completion.output_tokens
-                self.stats.cost += cost
-                if self.price is None:
-                    self.stats.unpriced = True
             else:
                 outcomes[key] = (item.outcome, item.reason)
         why = {"expired": "expired", "cancelled": "canceled", "failed": "failed"}.get(
@@ -635,9 +622,7 @@ class BatchRunner:
                 if count_cached and t.key not in self._fresh:
                     self.stats.cached += 1
                     if self.price:
-                        self.stats.cached_cost += self.price.cost(
-                            hit.input_tokens, hit.output_tokens
-                        )
+                        self.stats.cached_cost += self.price.of(hit)
                 finish(t.request, Result(t.request.id, completion=hit))
                 continue
             tries = [
@@ -707,14 +692,14 @@ class BatchRunner:
         model = self.backend.model
         waiting = self._waiting_keys()
         running = sum(
-            self.price.cost(*worst_tokens(r, model))
+            self.price.cost(*worst_tokens(r, model, self.backend.provider))
             for k, r in self._bounds.items()
             if k in waiting
         )
         room = self.max_cost - self.stats.cost - self.stats.cached_cost - running
         fit: list[str] = []
         for k in keys:
-            worst = self.price.cost(*worst_tokens(unique[k], model))
+            worst = self.price.cost(*worst_tokens(unique[k], model, self.backend.provider))
             if worst > room:
                 break
             room -= worst

@@ -85,6 +85,12 @@ def request_key(backend: str, request: ChatRequest) -> str:
         "max_tokens": request.max_tokens,
         "seed": request.seed,
     }
+    # How images are sent changes what the model sees; keys of requests without them stay
+    # what they were before these existed.
+    if request.image_detail is not None:
+        payload["image_detail"] = request.image_detail
+    if request.image_max_side is not None:
+        payload["image_max_side"] = request.image_max_side
     return hashlib.sha256(_encoder.encode(payload)).hexdigest()
 
 

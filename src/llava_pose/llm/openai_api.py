@@ -8,7 +8,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from ..images import read_image
+from ..images import upload_bytes
 from ..records import ChatRequest, Completion
 from .base import PermanentError, RetryableError, SDKBackend, UsageError, usage_count
 
@@ -16,23 +16,25 @@ from .base import PermanentError, RetryableError, SDKBackend, UsageError, usage_
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 
-def image_data_url(path: str | Path) -> str:
+def image_data_url(path: str | Path, max_side: int | None = None) -> str:
     """Read an image into a base64 data URL, the form every OpenAI-compatible server accepts
-    (only a checked image: `images.read_image`)."""
-    data, info = read_image(path)
+    (only a checked image, scaled down to `max_side`: `images.upload_bytes`)."""
+    data, info = upload_bytes(path, max_side)
     return f"data:{info.media_type};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def build_messages(
     request: ChatRequest, image_urls: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    """Chat messages for the API; images go with the first user message, before its text."""
+    """Chat messages for the API; images go with the first user message, before its text,
+    with the request's `detail` when it sets one."""
     out: list[dict[str, Any]] = []
     pending = list(image_urls or [])
+    detail = {"detail": request.image_detail} if request.image_detail else {}
     for m in request.messages:
         if m.role == "user" and pending:
             parts: list[dict[str, Any]] = [
-                {"type": "image_url", "image_url": {"url": u}} for u in pending
+                {"type": "image_url", "image_url": {"url": u, **detail}} for u in pending
             ]
             parts.append({"type": "text", "text": m.content})
             out.append({"role": "user", "content": parts})
@@ -75,12 +77,17 @@ def parse_response(body: Any, model: str) -> Completion:
     usage = data.get("usage") or {}
     if not isinstance(usage, dict):
         raise UsageError(f"malformed response: usage is {usage!r}, not an object")
+    details = usage.get("prompt_tokens_details") or {}
+    if not isinstance(details, dict):
+        raise UsageError(f"malformed response: prompt_tokens_details is {details!r}")
     return Completion(
         text=text,
         finish_reason=str(finish),
         input_tokens=usage_count(usage, "prompt_tokens"),
         output_tokens=usage_count(usage, "completion_tokens"),
         model=str(data.get("model") or model),
+        # part of prompt_tokens, billed at the cached rate (automatic from 1,024 tokens)
+        cache_read_tokens=usage_count(details, "cached_tokens"),
     )
 
 
@@ -95,7 +102,7 @@ class OpenAIBackend(SDKBackend):
     keyless_with_base_url = True
 
     async def _call(self, client: Any, request: ChatRequest) -> Any:
-        urls = [image_data_url(p) for p in request.images]
+        urls = [image_data_url(p, request.image_max_side) for p in request.images]
         # The SDK's low-level post sends our plain JSON as is. `chat.completions.create`
         # would first walk it against the SDK's TypedDicts (~5 ms of CPU per paper-format
         # prompt), which with 64 calls in flight delays each wave of sends by ~0.3 s. The reply

@@ -19,7 +19,7 @@ import msgspec
 import yaml
 
 from ..errors import ConfigError
-from ..records import ChatRequest, Message
+from ..records import ChatRequest, Completion, Message
 
 if TYPE_CHECKING:
     from .base import Backend
@@ -35,9 +35,47 @@ _SNAPSHOT = re.compile(r"([-@](\d+|latest|preview))+")
 class Price(msgspec.Struct, frozen=True):
     input: NonNegative  # USD per 1M prompt tokens
     output: NonNegative  # USD per 1M completion tokens
+    # USD per 1M prompt tokens read from the provider's prompt cache, and written to it
+    # (Anthropic); None: the model has no such rate, those tokens cost `input`.
+    cached_input: NonNegative | None = None
+    cache_write: NonNegative | None = None
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
+    def cost(
+        self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0
+    ) -> float:
+        """USD of a call; `cache_read` and `cache_write` are parts of `input_tokens`."""
+        plain = input_tokens - cache_read - cache_write
+        read = self.input if self.cached_input is None else self.cached_input
+        write = self.input if self.cache_write is None else self.cache_write
+        usd = plain * self.input + cache_read * read + cache_write * write
+        return (usd + output_tokens * self.output) / 1_000_000
+
+    def scaled(self, factor: float) -> Price:
+        """Every rate times `factor`: a batch API's discount (Anthropic documents that its
+        batch and cache discounts stack; cached tokens a batch reports are priced alike)."""
+
+        def times(rate: float | None) -> float | None:
+            return None if rate is None else rate * factor
+
+        return Price(
+            self.input * factor,
+            self.output * factor,
+            times(self.cached_input),
+            times(self.cache_write),
+        )
+
+    def of(self, completion: Completion) -> float:
+        """USD of a finished call, its cached prompt tokens at their rates."""
+        return self.cost(
+            completion.input_tokens,
+            completion.output_tokens,
+            completion.cache_read_tokens,
+            completion.cache_write_tokens,
+        )
+
+    def cache_saving(self, completion: Completion) -> float:
+        """USD the prompt cache saved (or, for a write, cost) on a call against no cache."""
+        return self.cost(completion.input_tokens, completion.output_tokens) - self.of(completion)
 
 
 class PriceTable:
@@ -274,6 +312,13 @@ class Estimate:
     too_long: int = 0
     too_long_images: int = 0
     context_window: int | None = None
+    image_tokens: int = 0  # of input_tokens: the images', by the provider's documented rule
+    # Prompt caching expected: tokens read from and written to the provider's cache, what
+    # the prompts then cost less, and the shared prefix (tokens) of each kind of request.
+    cache_read: int = 0
+    cache_write: int = 0
+    cache_saving: float | None = None
+    prefixes: tuple[int, ...] = ()
 
     def lines(self) -> list[str]:
         how = f" (extrapolated from {self.sampled} requests)" if self.sampled else ""
@@ -282,10 +327,13 @@ class Estimate:
             f"prompt tokens: {self.input_tokens:,}{how}",
             f"completion tokens: ~{self.output_expected:,} expected, at most {self.output_max:,}",
         ]
+        if self.image_tokens:
+            out[1] += f", {self.image_tokens:,} of them for images"
         if self.cost_expected is None:
             out.append("cost: unknown (no price for this model; pass --prices FILE)")
         else:
             out.append(f"cost: ~${self.cost_expected:,.2f} expected, at most ${self.cost_max:,.2f}")
+        out += self.cache_lines()
         if self.too_long:
             out.append(
                 f"skipped: {self.too_long} requests of {self.too_long_images} images, "
@@ -293,6 +341,52 @@ class Estimate:
                 "prompt + max tokens); not counted above"
             )
         return out
+
+    def cache_lines(self, discount: float = 1.0) -> list[str]:
+        """What prompt caching is expected to save, at `discount` (a batch's factor)."""
+        if not self.prefixes:
+            return []
+        shared = f"shared prefix {', '.join(f'{n:,}' for n in self.prefixes)} tokens"
+        if not self.cache_read:
+            return [f"prompt caching: nothing expected ({shared}: under the provider's minimum)"]
+        line = (
+            f"prompt caching: ~{self.cache_read:,} prompt tokens expected from the cache ({shared})"
+        )
+        if self.cache_saving is not None and self.cost_expected is not None:
+            saved = self.cache_saving * discount
+            line += (
+                f", ~${self.cost_expected * discount - saved:,.2f} expected with it "
+                f"(~${saved:,.2f} saved)"
+            )
+        return [line]
+
+
+def expected_caching(
+    requests: Sequence[ChatRequest], provider: str, model: str
+) -> tuple[int, int, tuple[int, ...]]:
+    """(tokens read from, tokens written to the prompt cache, each kind's shared prefix) if
+    every request of a kind (same task, same number of shared messages) but the first reads the prefix
+    it shares with the others: what a steady run gets. Anthropic writes each prefix once
+    (its cache lives 5 minutes from the last hit, which a steady run keeps renewing)."""
+    groups: dict[tuple[object, int], list[int]] = {}
+    for r in requests:
+        if r.prefix:
+            # One kind's prefixes differ only where an example is its own image, left out
+            # (a shorter prefix): the task and the prefix's length tell them apart.
+            key = (r.meta.get("task"), r.prefix)
+            group = groups.get(key)
+            if group is None:
+                tokens = count_message_tokens(r.messages[: r.prefix], model)
+                groups[key] = [tokens, 1]
+            else:
+                group[1] += 1
+    read = write = 0
+    for tokens, n in groups.values():
+        cached = cacheable(provider, model, tokens)
+        read += cached * (n - 1)
+        write += cached if provider == "anthropic" else 0
+    prefixes = tuple(sorted({t for t, _ in groups.values()}))
+    return read, write, prefixes
 
 
 def estimate(
@@ -304,6 +398,8 @@ def estimate(
     default_max: int = 1024,
     sample: int | None = 500,
     chars: Sequence[int] | None = None,
+    provider: str = "openai",
+    image_tokens: int = 0,
 ) -> Estimate:
     """Prompt tokens counted offline (o200k_base): exactly for up to `sample` requests (all of
     them with ``sample=None``), else from a fixed random sample of `sample` requests (see
@@ -318,8 +414,10 @@ def estimate(
         if chars is None:
             chars = prompt_chars(requests)
         input_tokens, sampled = _extrapolated(requests, chars, model, sample), sample
+    input_tokens += image_tokens
     out_expected = sum(min(expected_output(r), r.max_tokens or default_max) for r in requests)
     out_max = sum(r.max_tokens or default_max for r in requests)
+    read, write, prefixes = expected_caching(requests, provider, model)
     return Estimate(
         requests=len(requests),
         input_tokens=input_tokens,
@@ -328,6 +426,15 @@ def estimate(
         cost_expected=price.cost(input_tokens, out_expected) if price else None,
         cost_max=price.cost(input_tokens, out_max) if price else None,
         sampled=sampled,
+        image_tokens=image_tokens,
+        cache_read=read,
+        cache_write=write,
+        cache_saving=(
+            price.cost(input_tokens, 0) - price.cost(input_tokens, 0, read, write)
+            if price
+            else None
+        ),
+        prefixes=prefixes,
     )
 
 
@@ -403,6 +510,32 @@ def _context_windows() -> tuple[int, dict[str, int]]:
     text = resources.files("llava_pose").joinpath("data/models.yaml").read_text("utf-8")
     data = _data_yaml(text)["context_window"]
     return int(data["default"]), {str(k).lower(): int(v) for k, v in data["models"].items()}
+
+
+@functools.cache
+def _prompt_cache(provider: str) -> dict[str, Any]:
+    text = resources.files("llava_pose").joinpath("data/models.yaml").read_text("utf-8")
+    return _data_yaml(text).get("prompt_cache", {}).get(provider) or {}
+
+
+def cacheable(provider: str, model: str, prefix_tokens: int) -> int:
+    """Tokens of a `prefix_tokens` shared prefix the provider caches for `model` (0: under its
+    minimum, or a provider without a prompt cache). Pure but for the package data."""
+    policy = _prompt_cache(provider)
+    if not policy:
+        return 0
+    name = model.split("/")[-1].lower()
+    minimums = {str(k).lower(): int(v) for k, v in (policy.get("models") or {}).items()}
+    found = [
+        k
+        for k in minimums
+        if name == k or (name.startswith(k) and _SNAPSHOT.fullmatch(name[len(k) :]))
+    ]
+    minimum = minimums[max(found, key=len)] if found else int(policy["min_tokens"])
+    if prefix_tokens < minimum:
+        return 0
+    step = int(policy.get("step", 1))
+    return prefix_tokens - prefix_tokens % step
 
 
 def context_window(model: str) -> int:

@@ -45,16 +45,12 @@ from ..progress import progress_bar
 from ..records import ChatRequest, Completion
 from .base import Backend, ConnectionFailed, PermanentError, RetryableError, UsageError
 from .cache import Cache, request_key
-from .pricing import Price, PriceTable, count_message_tokens
+from .pricing import Price, PriceTable
+from .usage import DEFAULT_MAX_OUTPUT, check_usage, prompt_tokens, worst_case
 
 if TYPE_CHECKING:
     from .batch import BatchRunner
 
-# Completion budget assumed for requests that set no max_tokens, when reserving budget/TPM.
-DEFAULT_MAX_OUTPUT = 1024
-# Prompt tokens reserved per attached image: above gpt-4o's high-detail maximum (1,445) and
-# Anthropic's ~1,600 for a full-size image. Text-only estimates would let images pass the budget.
-IMAGE_TOKENS_RESERVE = 1600
 # Requests hashed and looked up in the cache per step, a step ahead of the workers (`arun`).
 FEED_CHUNK = 256
 # Workers started one by one, a turn of the event loop apart, before the rest (`arun`).
@@ -63,45 +59,7 @@ RAMP_ONE_BY_ONE = 8
 # the server is taken to be unreachable (a wrong --base-url, a server not started).
 CONNECT_TRIES = 3
 CONNECT_BACKOFF = 0.5
-# Reported prompt tokens above this many times the prompt's characters (plus the image reserve
-# and some slack) are not a tokenizer difference but a broken or lying server.
-PROMPT_SANITY_FACTOR = 4
-PROMPT_SANITY_SLACK = 4096
-
 log = logging.getLogger("llava_pose")
-
-
-def prompt_tokens(request: ChatRequest, model: str) -> int:
-    """Offline prompt tokens of a request, its images at their reserve."""
-    text = count_message_tokens(request.messages, model)
-    return text + IMAGE_TOKENS_RESERVE * len(request.images)
-
-
-def worst_case(prompt: float, request: ChatRequest) -> tuple[int, int]:
-    """(prompt, completion) tokens a request can cost at most, from its offline prompt count:
-    that count with margin, and its max tokens."""
-    return int(prompt * 1.05) + 8, request.max_tokens or DEFAULT_MAX_OUTPUT
-
-
-def worst_tokens(request: ChatRequest, model: str) -> tuple[int, int]:
-    """`worst_case` of a request, counted now."""
-    return worst_case(prompt_tokens(request, model), request)
-
-
-def check_usage(request: ChatRequest, completion: Completion) -> None:
-    """Raise UsageError when the reported usage cannot be true of this request."""
-    limit = request.max_tokens
-    if limit is not None and completion.output_tokens > limit:
-        raise UsageError(
-            f"completion_tokens {completion.output_tokens} above the request's max tokens {limit}"
-        )
-    # No tokenizer makes more tokens than bytes; chars bound that within a factor of 4.
-    chars = sum(len(m.content) + 16 for m in request.messages)
-    ceiling = PROMPT_SANITY_FACTOR * (chars + IMAGE_TOKENS_RESERVE * len(request.images))
-    if completion.input_tokens > ceiling + PROMPT_SANITY_SLACK:
-        raise UsageError(
-            f"prompt_tokens {completion.input_tokens} for a prompt of {chars} characters"
-        )
 
 
 @dataclass
@@ -272,6 +230,9 @@ class RunStats:
     retries: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0  # of input_tokens: read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of input_tokens: written to it
+    cache_saving: float = 0.0  # USD the prompt cache saved this run (writes count against)
     cost: float = 0.0  # paid in this run
     cached_cost: float = 0.0  # paid in earlier runs, served from the cache now
     unpriced: bool = False
@@ -280,6 +241,22 @@ class RunStats:
     failures_by_reason: dict[str, int] = field(default_factory=dict)
     # Why the run stopped launching calls (the budget, an unknowable cost); None if it did not.
     stop_reason: str | None = None
+
+    def add_call(self, completion: Completion, price: Price | None) -> float:
+        """Count a call this run paid for; its cost (its cached prompt tokens at their
+        rates)."""
+        self.called += 1
+        self.input_tokens += completion.input_tokens
+        self.output_tokens += completion.output_tokens
+        self.cache_read_tokens += completion.cache_read_tokens
+        self.cache_write_tokens += completion.cache_write_tokens
+        if price is None:
+            self.unpriced = True
+            return 0.0
+        cost = price.of(completion)
+        self.cost += cost
+        self.cache_saving += price.cache_saving(completion)
+        return cost
 
     def as_dict(self) -> dict[str, object]:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -414,9 +391,7 @@ class Runner:
                         continue
                     self.stats.cached += 1
                     if self.price:
-                        self.stats.cached_cost += self.price.cost(
-                            hit.input_tokens, hit.output_tokens
-                        )
+                        self.stats.cached_cost += self.price.of(hit)
                     finish(request, Result(request.id, completion=hit))
                 await asyncio.sleep(0)
             for _ in range(n_workers):
@@ -466,7 +441,8 @@ class Runner:
             return 0
         tokens = self._prompt_tokens.get(request.id)
         if tokens is None:
-            tokens = self._prompt_tokens[request.id] = prompt_tokens(request, self.backend.model)
+            tokens = prompt_tokens(request, self.backend.model, self.backend.provider)
+            self._prompt_tokens[request.id] = tokens
         return tokens
 
     def _estimate(self, request: ChatRequest) -> tuple[int, int]:
@@ -515,22 +491,13 @@ class Runner:
         finally:
             self._reserved -= reserved
             estimated = self._prompt_tokens.pop(request.id, 0)
-        cost = (
-            self.price.cost(completion.input_tokens, completion.output_tokens)
-            if self.price
-            else 0.0
-        )
+        cost = self.price.of(completion) if self.price else 0.0
         if self.cache is not None:
             self.cache.put(key, self.backend.spec, request.id, completion, cost)
         self._any_success = True
         if estimated and completion.input_tokens > estimated:
             self._prompt_ratio = max(self._prompt_ratio, completion.input_tokens / estimated)
-        self.stats.called += 1
-        self.stats.input_tokens += completion.input_tokens
-        self.stats.output_tokens += completion.output_tokens
-        self.stats.cost += cost
-        if self.price is None:
-            self.stats.unpriced = True
+        self.stats.add_call(completion, self.price)
         if self.options.max_cost is not None and self.spent() > self.options.max_cost:
             self._stop(
                 f"budget passed (--max-cost {self.options.max_cost:g}): a reply reported "
@@ -570,7 +537,7 @@ class Runner:
                     self.backend.complete(request), self.options.timeout
                 )
                 completion = scrub(completion)
-                check_usage(request, completion)
+                check_usage(request, completion, self.backend.provider, self.backend.model)
                 return completion
             except BackendError:
                 raise

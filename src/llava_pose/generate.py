@@ -9,7 +9,9 @@ and writes no duplicate.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -19,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 
 from . import __version__
@@ -396,6 +399,16 @@ def run_generate(cfg: GenerateConfig) -> int:
     return stage.exit_code(s.failed, f"{s.failed} requests failed permanently: see {failed_path}")
 
 
+def prompt_sha256(cfg: GenerateConfig) -> str:
+    """sha256 of the prompt texts the run sent (system prompts, messages, Table 4 instructions,
+    the worked examples under --fewshot): two datasets with one digest were asked alike, so a
+    dataset card can say which prompts made it (None in stats.json for the offline teacher,
+    which reads no prompt)."""
+    prompts = load_prompts(cfg.format, cfg.cues)
+    sent = dataclasses.replace(prompts, fewshot=prompts.fewshot if cfg.fewshot else {})
+    return hashlib.sha256(msgspec.json.encode(sent, order="sorted")).hexdigest()
+
+
 def _stats(
     cfg: GenerateConfig,
     stage: Stage,
@@ -416,6 +429,7 @@ def _stats(
         "teacher": teacher.spec,
         "format": cfg.format,
         "fewshot": cfg.fewshot,
+        "prompt_sha256": prompt_sha256(cfg) if teacher.reads_prompt else None,
         "seed": cfg.seed,
         "source": cfg.contexts or cfg.coco or "bundled sample",
         "split": cfg.split,

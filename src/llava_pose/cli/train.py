@@ -1,4 +1,5 @@
-"""`llava-pose train` and `llava-pose export` (fine-tuning; torch loads only when they run)."""
+"""`llava-pose train` and `llava-pose export` (fine-tuning and what it reads or writes; torch
+loads only when they run)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ TRAIN_EXAMPLES = """
 """
 
 EXPORT_EXAMPLES = """
+  # LLaMA-Factory: dataset_info.json + the records (sharegpt); media_dir is the COCO root
+  llava-pose export out/ --format llamafactory --image-root /data/coco --out export/lf
+
+  # TRL's SFTTrainer: a datasets copy in its vision-language form + a chat template for
+  # assistant-only loss; the card carries `verify`'s summary
+  llava-pose verify --data out/llava_pose_all.json --coco /data/coco --out out/verify
+  llava-pose export out/ --format trl --image-root /data/coco --verify out/verify --out export/trl
+
+  # a plain Hugging Face datasets copy (messages + images columns, <image> kept)
+  llava-pose export out/ --format hf --image-root /data/coco --out export/hf
+
   # merge LoRA adapters (and the trained connector) into a plain llava-hf checkpoint
   llava-pose export runs/llava-pose-lora --output runs/llava-pose-merged
 """
@@ -44,29 +56,15 @@ def _train(config: Any) -> int:
 
 
 def _export(config: Any) -> int:
-    require_train("llava-pose export")
-    from ..errors import ConfigError
-    from ..train.infer import resolve_dtype
+    from ..export import run_export
 
-    if not config.output:
-        raise ConfigError("export: give --output DIR, the folder for the merged model")
-    from ..train.model import export_merged
-
-    dtype = None if config.dtype == "auto" else resolve_dtype(config.dtype, _cpu())
-    out = export_merged(config.run, config.output, dtype)
-    print(out)
-    return 0
-
-
-def _cpu() -> Any:
-    import torch
-
-    return torch.device("cpu")
+    return run_export(config)
 
 
 def register(subparsers: Any) -> None:
     """Add the `train` and `export` commands."""
-    from ..train.config import ExportConfig, TrainConfig
+    from ..export import ExportConfig
+    from ..train.config import TrainConfig
     from . import add_command
 
     add_command(
@@ -88,11 +86,17 @@ def register(subparsers: Any) -> None:
         "export",
         ExportConfig,
         _export,
-        help="merge a LoRA run into a plain checkpoint",
+        help="data for LLaMA-Factory, TRL or HF datasets; or a LoRA run merged",
         description=(
-            "Load a LoRA run on its base model, merge the adapters and the trained connector, "
-            "and save a llava-hf checkpoint that needs no PEFT. (chat and `bench answer --model "
-            "hf:RUN` also load LoRA runs directly, merging in memory.)"
+            "Dataset formats (SOURCE: a generate output folder or a LLaVA JSON file): "
+            "llamafactory writes the records and their dataset_info.json entry (sharegpt, "
+            "<image> kept); hf a datasets copy with messages and images columns (<image> kept); "
+            "trl that copy in TRL's vision-language form (an image part, no <image>) with a "
+            "chat template for assistant-only loss. Images stay paths relative to the COCO "
+            "root. Each writes a dataset card (README.md) from the run's stats.json and "
+            "--verify's summary. merged (SOURCE: a LoRA run; the default for one): merge the "
+            "adapters and the trained connector into a llava-hf checkpoint that needs no PEFT "
+            "(chat and `bench answer --model hf:RUN` also load LoRA runs directly)."
         ),
         examples=EXPORT_EXAMPLES,
     )

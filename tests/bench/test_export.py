@@ -35,21 +35,25 @@ def cli(*args: object) -> int:
     return main(["-q", *map(str, args)])
 
 
-@pytest.fixture(scope="module")
-def benches(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> dict[str, Path]:
+def export_benches(root: Path, coco_mini: Path) -> dict[str, Path]:
     """A real E-HPAUB (offline teacher, 2 images) and a real PoseQA, both of COCO-MINI val2017,
     exported side by side into one lmms_tasks/ folder."""
-    root = tmp_path_factory.mktemp("export")
     ehpaub, poseqa, out = root / "ehpaub", root / "poseqa", root / "lmms_tasks"
     coco = ("--coco", coco_mini, "--split", "val2017")
     assert cli("bench", "build", *coco, "--images", 2, "--teacher", "rules", "--out", ehpaub) == 0
     assert cli("poseqa", "build", *coco, "--out", poseqa) == 0
-    root = ("--image-root", coco_mini)
+    images = ("--image-root", coco_mini)
     assert (
-        cli("bench", "export", "--bench", ehpaub, "--format", "lmms-eval", "--out", out, *root) == 0
+        cli("bench", "export", "--bench", ehpaub, "--format", "lmms-eval", "--out", out, *images)
+        == 0
     )
-    assert cli("bench", "export", "--bench", poseqa, "--out", out, *root) == 0
+    assert cli("bench", "export", "--bench", poseqa, "--out", out, *images) == 0
     return {"ehpaub": ehpaub, "poseqa": poseqa, "out": out}
+
+
+@pytest.fixture(scope="module")
+def benches(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> dict[str, Path]:
+    return export_benches(tmp_path_factory.mktemp("export"), coco_mini)
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +149,16 @@ def test_poseqa_task_loads_and_scores_exact_match(
 # -- E-HPAUB: LLM judge -------------------------------------------------------------------------
 
 
+def fresh_judge(task: Any) -> dict[str, Any]:
+    """The exported utils.py as lmms-eval loaded it, with its judge made afresh: one run keeps
+    one judge (its provider, and what its calls said), and each test here is a run."""
+    module = task.config.process_results.__globals__
+    module["_judge"] = module["_Judge"]()
+    return module
+
+
 @pytest.fixture
-def judge_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
+def judge_server(tasks: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
     """The loopback judge, where lmms-eval's OpenAI provider looks (OPENAI_API_URL): 8 for the
     reference and 6 for the model, or an unreadable review for answers marked UNREADABLE."""
 
@@ -160,6 +172,7 @@ def judge_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
         monkeypatch.setenv("OPENAI_API_URL", server.url)
         monkeypatch.setenv("API_TYPE", "openai")
         monkeypatch.delenv("MODEL_VERSION", raising=False)
+        fresh_judge(tasks["ehpaub"])
         yield server
 
 
@@ -206,14 +219,78 @@ def test_ehpaub_task_judges_like_bench_judge(
         ]
         assert body["temperature"] == 0.2
 
-    # An unreadable review leaves its question out of the averages, and says so.
+    # An unreadable review is asked again, as `bench judge --max-attempts 3` does, then leaves
+    # its question out of the averages, and says so.
     answers[0] = "UNREADABLE"
+    asked = len(judge_server.requests)
     per_doc = [task.process_results(d, [a]) for d, a in zip(docs, answers, strict=True)]
+    assert len(judge_server.requests) - asked == len(docs) + 2
     assert per_doc[0]["relative_all"]["scores"] is None
     assert "no two scores" in per_doc[0]["relative_all"]["problem"]
+    assert "(asked 3 times)" in per_doc[0]["relative_all"]["problem"]
+    assert [f["attempt"] for f in per_doc[0]["relative_all"]["failures"]] == [0, 1, 2]
     partly = aggregate(task, per_doc)
     assert partly["unscored"] == 1 / len(docs)
     assert partly["relative_all"] == 75.0
+
+
+@pytest.mark.lmms
+@pytest.mark.slow
+def test_ehpaub_judge_rejecting_the_key_stops_the_run(
+    tasks: Any, judge_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A judge that cannot be used stops lmms-eval with one message (a SystemExit: lmms-eval
+    retries and then swallows an Exception) instead of leaving every question unscored."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-WRONG-000000")
+    task = tasks["ehpaub"]
+    docs = list(task.test_docs())
+    for doc in docs[:2]:  # the second asks nobody: the run is over
+        with pytest.raises(SystemExit, match=r"API key was rejected \(401\).*stopping the run"):
+            task.process_results(doc, ["Model answer."])
+    assert len(judge_server.requests) == 1
+
+
+@pytest.mark.lmms
+@pytest.mark.slow
+def test_ehpaub_judge_without_a_key_stops_the_run(
+    tasks: Any, judge_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    task = tasks["ehpaub"]
+    with pytest.raises(SystemExit, match=r"openai judge has no API key .*OPENAI_API_KEY"):
+        task.process_results(next(iter(task.test_docs())), ["Model answer."])
+    assert judge_server.requests == []
+
+
+@pytest.mark.lmms
+@pytest.mark.slow
+def test_ehpaub_judge_failing_one_call_loses_only_its_question(
+    tasks: Any, judge_server: OpenAIServer
+) -> None:
+    judge_server.add_fault("server_error", times=3)  # the provider's client tries 3 times
+    task = tasks["ehpaub"]
+    first, second = list(task.test_docs())[:2]
+    lost = task.process_results(first, ["Model answer."])["relative_all"]
+    assert lost["scores"] is None and "judge call failed" in lost["problem"]
+    assert task.process_results(second, ["Model answer."])["relative_all"]["scores"] == [8, 6]
+    assert len(judge_server.requests) == 4
+
+
+@pytest.mark.lmms
+@pytest.mark.slow
+def test_ehpaub_judge_gone_for_good_stops_the_run(tasks: Any, judge_server: OpenAIServer) -> None:
+    """After the judge has answered, a failure to connect may be a blip: the question is lost;
+    CONNECT_FAILURES of them in a row and the server is gone: the run stops."""
+    task = tasks["ehpaub"]
+    module = fresh_judge(task)
+    docs = list(task.test_docs())
+    assert task.process_results(docs[0], ["Model answer."])["relative_all"]["scores"] == [8, 6]
+    judge_server.stop()
+    for doc in docs[1 : module["CONNECT_FAILURES"]]:
+        lost = task.process_results(doc, ["Model answer."])["relative_all"]
+        assert lost["scores"] is None and "judge call failed" in lost["problem"]
+    with pytest.raises(SystemExit, match=r"lost http://127\.0\.0\.1:\d+/v1: 3 calls in a row"):
+        task.process_results(docs[module["CONNECT_FAILURES"]], ["Model answer."])
 
 
 # -- the folder itself --------------------------------------------------------------------------
@@ -238,6 +315,21 @@ def test_exported_code_needs_no_llava_pose(benches: dict[str, Path], task: str) 
         assert imports(py.read_text()) <= allowed, py.name
     export = json.loads((folder / "export.json").read_text())
     assert export["image_root"] == str(Path(export["image_root"]).resolve())
+
+
+def test_judge_max_attempts_is_recorded(
+    benches: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """export.json carries the re-asks the exported judge makes (`bench judge`'s default: 3)."""
+    export = json.loads((benches["out"] / "ehpaub" / "export.json").read_text())
+    assert export["judge"]["max_attempts"] == 3
+    args = ("bench", "export", "--bench", benches["ehpaub"], "--image-root", find_coco_mini())
+    assert cli(*args, "--judge-max-attempts", 1, "--out", tmp_path / "one") == 0
+    export = json.loads((tmp_path / "one" / "ehpaub" / "export.json").read_text())
+    assert export["judge"]["max_attempts"] == 1
+    rc = cli(*args, "--judge-max-attempts", 0, "--out", tmp_path / "zero")
+    one_line_error(capsys, rc, "--judge-max-attempts")
+    assert not (tmp_path / "zero").exists()
 
 
 def test_poseqa_utils_scores_with_llava_pose_unimportable(benches: dict[str, Path]) -> None:

@@ -18,7 +18,11 @@ recorded absolute in export.json (``LLAVA_POSE_IMAGE_ROOT`` overrides it at run 
 E-HPAUB's documents carry the judge's context already rendered by `judge.context_text`
 (captions, boxes, keypoints) and export.json carries the rules and system message of `bench
 judge`, so the exported judge sends what ``llava-pose bench judge`` sends, in
-LLaVA-in-the-wild's pattern (lmms-eval's judge providers, its environment variables).
+LLaVA-in-the-wild's pattern (lmms-eval's judge providers, its environment variables). It also
+behaves as `bench judge` does: it re-asks a review without readable scores (``max_attempts``),
+and a judge it cannot use (unreachable, key rejected) stops the run at once instead of
+leaving every question unscored. Both tasks ask the model for up to 1,024 new tokens, as
+`bench answer` does, so a chatty model is not cut off before its answer.
 """
 
 from __future__ import annotations
@@ -78,7 +82,9 @@ class ExportConfig(ManifestCheck):
         "benchmark folder to export: E-HPAUB (`bench build`) or PoseQA (`poseqa build`)",
     )
     out: str = option(
-        "lmms_tasks", "folder of task folders: writes OUT/TASK/ (pass OUT to --include_path)"
+        "lmms_tasks",
+        "folder of task folders: writes OUT/TASK/ (pass OUT to --include_path)",
+        path="dir",
     )
     format: str = option("lmms-eval", "export format", choices=FORMATS)
     benchmark: str = option(
@@ -108,6 +114,12 @@ class ExportConfig(ManifestCheck):
         0.2, "E-HPAUB: judge sampling temperature (LLaVA-Bench uses 0.2)", at_least=0
     )
     judge_max_tokens: int = option(1024, "E-HPAUB: judge max completion tokens", at_least=1)
+    judge_max_attempts: int = option(
+        3,
+        "E-HPAUB: asks per review when the reply has no readable scores, as `bench judge "
+        "--max-attempts`",
+        at_least=1,
+    )
 
 
 class PoseQAQuestion(msgspec.Struct, frozen=True):
@@ -285,6 +297,7 @@ def _ehpaub(cfg: ExportConfig, folder: Path) -> tuple[dict[str, Any], list[dict[
             "model": cfg.judge_model,
             "temperature": cfg.judge_temperature,
             "max_tokens": cfg.judge_max_tokens,
+            "max_attempts": cfg.judge_max_attempts,
             "system": system_message(cfg.system),
             "rules_name": rules_name,
             "rules": {c: {"role": rules[c].role, "prompt": rules[c].prompt} for c in categories},

@@ -131,6 +131,11 @@ PROFILE_NOSE_MIN = 0.08
 STRIDE_MIN = 0.5
 # One ankle this much higher than the other: that foot is off the ground.
 LIFT_MIN = 0.25
+# Both feet are planted (down at one level) only when a standing person's ankles differ in
+# height by at most this fraction of the leg's length (`leg_length`): stricter than LIFT_MIN,
+# so between the two neither a raised nor a planted foot is said.
+PLANTED_MAX = 0.1
+LEG_PER_SCALE = 1.8
 # Frame thirds for left/centre/right; a person box at least this tall (fraction of the
 # image) is in the foreground, one smaller than BACKGROUND_MAX in the background.
 THIRD = 1 / 3
@@ -342,6 +347,7 @@ class PoseFacts:
     arms: tuple[ArmFacts, ArmFacts] = (ArmFacts("left"), ArmFacts("right"))
     legs: tuple[LegFacts, LegFacts] = (LegFacts("left"), LegFacts("right"))
     stride: bool | None = None  # feet well apart sideways
+    planted: bool | None = None  # standing with both feet down at one level
     frame_x: FrameX = "centre"
     depth: Depth | None = None
     contacts: tuple[Contact, ...] = ()
@@ -699,6 +705,29 @@ def stride_of(body: Body, posture: Posture | None) -> bool | None:
     return abs(la.x - ra.x) / body.scale >= STRIDE_MIN
 
 
+def leg_length(body: Body) -> float:
+    """A leg's length (hip-knee-ankle) in pixels: the longest labelled leg or LEG_PER_SCALE
+    body scales, whichever is longer (a leg pointing at the camera only shortens)."""
+    lengths = [
+        _norm(_sub(_xy(hip), _xy(knee))) + _norm(_sub(_xy(knee), _xy(ankle)))
+        for hip, knee, ankle in (_leg_joints(body, "left"), _leg_joints(body, "right"))
+        if hip is not None and knee is not None and ankle is not None
+    ]
+    return max([*lengths, LEG_PER_SCALE * body.scale])
+
+
+def feet_planted(body: Body, posture: Posture | None) -> bool | None:
+    """Whether a standing person has both feet down: both ankles labelled at about one height.
+
+    None when it cannot be told (an ankle unlabelled, not standing: a rider's or a surfer's
+    feet rest on something, not the ground). A raised foot is never planted.
+    """
+    la, ra = body.j("left ankle"), body.j("right ankle")
+    if la is None or ra is None or posture != "standing":
+        return None
+    return abs(la.y - ra.y) / leg_length(body) <= PLANTED_MAX
+
+
 def frame_position(person: Person) -> tuple[FrameX, Depth | None]:
     """Left/centre/right third by box centre; foreground/background by box size."""
     x1, y1, x2, y2 = person.box
@@ -823,6 +852,7 @@ def pose_facts(
         arms=arms,
         legs=legs,
         stride=stride_of(body, posture),
+        planted=feet_planted(body, posture),
         frame_x=frame_x,
         depth=depth,
         contacts=contacts_of(body, objects, width, height, posture),

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -20,10 +21,12 @@ from llava_pose.filters import check_text, context_numbers
 from llava_pose.llm.pricing import Price, PriceTable
 from llava_pose.llm.runner import ModelOptions
 from llava_pose.parse import parse_qa
+from llava_pose.poseqa.names import name_people
 from llava_pose.prompts import build_request, load_prompts
 from llava_pose.records import ChatRequest, ImageContext, Message, Person
 from llava_pose.tasks import TASKS
 from llava_pose.teachers import make_teacher
+from llava_pose.teachers.captions import known_word
 from llava_pose.teachers.llm import LLMTeacher
 from llava_pose.teachers.rules import (
     DESCRIPTION,
@@ -36,6 +39,51 @@ from llava_pose.teachers.rules import (
     write,
 )
 
+# Words a repeated description may open with (data/rules/captions.yaml `openers`).
+OPENERS = set(
+    [
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "those",
+        "some",
+        "several",
+        "many",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "one",
+        "people",
+        "men",
+        "women",
+        "children",
+        "kids",
+        "boys",
+        "girls",
+        "players",
+        "his",
+        "her",
+        "their",
+        "someone",
+        "somebody",
+        "each",
+        "both",
+        "few",
+        "lots",
+        "donuts",
+    ]
+)
 PAIR = r"Question:\n[^\n]+\n===\nAnswer:\n[^\n]+"
 CONVERSATION = re.compile(rf"{PAIR}(?:\n===\n{PAIR}){{2,5}}")
 REASONING = re.compile(PAIR)
@@ -83,24 +131,29 @@ def test_every_image_and_task_has_the_format_and_passes_the_filters(
                 assert "{" not in answer and "  " not in answer and ".." not in answer
 
 
-def test_detail_covers_every_labelled_person(human: list[ImageContext]) -> None:
+def test_detail_covers_every_nameable_person_and_the_others_together(
+    human: list[ImageContext],
+) -> None:
+    """A paragraph per person PoseQA's rule can name; everyone else in one closing paragraph."""
     for ctx in human:
         text = write(ctx, "detail", seed=0)
         names = person_names(ctx)
-        assert len(set(names)) == len(names)
+        named = [n for n in names if n]
+        assert len(set(named)) == len(named)
         paragraphs = text.split("\n\n")
-        for i, p in enumerate(ctx.persons):
-            if p.num_labelled == 0:
-                continue
-            mine = [par for par in paragraphs[1:] if par.lower().startswith(names[i])]
-            assert mine, (ctx.image_id, names[i], text)
-        labelled = sum(1 for p in ctx.persons if p.num_labelled)
-        # intro + one paragraph per labelled person (+ a closing one)
-        assert labelled + 1 <= len(paragraphs) <= labelled + 2
+        for name in named:
+            mine = [p for p in paragraphs[1 : len(named) + 1] if p.lower().startswith(name)]
+            assert len(mine) == 1, (ctx.image_id, name, text)
+        # intro + one paragraph per named person + a closing one (the others, the activity)
+        assert len(named) + 1 <= len(paragraphs) <= len(named) + 2
+        if None in names:
+            closing = paragraphs[-1].lower()
+            assert "people" in closing or "crowd" in closing or "person" in closing, text
 
 
 def test_detail_describes_the_pose_facts(human: list[ImageContext]) -> None:
-    """What pose.py knows shows up in the text: a standing person is said to stand, etc."""
+    """What pose.py knows of a named person shows up in the text: one standing is said to
+    stand, etc."""
     words = {
         "standing": ("standing",),
         "sitting": ("sitting", "seated"),
@@ -112,16 +165,17 @@ def test_detail_describes_the_pose_facts(human: list[ImageContext]) -> None:
     seen = 0
     for ctx in human:
         text = write(ctx, "detail", seed=1).lower()
+        names = person_names(ctx)
         for f in pose.scene_facts(ctx).persons:
-            if f.posture:
+            if f.posture and names[f.index]:
                 seen += 1
                 assert any(w in text for w in words[f.posture]), (ctx.image_id, f.posture)
-            if f.facing == "camera":
+            if f.facing == "camera" and names[f.index]:
                 assert any(
                     w in text
                     for w in ("facing the camera", "towards the viewer", "facing the viewer")
                 )
-    assert seen > 10
+    assert seen >= 8
 
 
 def test_same_context_and_seed_give_identical_text(human: list[ImageContext]) -> None:
@@ -410,3 +464,202 @@ def test_a_caption_the_keypoints_contradict_is_never_quoted() -> None:
     texts = [write(ctx, task, seed) for task in TASKS for seed in range(12)]
     assert not any("bench" in t for t in texts)
     assert any("standing by the road" in t or "waiting by the road" in t for t in texts)
+
+
+# -- the text read against the pictures (issue 17): one test per cause, on real images -------
+
+SEEDS = range(8)
+
+
+def by_id(contexts: list[ImageContext], image_id: int) -> ImageContext:
+    return next(c for c in contexts if c.image_id == image_id)
+
+
+def all_text(ctx: ImageContext, seeds: range = SEEDS) -> list[str]:
+    return [write(ctx, task, seed) for task in TASKS for seed in seeds]
+
+
+def answer_text(ctx: ImageContext, seeds: range = SEEDS) -> str:
+    """Every answer (no question) the teacher writes for the image, over tasks and seeds."""
+    out = []
+    for task in TASKS:
+        for seed in seeds:
+            text = write(ctx, task, seed)
+            out += [text] if task == "detail" else [p.answer for p in parse_qa(text).pairs]
+    return "\n".join(out)
+
+
+def test_no_misspelled_description_word_is_ever_copied(contexts: list[ImageContext]) -> None:
+    """A word of a description that is no English word and that no other description of the
+    image uses ('standihng', 'douchey', 'fut') never reaches the text; nor does a description
+    that starts without its article ('large group of people ...')."""
+    typos: set[str] = set()
+    for ctx in contexts:
+        words = [set(re.findall(r"[a-z]+", c.lower())) for c in ctx.captions]
+        categories = {w for o in ctx.objects for w in o.category.split()}
+        mine = {
+            w
+            for i, ws in enumerate(words)
+            for w in ws
+            if not known_word(w)
+            and w not in categories
+            and not any(w in other for j, other in enumerate(words) if j != i)
+        }
+        typos |= mine
+        text = " ".join(all_text(ctx, range(4))).lower()
+        for w in mine:
+            assert not re.search(rf"\b{w}\b", text), (ctx.image_id, w)
+        for m in re.finditer(r"\blooks like (\w+)", text):
+            assert m.group(1) in OPENERS, (ctx.image_id, m.group(0))
+    assert {"standihng", "douchey", "fut"} <= typos
+
+
+def test_descriptions_that_contradict_each_other_are_never_both_said(
+    contexts: list[ImageContext],
+) -> None:
+    # val 117645: a snowboarder; one description says skis, another "a couple skiers"
+    text = " ".join(all_text(by_id(contexts, 117645))).lower()
+    assert "snowboard" in text and not re.search(r"\b(skis|skiers|couple)\b", text)
+    # train 183872: a snowboarder (annotated board); three descriptions say skiing
+    text = " ".join(all_text(by_id(contexts, 183872))).lower()
+    assert "snowboard" in text and "skiing" not in text
+    # val 501368: two say a woman, one a child
+    text = " ".join(all_text(by_id(contexts, 501368))).lower()
+    assert "woman" in text and "child" not in text
+
+
+def test_people_are_named_only_as_poseqa_names_them(contexts: list[ImageContext]) -> None:
+    """No "sixth person from the right": an order from the left only where PoseQA's rule
+    allows one (2-4 people of clear size and spacing), and nobody named in a crowd otherwise
+    than by size or what they hold."""
+    place = re.compile(
+        r"\bthe (?:\w+ )?person (?:furthest to the (?:left|right)|from the (?:left|right)"
+        r"|on the (?:left|right)\b(?! side)|in the middle\b(?! of))",
+        re.IGNORECASE,
+    )
+    positional = 0
+    for ctx in contexts:
+        names = name_people(ctx)
+        allowed = {*names.positional.values(), *names.other.values()}
+        text = answer_text(ctx, range(3))
+        for m in place.finditer(text):
+            assert m.group(0).lower() in allowed, (ctx.image_id, m.group(0))
+            positional += 1
+        assert "farthest" not in text
+    assert positional > 20  # the images of two to four people still use the order
+    for crowd in (217285, 129648, 370162):  # stadium, skate park, a queue for food
+        text = answer_text(by_id(contexts, crowd))
+        assert not re.search(r"\b(second|third|fourth|fifth|sixth|seventh)\b", text), crowd
+
+
+def test_a_crowd_gets_no_count_and_no_claim_that_all_are_clear(
+    contexts: list[ImageContext],
+) -> None:
+    stadium = answer_text(by_id(contexts, 217285))  # thirteen annotated, dozens in the stands
+    assert "All of them are clear" not in stadium and "Each of them can be seen" not in stadium
+    assert "thirteen" not in stadium
+    assert "crowd" in stadium or "full of people" in stadium
+    assert "the person holding the baseball bat" in stadium  # the prominent batter is described
+    three = answer_text(by_id(contexts, 100667))  # three men, each named and posed
+    assert "three people" in three
+    assert "All of them are clear" in three or "Each of them can be seen" in three
+
+
+def _adult_only() -> list[str]:
+    """Texts of teacher.yaml that are for adults only (workplace and posture coaching)."""
+    from llava_pose.teachers.rules import _t
+
+    def entries(node: Any) -> list[dict[str, Any]]:
+        if isinstance(node, dict):
+            if "text" in node:
+                return [node]
+            return [e for v in node.values() for e in entries(v)]
+        if isinstance(node, list):
+            return [e for v in node for e in entries(v)]
+        return []
+
+    return [e["text"] for e in entries(_t()) if e.get("subjects") == ["adult"]]
+
+
+def test_advice_suits_who_the_descriptions_say_the_person_is(
+    contexts: list[ImageContext],
+) -> None:
+    adult_only = _adult_only()
+    assert any("get up to move now and then" in t for t in adult_only)
+    seeds = range(40)
+    for child in (37666, 181303, 544238):  # a boy on a skateboard, a boy with a kite, a girl
+        replies = [write(by_id(contexts, child), "reasoning", s) for s in seeds]
+        assert any("advice" in r or "improve" in r for r in replies), child
+        for r in replies:
+            assert not any(t in r for t in adult_only), (child, r)
+    man = [write(by_id(contexts, 109313), "reasoning", s) for s in seeds]
+    assert any(t in r for r in man for t in adult_only)  # the same advice for a man is given
+    # a toddler (real boy with a kite, described as one): no posture advice at all
+    kite = by_id(contexts, 181303)
+    toddler = msgspec.structs.replace(
+        kite,
+        captions=(
+            "A toddler standing in a field with a kite.",
+            "A baby holding a kite on the grass.",
+            "A toddler with a kite in a park.",
+        ),
+    )
+    for s in seeds:
+        r = write(toddler, "reasoning", s)
+        assert "advice" not in r and "improve" not in r
+
+
+def test_office_advice_is_never_given_to_a_seated_child() -> None:
+    from tests.test_pose import SEATED, H, W, person
+
+    def seated(*captions: str) -> ImageContext:
+        return ImageContext(1, "x.jpg", W, H, captions, persons=(person(SEATED),))
+
+    office = "Sit with the back supported and the feet flat"
+    man = seated("A man sitting on a chair.", "A man sits in a room.", "A man seated indoors.")
+    boy = seated("A boy sitting on a chair.", "A boy sits in a room.", "A boy seated indoors.")
+    assert any(office in write(man, "reasoning", s) for s in range(40))
+    kid = [write(boy, "reasoning", s) for s in range(40)]
+    assert any("advice" in r or "improve" in r for r in kid)
+    assert not any(office in r for r in kid)
+
+
+def test_a_raised_foot_is_never_said_to_be_planted(contexts: list[ImageContext]) -> None:
+    # val 549055: a surfer in the air, right foot up; train 37666: a boy pushing a skateboard,
+    # one foot up; val 165518: a rider, feet on the pegs
+    for image_id in (549055, 37666, 165518):
+        text = " ".join(all_text(by_id(contexts, image_id)))
+        assert "planted" not in text and "stand with the feet" not in text, image_id
+    for image_id in (549055, 37666):
+        assert "foot is lifted" in " ".join(all_text(by_id(contexts, image_id))) or (
+            "foot is raised" in " ".join(all_text(by_id(contexts, image_id)))
+        )
+    # a man standing on both feet wide apart still is
+    assert "planted wide apart" in " ".join(all_text(by_id(contexts, 109313)))
+
+
+def test_pronouns_follow_the_noun_that_names_the_person(contexts: list[ImageContext]) -> None:
+    """'The man ... standing on his feet', never 'their': the noun commits the text."""
+    for image_id, noun, pronoun in ((109313, "man", "his"), (37666, "boy", "his")):
+        ctx = by_id(contexts, image_id)
+        assert person_names(ctx) == [f"the {noun}"]
+        text = answer_text(ctx)
+        assert re.search(rf"\b{pronoun}\b", text, re.IGNORECASE)
+        for sentence in re.split(r"(?<=[.?!])\s+", text):
+            assert not re.search(r"\b(their|they|them|themselves)\b", sentence, re.I), sentence
+    # a neutral noun takes the sex the descriptions agree on ("a little boy ... his head")
+    kite = by_id(contexts, 181303)
+    assert person_names(kite) == ["the person"]
+    text = answer_text(kite)
+    assert re.search(r"\bhis\b", text) and not re.search(r"\b(their|they|them)\b", text)
+    # and stays neutral where they say nothing of it
+    neutral = msgspec.structs.replace(
+        kite,
+        captions=(
+            "A child holding a kite on a field.",
+            "A kid standing on the grass with a kite.",
+            "A child playing with a kite in a park.",
+        ),
+    )
+    text = answer_text(neutral)
+    assert "their" in text and not re.search(r"\b(his|him|he)\b", text)

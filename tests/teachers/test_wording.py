@@ -4,6 +4,7 @@ fact is never worded. The facts come from the constructed poses of tests/test_po
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,52 @@ def test_real_coco_wording_is_clean_and_says_nothing_of_unknown_arms(coco_mini: 
                 assert "  " not in text and ".." not in text and "{" not in text
                 checked += 1
     assert checked > 100
+
+
+# -- feet apart: planted only when both are down (pose.feet_planted, wording.stance_key) ------
+
+WIDE = moved(
+    left_ankle=(262, 340), right_ankle=(138, 340), left_knee=(240, 270), right_knee=(160, 270)
+)
+
+
+def test_feet_planted_only_when_both_ankles_are_down_at_one_level() -> None:
+    wide = facts(WIDE)
+    assert (wide.posture, wide.stride, wide.planted) == ("standing", True, True)
+    assert pose.feet_planted(pose.make_body(person(WIDE), W, H), "standing") is True
+    # the left foot 0.11 leg lengths up (a leg: 1.8 torsos, 180 px): not planted, not lifted
+    step = facts({**WIDE, "left ankle": (262, 320)})
+    assert step.planted is False and not any(leg.lifted for leg in step.legs)
+    raised = facts({**WIDE, "left ankle": (262, 300)})
+    assert raised.planted is False and raised.legs[0].lifted
+    # an ankle not labelled, or not standing (a rider's feet rest on pegs): unknown
+    assert facts(without(WIDE, "left ankle")).planted is None
+    body = pose.make_body(person(WIDE), W, H)
+    assert pose.feet_planted(body, "sitting") is None and pose.feet_planted(body, None) is None
+    assert pose.leg_length(body) == pytest.approx(180.0)
+
+
+def test_a_raised_foot_is_never_worded_as_planted() -> None:
+    wide = wording.phrase_legs(facts(WIDE)) or ""
+    assert "planted wide apart" in wide and wording.stance_key(facts(WIDE)) == "stance"
+    step = facts({**WIDE, "left ankle": (262, 320)})
+    assert wording.stance_key(step) == "apart"
+    assert "planted" not in (wording.phrase_legs(step) or "") and "apart" in (
+        wording.phrase_legs(step) or ""
+    )
+    raised = facts({**WIDE, "left ankle": (262, 300)})
+    legs = wording.phrase_legs(raised) or ""
+    assert wording.stance_key(raised) is None
+    assert "left foot is lifted" in legs and "planted" not in legs and "apart" not in legs
+
+
+def test_pronouns_follow_the_noun_that_named_the_person() -> None:
+    wide = facts(WIDE)
+    he = [wording.describe_person(wide, "the man", random.Random(s), wording.HE) for s in range(20)]
+    they = [wording.describe_person(wide, "the person", random.Random(s)) for s in range(20)]
+    assert any(" his " in t or t.startswith("His") for t in he)
+    assert not any(re.search(r"\b(their|they|them)\b", t, re.IGNORECASE) for t in he)
+    assert any(re.search(r"\btheir\b", t, re.IGNORECASE) for t in they)
+    assert not any(re.search(r"\b(his|he|him)\b", t, re.IGNORECASE) for t in they)
+    she = wording.fill("{They} {are} ready; {their} arms and {them}", wording.SHE)
+    assert she == "She is ready; her arms and her"

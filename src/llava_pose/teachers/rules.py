@@ -13,8 +13,19 @@ error with it rather than silently ignored. Output shapes are those the parser e
 any teacher:
 
 * conversation: ``Question:\\n<q>\\n===\\nAnswer:\\n<a>`` pairs joined by ``\\n===\\n`` (3-6 pairs);
-* detail: plain paragraphs that cover every person with labelled joints;
+* detail: a paragraph per person a vision model can find by name, then the others together;
 * reasoning: one ``Question:\\n<q>\\n===\\nAnswer:\\n<a>`` pair.
+
+Text that reads true against the picture, not just against the annotations:
+
+* people are named by PoseQA's rule (`llava_pose.poseqa.names`), never "the sixth person from
+  the right" in a crowd; whoever that rule cannot name is described with the others;
+* where there is a crowd (a dozen people annotated, or the descriptions say so) no count is
+  given, and "all of them are clear" is said only when every person is named and posed;
+* the scene descriptions are repeated only tidied and when they agree with the others
+  (`teachers.captions`), never two that contradict each other;
+* advice and commentary suit who the descriptions say the person is (baby, child, adult);
+* a person's pronouns follow from the noun that names them ("the man ... his feet").
 
 Answers never quote numbers from the context (counts are spelled out) and never name the
 annotation itself. The wording varies with the seed and the image id, and is identical for the
@@ -38,17 +49,27 @@ import yaml
 
 from .. import pose
 from ..errors import ConfigError
-from ..filters import check_text
 from ..llm.pricing import Price, PriceTable
 from ..llm.runner import ModelOptions, Result, RunStats
 from ..pose import PoseFacts, SceneFacts
+from ..poseqa.names import name_people
 from ..progress import progress_bar
 from ..records import ChatRequest, Completion, ImageContext
 from ..tasks import BY_NAME, task_type
 from ..verify import check_text as check_claims
-from . import wording
+from . import captions, wording
+from .captions import caption_activity, clean_caption
+from .wording import Pronouns
 
-__all__ = ["DESCRIPTION", "SPEC", "RulesTeacher", "write"]
+__all__ = [
+    "DESCRIPTION",
+    "SPEC",
+    "RulesTeacher",
+    "caption_activity",
+    "clean_caption",
+    "person_names",
+    "write",
+]
 
 SPEC = "rules"
 DESCRIPTION = (
@@ -59,6 +80,8 @@ MIN_PAIRS, MAX_PAIRS = 3, 6
 MAX_OBJECT_KINDS = 5
 # A caption noun names a lone person only when this many of the (usually five) agree.
 NOUN_AGREEMENT = 3
+# This many people annotated one by one: COCO stops there and marks the rest as a crowd.
+CROWD_MIN_PERSONS = 10
 
 
 class RulesTeacher:
@@ -203,92 +226,68 @@ def _counted(category: str, n: int) -> str:
     return f"{number_word(n)} {(head + ' ' if head else '')}{plural}"
 
 
-# -- captions ---------------------------------------------------------------------------------
+# -- captions and names -----------------------------------------------------------------------
 
 
-def clean_caption(text: str) -> str | None:
-    """A caption fit to quote in an answer, lower-cased and without its lead-in; else None.
+def find_activity(
+    context: ImageContext, texts: Sequence[str] | None = None
+) -> dict[str, Any] | None:
+    """The first activity of teacher.yaml whose words occur in `texts` (the descriptions the
+    teacher trusts; all of them by default) or the object names, and none of its `unless` words in those descriptions
+    (a snowboarder on a slope is not skiing; a phone booth is no phone call). Objects do not
+    rule an activity out: skis and a snowboard lie about on any slope, and which one the
+    people use is what the descriptions voted on."""
+    said_text = " ".join(context.captions if texts is None else texts).lower()
+    text = " ".join([said_text, *(o.category for o in context.objects)]).lower()
 
-    Captions with digits or with words the quality filter drops are not quoted.
-    """
-    c = re.sub(r"\s+", " ", text).strip().rstrip(".!? ").strip()
-    c = re.sub(r"\b(\w+) \1\b", r"\1", c, flags=re.IGNORECASE)  # "on a a road"
-    if not c or re.search(r"\d", c) or check_text(c) is not None:
-        return None
-    letters = [ch for ch in c if ch.isalpha()]
-    if letters and sum(ch.isupper() for ch in letters) > 0.6 * len(letters):
-        c = c.lower()
-    c = c[:1].lower() + c[1:]
-    for prefix in _t()["caption_prefixes"]:
-        if c.lower().startswith(prefix):
-            c = c[len(prefix) :]
-            break
-    words = c.split()
-    if len(words) < 3 or len(words) > 30:
-        return None
-    return c
-
-
-def caption_activity(caption: str) -> tuple[str, bool] | None:
-    """('riding a wave on a surfboard', plural?) from 'Two men riding a wave...', or None.
-
-    The activity is the caption from its first -ing verb on, taken only when the words before
-    it name people ("a man", "two kids"), so a caption about a plane is never turned into
-    something a person does.
-    """
-    t = _t()
-    words = caption.split()
-    skip = set(t["not_activities"])
-    for i, w in enumerate(words):
-        bare = re.sub(r"[^a-z]", "", w.lower())
-        if i == 0 or len(bare) < 5 or not bare.endswith("ing") or bare in skip:
-            continue
-        subject = {re.sub(r"[^a-z]", "", s.lower()) for s in words[:i]}
-        if not subject & set(t["people_words"]):
-            return None
-        rest = " ".join(words[i:]).rstrip(",;:")
-        if len(rest.split()) < 2:
-            return None
-        return rest, bool(subject & set(t["plural_words"]))
-    return None
-
-
-def find_activity(context: ImageContext) -> dict[str, Any] | None:
-    """The first activity of teacher.yaml whose words occur in the captions or object names,
-    and none of its `unless` words (a snowboarder on a slope is not skiing)."""
-    text = " ".join([*context.captions, *(o.category for o in context.objects)]).lower()
-
-    def said(words: Sequence[str]) -> bool:
-        return any(re.search(rf"\b{re.escape(w)}\b", text) for w in words)
+    def said(words: Sequence[str], where: str) -> bool:
+        return any(re.search(rf"\b{re.escape(w)}\b", where) for w in words)
 
     for activity in _t()["activities"]:
-        if said(activity["words"]) and not said(activity.get("unless", ())):
+        if said(activity["words"], text) and not said(activity.get("unless", ()), said_text):
             return dict(activity)
     return None
 
 
-def _supported(entry: str | dict[str, Any], f: PoseFacts | None, captions: str) -> bool:
+def _supported(
+    entry: str | dict[str, Any],
+    f: PoseFacts | None,
+    captions: str,
+    subjects: frozenset[str] = frozenset(),
+) -> bool:
     """Whether a text entry of teacher.yaml holds here: a plain string always does; a mapping
-    {text, posture: [...], captions: [...]} only for those postures and when a caption says
-    one of those words, so advice never tells a standing man to rest his forearms on a table."""
+    {text, posture: [...], captions: [...], subjects: [...]} only for those postures, when a
+    caption says one of those words, and when every subject the descriptions name (an
+    unnamed one counts as an adult) is one of `subjects`: advice never tells a standing man to
+    rest his forearms on a table, nor a child to sit like an office worker."""
     if isinstance(entry, str):
         return True
     postures = entry.get("posture")
     if postures is not None and (f is None or f.posture not in postures):
+        return False
+    allowed = entry.get("subjects")
+    if allowed is not None and not (subjects or frozenset({"adult"})) <= set(allowed):
         return False
     words = entry.get("captions")
     return words is None or any(re.search(rf"\b{re.escape(w)}\b", captions) for w in words)
 
 
 def _texts(
-    entries: str | Sequence[str | dict[str, Any]] | None, f: PoseFacts | None, captions: str
+    entries: str | Sequence[str | dict[str, Any]] | None,
+    f: PoseFacts | None,
+    captions: str,
+    subjects: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """The texts of `entries` that the facts and captions support."""
+    """The texts of `entries` that the facts, captions and subjects support."""
     if entries is None:
         return []
     if isinstance(entries, str):
         entries = [entries]
-    return [e if isinstance(e, str) else e["text"] for e in entries if _supported(e, f, captions)]
+    return [
+        e if isinstance(e, str) else e["text"]
+        for e in entries
+        if _supported(e, f, captions, subjects)
+    ]
 
 
 def _lone_noun(context: ImageContext) -> str:
@@ -298,7 +297,7 @@ def _lone_noun(context: ImageContext) -> str:
     counts: Counter[str] = Counter()
     for c in context.captions:
         words = set(re.findall(r"[a-z]+", c.lower()))
-        counts.update(n for n in _t()["person_nouns"] if n in words)
+        counts.update(n for n in captions.person_nouns() if n in words)
     if counts:
         noun, n = counts.most_common(1)[0]
         if n >= NOUN_AGREEMENT:
@@ -306,32 +305,26 @@ def _lone_noun(context: ImageContext) -> str:
     return "person"
 
 
-def person_names(context: ImageContext) -> list[str]:
-    """A unique name per person, by place in the frame ('the second person from the left')."""
-    names_t = _t()["names"]
-    order = pose.left_to_right(context.persons)
-    n = len(order)
-    noun = _lone_noun(context)
-    names = [""] * n
-    for rank, i in enumerate(order):
-        if n == 1:
-            names[i] = names_t["only"].format(noun=noun)
-        elif n == 2:
-            names[i] = names_t["two"][rank].format(noun=noun)
-        elif rank == 0:
-            names[i] = names_t["leftmost"].format(noun=noun)
-        elif rank == n - 1:
-            names[i] = names_t["rightmost"].format(noun=noun)
-        elif rank < n / 2:
-            names[i] = names_t["from_left"].format(noun=noun, ordinal=_ordinal(rank + 1))
-        else:
-            names[i] = names_t["from_right"].format(noun=noun, ordinal=_ordinal(n - rank))
-    return names
+def person_names(context: ImageContext) -> list[str | None]:
+    """Each person's name, by PoseQA's rule (`poseqa.names`): one a vision model can follow
+    ("the person on the left", "the largest person", "the person holding the kite"), or None
+    for someone it cannot single out, who is then only described with the others. A lone
+    person is named by the noun most descriptions agree on ("the skier")."""
+    n = len(context.persons)
+    if n == 1:
+        return [_t()["names"]["only"].format(noun=_lone_noun(context))]
+    found = name_people(context)
+    return [found.best(i) for i in range(n)]
 
 
-def _ordinal(k: int) -> str:
-    ordinals: list[str] = _t()["ordinals"]
-    return ordinals[k - 1] if k <= len(ordinals) else "next"
+def is_crowd(context: ImageContext) -> bool:
+    """Whether more people are in the picture than were annotated one by one: COCO marks a
+    crowd region instead of annotating past about a dozen people (the context does not carry
+    that region), and descriptions say "crowd", "fans", "as others look on"."""
+    if len(context.persons) >= CROWD_MIN_PERSONS:
+        return True
+    text = " ".join(context.captions).lower()
+    return any(re.search(rf"\b{re.escape(w)}\b", text) for w in _t()["crowd_words"])
 
 
 # -- the scene every task draws on ------------------------------------------------------------
@@ -341,26 +334,39 @@ def _ordinal(k: int) -> str:
 class Scene:
     context: ImageContext
     facts: SceneFacts
-    names: list[str]
-    captions: list[str]
+    names: list[str | None]  # None: not nameable, described only with the others
+    prons: list[Pronouns]
+    captions: list[str]  # descriptions fit to repeat, best-agreeing first
+    subjects: frozenset[str]  # who the descriptions say the people are: baby, child, adult
+    crowd: bool
     activity: dict[str, Any] | None
     rng: random.Random
 
     @classmethod
     def of(cls, context: ImageContext, rng: random.Random) -> Scene:
-        # Captions disagree with each other ("standing behind a car", "sitting on a pole"): one
-        # the keypoints contradict is never quoted or turned into an activity.
-        captions = [
-            c
-            for c in (clean_caption(x) for x in context.captions)
-            if c and not any(k.verdict == "contradicted" for k in check_claims(c, context))
+        # A description the keypoints contradict ("sitting on a small pole" for a man
+        # standing) is never repeated or turned into an activity.
+        read = captions.read_captions(
+            context,
+            contradicted=lambda c: any(
+                k.verdict == "contradicted" for k in check_claims(c, context)
+            ),
+        )
+        names = person_names(context)
+        noun = _lone_noun(context)
+        prons = [
+            captions.pronouns_for(noun, read.sex) if len(names) == 1 else wording.THEY
+            for _ in names
         ]
         return cls(
             context,
             pose.scene_facts(context),
-            person_names(context),
-            captions,
-            find_activity(context),
+            names,
+            prons,
+            list(read.texts),
+            read.subjects,
+            is_crowd(context),
+            find_activity(context, read.texts),
             rng,
         )
 
@@ -373,41 +379,76 @@ class Scene:
             if self.facts.persons[i].has_pose
         ]
 
+    @property
+    def named_described(self) -> list[PoseFacts]:
+        """Persons with a known pose and a name, left to right."""
+        return [f for f in self.described if self.names[f.index]]
+
+    def name(self, f: PoseFacts) -> str:
+        """The name of a person the caller knows is named."""
+        name = self.names[f.index]
+        assert name is not None
+        return name
+
+    def fill(self, template: str, f: PoseFacts | None = None, **fields: str) -> str:
+        """`template` with `fields` and the pronouns of person `f` ("they" for nobody)."""
+        pron = self.prons[f.index] if f is not None else wording.THEY
+        return wording.fill(template, pron, **fields)
+
     def pick(self, options: str | Sequence[str]) -> str:
         return _pick(self.rng, options)
 
     @property
     def caption_text(self) -> str:
-        return " ".join(self.context.captions).lower()
+        return " ".join(self.captions).lower()
 
     def scene_sentence(self) -> str | None:
         if not self.captions:
             return None
-        return self.pick(_t()["scene"]).format(c=self.rng.choice(self.captions))
+        return self.pick(_t()["scene"]).format(c=self.rng.choice(self.captions[:3]))
 
-    def activity_sentence(self, subject: str | None = None) -> str | None:
-        """'The skier seems to be going down a hill.' from a caption that says so."""
-        found = [a for a in (caption_activity(c) for c in self.captions) if a]
+    def activity_sentence(self, subject: PoseFacts | None = None) -> str | None:
+        """'The skier seems to be going down a hill.' from a description that says so, its
+        pronouns made those of whoever it is now said of ('brushing his teeth' of the toddler:
+        'their teeth')."""
+        t = _t()["activity"]
+        lone = subject is not None and self.facts.count == 1
+        found = []
+        for text, plural in (a for a in map(captions.caption_activity, self.captions) if a):
+            pron = self.prons[subject.index] if lone and subject and not plural else wording.THEY
+            agreed = captions.agree(text, pron)
+            if agreed is not None:
+                found.append((agreed, plural))
         if not found:
             return None
         text, plural = self.rng.choice(found)
-        t = _t()["activity"]
-        if subject is not None and not plural and self.facts.count == 1:
-            return _cap(self.pick(t["one"]).format(S=subject, a=text))
+        if lone and subject is not None and not plural:
+            return _cap(self.pick(t["one"]).format(S=self.name(subject), a=text))
         if not plural and self.facts.count > 1:
             return self.pick(t["some"]).format(a=text)
         return self.pick(t["many"]).format(a=text)
 
     def count_sentences(self) -> str:
+        """How many people, without a count where there is a crowd, and how many of them
+        can be described: "all" only when every one is named and posed."""
         t = _t()["count"]
         n = self.facts.count
-        k = len(self.described)
         if n == 0:
             return self.pick(t["zero"])
+        k = len(self.described)
+        named = [self.name(f) for f in self.named_described]
+        if self.crowd:
+            out = [self.pick(t["crowd"])]
+            if named:
+                stands = "stands" if len(named) == 1 else "stand"
+                out.append(self.pick(t["crowd_some"]).format(list=_join(named), stands=stands))
+            else:
+                out.append(self.pick(t["crowd_none"]))
+            return " ".join(out)
         out = [self.pick(t["one"]) if n == 1 else self.pick(t["many"]).format(n=number_word(n))]
-        if n > 1 and k == n:
+        if n > 1 and len(named) == n:
             out.append(self.pick(t["all_clear"]))
-        elif n > 1 and k > 0:
+        elif n > 1 and 0 < k < n:
             out.append(self.pick(t["partly"]).format(k=number_word(k)))
         return " ".join(out)
 
@@ -423,9 +464,40 @@ class Scene:
         return wording.position_words(f, self.rng, sep)
 
     def lead(self, f: PoseFacts) -> str:
-        """The opening sentence about a person: posture, else where they are."""
-        name = self.names[f.index]
-        return wording.phrase_posture(f, name, self.rng) or _cap(f"{name} is {self.position(f)}.")
+        """The opening sentence about a named person: posture, else where they are."""
+        name = self.name(f)
+        posture = wording.phrase_posture(f, name, self.rng, self.prons[f.index])
+        return posture or _cap(f"{name} is {self.position(f)}.")
+
+    def others_sentences(self) -> str | None:
+        """The people who cannot be named, described together: how many, what most of them
+        do, and how many are too small or hidden to tell."""
+        t = _t()["others"]
+        others = [self.facts.persons[i] for i in self.facts.left_to_right if not self.names[i]]
+        k = len(others)
+        if not k:
+            return None
+        key = "open_all" if k == self.facts.count else "open_one" if k == 1 else "open"
+        if self.crowd:
+            key = "open_crowd_all" if k == self.facts.count else "open_crowd"
+        out = [_cap(self.pick(t[key]).format(k=number_word(k), K=_cap(number_word(k))))]
+        posed = [f for f in others if f.has_pose]
+        for attr in ("posture", "facing"):
+            counts = Counter(getattr(f, attr) for f in posed if getattr(f, attr))
+            if counts:
+                top, m = counts.most_common(1)[0]
+                if m >= 2 and m * 2 > len(posed) and top in t[attr]:
+                    out.append(t[attr][top])
+        unclear = k - len(posed)
+        if unclear and unclear == k:
+            key = "all" if k > 1 else "single"
+        elif self.crowd and unclear:
+            key = "most" if unclear * 2 > k else "some"
+        else:
+            key = "one" if unclear == 1 else "many" if unclear > 1 else ""
+        if key:
+            out.append(self.pick(t["unclear"][key]).format(K=_cap(number_word(unclear))))
+        return " ".join(out)
 
 
 # -- detail -----------------------------------------------------------------------------------
@@ -435,48 +507,33 @@ def write_detail(scene: Scene) -> str:
     intro = [scene.scene_sentence(), scene.count_sentences(), scene.objects_sentence()]
     paragraphs = [" ".join(s for s in intro if s)]
     t = _t()
-    order = scene.facts.left_to_right
+    order = [i for i in scene.facts.left_to_right if scene.names[i]]
     for i in order:
         f = scene.facts.persons[i]
-        if f.num_labelled == 0:
-            continue
-        name = scene.names[i]
+        name, pron = scene.name(f), scene.prons[i]
         # "The person on the left, in the foreground, is standing ...": place and pose at once.
         # A name that already says "left"/"right" needs only the depth.
-        extreme = scene.facts.count > 1 and i in (order[0], order[-1])
         place = scene.position(f, " and ")
-        if extreme:
+        if re.search(r"\b(left|right)\b", name):
             place = wording.depth_words(f, scene.rng) or ""
         placed = f"{name}, {place}," if place else name
-        posture = wording.phrase_posture(f, placed, scene.rng)
+        posture = wording.phrase_posture(f, placed, scene.rng, pron)
         if posture is None:
             posture = _cap(f"{name} is {scene.position(f)}.")
         rest = [
-            wording.phrase_arms(f, scene.rng),
-            wording.phrase_legs(f, scene.rng),
-            wording.phrase_contacts(f, name, scene.rng),
+            wording.phrase_arms(f, scene.rng, pron),
+            wording.phrase_legs(f, scene.rng, pron),
+            wording.phrase_contacts(f, name, scene.rng, pron),
         ]
         if f.has_pose or any(rest):
             paragraphs.append(" ".join([posture, *(s for s in rest if s)]))
         else:
-            paragraphs.append(
-                scene.pick(t["unclear_person"]).format(S=_cap(name), pos=scene.position(f))
-            )
-    unclear = sum(1 for f in scene.facts.persons if f.num_labelled == 0)
-    closing = []
-    if unclear:
-        others = t["others_unclear"]
-        closing.append(
-            scene.pick(others["one"])
-            if unclear == 1
-            else scene.pick(others["many"]).format(k=number_word(unclear))
-        )
-    lone = scene.names[0] if scene.facts.count == 1 else None
-    activity = scene.activity_sentence(lone)
-    if activity:
-        closing.append(activity)
-    if closing:
-        paragraphs.append(" ".join(closing))
+            text = scene.pick(t["unclear_person"])
+            paragraphs.append(scene.fill(text, f, S=_cap(name), pos=scene.position(f)))
+    closing = [scene.others_sentences()]
+    lone = scene.facts.persons[0] if scene.facts.count == 1 else None
+    closing.append(scene.activity_sentence(lone))
+    paragraphs.append(" ".join(s for s in closing if s))
     return "\n\n".join(p for p in paragraphs if p)
 
 
@@ -499,23 +556,25 @@ def _only(f: PoseFacts, **keep: Any) -> PoseFacts:
 
 
 def _person_questions(scene: Scene, f: PoseFacts) -> list[QA]:
+    """Questions about one named person."""
     q = _t()["questions"]
     a = _t()["answers"]
-    name = scene.names[f.index]
+    name = scene.name(f)
+    pron = scene.prons[f.index]
     pick = scene.pick
     out: list[QA] = []
 
     def ask(aspect: str, options: str | Sequence[str], answer: str) -> None:
-        out.append(QA(aspect, f.index, _cap(pick(options).format(S=name)), answer))
+        out.append(QA(aspect, f.index, _cap(scene.fill(pick(options), f, S=name)), answer))
 
-    posture = wording.phrase_posture(f, name, scene.rng)
+    posture = wording.phrase_posture(f, name, scene.rng, pron)
     if f.posture is not None and posture:
         options = list(q["posture"])
         if f.posture not in ("standing", "sitting"):
             options = [o for o in options if "standing or sitting" not in o]
         ask("posture", options, posture)
     if f.facing is not None:
-        facing = wording.phrase_posture(_only(f, facing=True), name, scene.rng)
+        facing = wording.phrase_posture(_only(f, facing=True), name, scene.rng, pron)
         assert facing is not None
         question = pick(q["facing"])
         if "facing the camera?" in question:
@@ -527,10 +586,10 @@ def _person_questions(scene: Scene, f: PoseFacts) -> list[QA]:
         else:
             answer = facing
         out.append(QA("facing", f.index, _cap(question.format(S=name)), _cap(answer)))
-    arms = wording.phrase_arms(f, scene.rng)
+    arms = wording.phrase_arms(f, scene.rng, pron)
     if arms:
         ask("arms", q["arms"], f"{scene.lead(f)} {arms}")
-    legs = wording.phrase_legs(f, scene.rng)
+    legs = wording.phrase_legs(f, scene.rng, pron)
     if legs:
         question = pick(q["legs"])
         if "knees" in question and "bent" in question:
@@ -547,29 +606,26 @@ def _person_questions(scene: Scene, f: PoseFacts) -> list[QA]:
     contacts = [c for c in f.contacts if c.kind == "holding"]
     if contacts:
         sub = replace(f, contacts=tuple(contacts))
-        text = wording.phrase_contacts(sub, name, scene.rng)
+        text = wording.phrase_contacts(sub, name, scene.rng, pron)
         assert text is not None
         ask("holding", q["holding"], text)
     supports = [c for c in f.contacts if c.kind in ("on_feet", "riding", "seated", "lying_on")]
     if supports:
         sub = replace(f, contacts=tuple(supports))
-        text = wording.phrase_contacts(sub, name, scene.rng)
+        text = wording.phrase_contacts(sub, name, scene.rng, pron)
         assert text is not None
-        ask(
-            "support",
-            q["support"],
-            f"{text} {wording.phrase_posture(f, name, scene.rng) or ''}".strip(),
-        )
+        posture = wording.phrase_posture(f, name, scene.rng, pron) or ""
+        ask("support", q["support"], f"{text} {posture}".strip())
     where = _cap(f"{name} is {scene.position(f)}.")
     others = [
         (o, pose.relative_side(scene.context.persons[f.index], scene.context.persons[o.index]))
         for o in scene.facts.persons
-        if o.index != f.index
+        if o.index != f.index and scene.names[o.index]
     ]
     beside = [(o, side) for o, side in others if side is not None]
     if beside and scene.facts.count <= 4:
         o, side = scene.rng.choice(beside)
-        where += f" {_cap(name)} is to the {side} of {scene.names[o.index]}."
+        where += f" {_cap(name)} is to the {side} of {scene.name(o)}."
     ask("where", q["where"], where)
     return out
 
@@ -593,13 +649,13 @@ def _scene_questions(scene: Scene) -> list[QA]:
     if n:
         answer = scene.count_sentences()
         out.append(QA("count", None, pick(q["count"]), answer))
-    lone = scene.names[0] if n == 1 else None
+    lone = scene.facts.persons[0] if n == 1 else None
     activity = scene.activity_sentence(lone)
     if activity:
         if lone is not None:
-            f = scene.facts.persons[0]
-            lead = wording.phrase_posture(f, lone, scene.rng)
-            question = _cap(pick(q["activity_one"]).format(S=lone))
+            name = scene.name(lone)
+            lead = wording.phrase_posture(lone, name, scene.rng, scene.prons[0])
+            question = _cap(pick(q["activity_one"]).format(S=name))
             out.append(QA("activity", None, question, " ".join(s for s in (activity, lead) if s)))
         else:
             scene_s = scene.scene_sentence()
@@ -607,28 +663,38 @@ def _scene_questions(scene: Scene) -> list[QA]:
             out.append(QA("activity", None, pick(q["activity_many"]), answer))
     labelled = scene.facts.labelled
     raised = [
-        scene.names[f.index]
-        for f in labelled
-        if any(arm.height in ("above_head", "above_shoulder") for arm in f.arms)
+        f for f in labelled if any(arm.height in ("above_head", "above_shoulder") for arm in f.arms)
     ]
     every_arm_known = (
-        n > 0 and len(labelled) == n and all(arm.height for f in labelled for arm in f.arms)
+        n > 0
+        and not scene.crowd
+        and len(labelled) == n
+        and all(arm.height for f in labelled for arm in f.arms)
     )
-    if raised:
+    if raised and all(scene.names[f.index] for f in raised):
+        names = [scene.name(f) for f in raised]
         answer = pick(a["raised_yes"]).format(
-            list=_join(raised), has="has" if len(raised) == 1 else "have"
+            list=_join(names), has="has" if len(names) == 1 else "have"
         )
         out.append(QA("raised", None, pick(q["raised"]), _cap(answer)))
+    elif raised:
+        out.append(QA("raised", None, pick(q["raised"]), pick(a["raised_some"])))
     elif every_arm_known:
-        out.append(QA("raised", None, pick(q["raised"]), pick(a["raised_no"])))
+        # A lone person is not "none of them".
+        no = pick(a["raised_no"] if lone is None else a["raised_no_one"])
+        answer = no.format(S=scene.name(lone)) if lone is not None else no
+        out.append(QA("raised", None, pick(q["raised"]), _cap(answer)))
     postures = Counter(f.posture for f in labelled if f.posture is not None)
-    if len(postures) >= 2:
+    if len(postures) >= 2 and not scene.crowd:
         unique = [p for p, k in postures.items() if k == 1]
-        if unique:
-            p = scene.rng.choice(sorted(unique))
+        named = [
+            p for p in unique if scene.names[next(f for f in labelled if f.posture == p).index]
+        ]
+        if named:
+            p = scene.rng.choice(sorted(named))
             f = next(f for f in labelled if f.posture == p)
             question = pick(q["compare"]).format(p=_GERUND[p])
-            answer = pick(a["compare"]).format(S=scene.names[f.index], p=_GERUND[p])
+            answer = pick(a["compare"]).format(S=scene.name(f), p=_GERUND[p])
             out.append(QA("compare", f.index, question, _cap(answer)))
     return out
 
@@ -638,7 +704,8 @@ def write_conversation(scene: Scene) -> str:
     general = _scene_questions(scene)
     per_person: list[QA] = []
     for f in scene.facts.persons:
-        per_person.extend(_person_questions(scene, f))
+        if scene.names[f.index]:
+            per_person.extend(_person_questions(scene, f))
     # Open with the overall picture, then a varied mix about individual people.
     chosen: list[QA] = []
     if general:
@@ -681,6 +748,9 @@ def _fallback_questions(scene: Scene, k: int) -> list[QA]:
     objects = scene.objects_sentence()
     if objects:
         out.append(QA("objects", None, "What else can be seen in the scene?", objects))
+    others = scene.others_sentences()
+    if others:
+        out.append(QA("others", None, "What can you tell about the people in the picture?", others))
     out.append(
         QA(
             "clarity",
@@ -694,11 +764,12 @@ def _fallback_questions(scene: Scene, k: int) -> list[QA]:
 
 
 def _clarity_answer(scene: Scene) -> str:
-    described = scene.described
-    if not described:
+    if not scene.described:
         return "Not really: no one is shown clearly enough to tell how they are holding their body."
-    names = _join([scene.names[f.index] for f in described])
-    return _cap(f"Only partly: the posture of {names} can be made out, the rest is unclear.")
+    named = [scene.name(f) for f in scene.named_described]
+    if not named:
+        return "Only partly: some of them can be made out, the rest is unclear."
+    return _cap(f"Only partly: the posture of {_join(named)} can be made out, the rest is unclear.")
 
 
 def _presence_answer(scene: Scene) -> str:
@@ -728,8 +799,9 @@ def _cues(f: PoseFacts) -> list[tuple[str, str | None]]:
         cues.append(("knees_bent", None))
     if f.lean in ("forward", "back"):
         cues.append((f"lean_{f.lean}", None))
-    if f.stride:
-        cues.append(("stride", None))
+    stance = wording.stance_key(f)
+    if stance in ("stride", "stance"):
+        cues.append((stance, None))
     if holding:
         cues.append(("holding", holding))
     if all(arm.hanging for arm in f.arms):
@@ -745,15 +817,15 @@ def _cues(f: PoseFacts) -> list[tuple[str, str | None]]:
 
 def _reasons(scene: Scene, f: PoseFacts, limit: int) -> list[str]:
     generic: dict[str, str] = _t()["cues"]
-    specific: dict[str, str] = (scene.activity or {}).get("cues", {})
+    specific: dict[str, Any] = (scene.activity or {}).get("cues", {})
     ranked = sorted(_cues(f), key=lambda cue: cue[0] not in specific)
     out = []
     for key, obj in ranked:
-        supported = _texts(specific.get(key), f, scene.caption_text)
+        supported = _texts(specific.get(key), f, scene.caption_text, scene.subjects)
         text = supported[0] if supported else generic.get(key)
         if not text or ("{obj}" in text and obj is None):
             continue
-        out.append(text.format(obj=obj))
+        out.append(scene.fill(text, f, obj=obj or ""))
         if len(out) >= limit:
             break
     return out
@@ -761,39 +833,44 @@ def _reasons(scene: Scene, f: PoseFacts, limit: int) -> list[str]:
 
 def _next_step(scene: Scene, f: PoseFacts) -> str:
     g = _t()["generic"]["next"]
-    supported = _texts((scene.activity or {}).get("next"), f, scene.caption_text)
+    supported = _texts((scene.activity or {}).get("next"), f, scene.caption_text, scene.subjects)
     if supported:
-        return scene.pick(supported)
-    if f.stride:
-        return scene.pick(g["moving"])
-    return scene.pick(g.get(f.posture or "unknown", g["unknown"]))
+        text = scene.pick(supported)
+    elif wording.stance_key(f) == "stride":
+        text = scene.pick(g["moving"])
+    else:
+        text = scene.pick(g.get(f.posture or "unknown", g["unknown"]))
+    return scene.fill(text, f)
 
 
 def _advice(scene: Scene, f: PoseFacts) -> list[str]:
-    g: dict[str, str] = _t()["generic"]["advice"]
+    """Advice that suits the person's pose, the activity and who they are (`subjects`)."""
+    g: dict[str, Any] = _t()["generic"]["advice"]
     out = []
-    supported = _texts((scene.activity or {}).get("advice"), f, scene.caption_text)
+    subjects = scene.subjects
+    supported = _texts((scene.activity or {}).get("advice"), f, scene.caption_text, subjects)
     if supported:
-        out.append(scene.pick(supported))
+        out.append(scene.fill(scene.pick(supported), f))
     keys = [k for k, _ in _cues(f)] + ([f.posture] if f.posture else [])
     for key in ("lean_forward", "knees_bent", "arm_raised", "sitting", "crouching", "standing"):
-        if key in keys and key in g:
-            out.append(g[key])
+        fitting = _texts(g.get(key), f, scene.caption_text, subjects) if key in keys else []
+        if fitting:
+            out.append(scene.fill(fitting[0], f))
             break
     return out or [g["default"]]
 
 
 def _main_person(scene: Scene) -> PoseFacts | None:
-    """The most telling person: known pose, most facts, then the biggest in the frame."""
-    described = scene.described
+    """The most telling named person: most facts, then the biggest in the frame."""
+    named = scene.named_described
 
     def size(f: PoseFacts) -> float:
         x1, y1, x2, y2 = scene.context.persons[f.index].box
         return (x2 - x1) * (y2 - y1)
 
-    if not described:
+    if not named:
         return None
-    return max(described, key=lambda f: (len(_cues(f)) >= 2, size(f), -f.index))
+    return max(named, key=lambda f: (len(_cues(f)) >= 2, size(f), -f.index))
 
 
 def write_reasoning(scene: Scene) -> str:
@@ -802,7 +879,10 @@ def write_reasoning(scene: Scene) -> str:
     main = _main_person(scene)
     kinds: list[str] = []
     if main is not None:
-        kinds += ["why", "next", "advice"]
+        kinds += ["why", "next"]
+        # Posture advice to a baby or a toddler makes no sense: nobody gives it.
+        if "baby" not in scene.subjects:
+            kinds.append("advice")
     if len(scene.described) >= 3:
         kinds.append("group")
     if not kinds:
@@ -811,13 +891,11 @@ def write_reasoning(scene: Scene) -> str:
     if kind == "group":
         return _qa(scene.pick(t["questions"]["group"]), _group_answer(scene))
     assert main is not None
-    name = scene.names[main.index]
-    question = _cap(scene.pick(t["questions"][kind]).format(S=name))
-    body = wording.describe_person(main, name, rng)
+    name, pron = scene.name(main), scene.prons[main.index]
+    question = _cap(scene.fill(scene.pick(t["questions"][kind]), main, S=name))
+    body = wording.describe_person(main, name, rng, pron)
     parts = [_cap(scene.pick(t["open"]).format(obs=body[:1].lower() + body[1:]))]
-    context = (
-        scene.activity_sentence(name if scene.facts.count == 1 else None) or scene.scene_sentence()
-    )
+    context = scene.activity_sentence(main) or scene.scene_sentence()
     if context:
         parts.append(context)
     reasons = _reasons(scene, main, 3 if kind == "why" else 2)
@@ -827,7 +905,9 @@ def write_reasoning(scene: Scene) -> str:
         if doing:
             parts.append(f"Taken together, the pose is what you would expect from someone {doing}.")
         else:
-            parts.append("Taken together, the pose matches what is going on around them.")
+            parts.append(
+                scene.fill("Taken together, the pose matches what is going on around {them}.", main)
+            )
     elif kind == "next":
         parts += reasons[:1]
         parts.append(_next_step(scene, main))
@@ -841,7 +921,7 @@ def _group_answer(scene: Scene) -> str:
     t = _t()["reasoning"]
     described = scene.described
     n = len(described)
-    key = "group_open" if n == scene.facts.count else "group_open_some"
+    key = "group_open" if n == scene.facts.count and not scene.crowd else "group_open_some"
     parts = [_cap(scene.pick(t[key]).format(n=number_word(n)))]
     context = scene.activity_sentence() or scene.scene_sentence()
     if context:
@@ -862,8 +942,8 @@ def _group_answer(scene: Scene) -> str:
         parts.append(scene.pick(t["group_standing"]))
     if any(arm.height in ("above_head", "above_shoulder") for f in described for arm in f.arms):
         parts.append(scene.pick(t["group_raised"]))
-    for f in described[:3]:
-        lead = wording.phrase_posture(f, scene.names[f.index], scene.rng)
+    for f in scene.named_described[:3]:
+        lead = wording.phrase_posture(f, scene.name(f), scene.rng, scene.prons[f.index])
         if lead:
             parts.append(lead)
     parts.append(scene.pick(t["group_close"]))
@@ -874,12 +954,16 @@ def _scene_reasoning(scene: Scene) -> str:
     """No one's pose is known: reason about the scene from what it shows."""
     question = "What can you tell about what the people in this scene are doing?"
     parts = [scene.count_sentences()]
-    for s in (scene.activity_sentence(), scene.scene_sentence(), scene.objects_sentence()):
+    lone = scene.facts.persons[0] if scene.facts.count == 1 else None
+    for s in (scene.activity_sentence(lone), scene.scene_sentence(), scene.objects_sentence()):
         if s:
             parts.append(s)
     parts.append(
         "Nobody is shown clearly enough to read their posture, so any guess about their "
         "movements rests on the setting rather than on their bodies."
+        if not scene.described
+        else "Nobody stands out clearly enough to single out, so any guess about what they "
+        "are doing rests on the setting and on the group as a whole."
     )
     return _qa(question, " ".join(parts))
 

@@ -10,12 +10,41 @@ from __future__ import annotations
 
 import functools
 import random
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import yaml
 
 from ..pose import ArmFacts, Contact, PoseFacts, Side
+
+
+@dataclass(frozen=True)
+class Pronouns:
+    """How a person is referred to once named: the noun decides ('the man' is 'his', never
+    'their'); the fields fill the {they} {them} {their} {themselves} {are} of the phrases."""
+
+    they: str = "they"
+    them: str = "them"
+    their: str = "their"
+    themselves: str = "themselves"
+    are: str = "are"
+
+    def fields(self) -> dict[str, str]:
+        """Template fields, each also capitalised: {their}, {Their}, {are} ..."""
+        out = {k: getattr(self, k) for k in ("they", "them", "their", "themselves", "are")}
+        out.update({k[:1].upper() + k[1:]: v[:1].upper() + v[1:] for k, v in list(out.items())})
+        return out
+
+
+THEY = Pronouns()
+HE = Pronouns("he", "him", "his", "himself", "is")
+SHE = Pronouns("she", "her", "her", "herself", "is")
+
+
+def fill(template: str, pron: Pronouns = THEY, **fields: str) -> str:
+    """`template` with its pronoun fields and `fields` filled in."""
+    return template.format(**pron.fields(), **fields)
 
 
 @functools.cache
@@ -43,17 +72,19 @@ def article(noun: str) -> str:
     return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 
-def phrase_posture(f: PoseFacts, subject: str, rng: random.Random | None = None) -> str | None:
+def phrase_posture(
+    f: PoseFacts, subject: str, rng: random.Random | None = None, pron: Pronouns = THEY
+) -> str | None:
     """'The person is standing upright, facing the camera.' or None when nothing is known."""
     p = _phrases()
     parts: list[str] = []
     verb = _pick(p["verb"]["hedged" if f.posture_occluded else "plain"], rng)
     if f.posture is not None:
-        parts.append(_pick(p["posture"][f.posture], rng))
+        parts.append(fill(_pick(p["posture"][f.posture], rng), pron))
     if f.lean is not None:
         parts.append(_pick(p["lean"][f.lean], rng))
     if f.facing is not None:
-        parts.append(_pick(p["facing"][f.facing], rng))
+        parts.append(fill(_pick(p["facing"][f.facing], rng), pron))
     if not parts:
         return None
     if f.posture is None:
@@ -61,7 +92,7 @@ def phrase_posture(f: PoseFacts, subject: str, rng: random.Random | None = None)
     return _cap(f"{subject} {verb} " + ", ".join(parts)) + "."
 
 
-def _arm_words(a: ArmFacts, rng: random.Random | None) -> list[str]:
+def _arm_words(a: ArmFacts, rng: random.Random | None, pron: Pronouns = THEY) -> list[str]:
     p = _phrases()["arm"]
     words: list[str] = []
     if a.hanging:
@@ -69,7 +100,7 @@ def _arm_words(a: ArmFacts, rng: random.Random | None) -> list[str]:
     if a.height in ("above_head", "above_shoulder"):
         words.append(_pick(p[a.height], rng))
     if a.reach is not None:
-        words.append(_pick(p["reach"][a.reach], rng))
+        words.append(fill(_pick(p["reach"][a.reach], rng), pron))
     if a.elbow is not None and a.reach is None:
         words.append(_pick(p["elbow"][a.elbow], rng))
     elif a.height == "below_shoulder" and not words:
@@ -77,28 +108,35 @@ def _arm_words(a: ArmFacts, rng: random.Random | None) -> list[str]:
     return words
 
 
-def phrase_arms(f: PoseFacts, rng: random.Random | None = None) -> str | None:
+def phrase_arms(
+    f: PoseFacts, rng: random.Random | None = None, pron: Pronouns = THEY
+) -> str | None:
     """What the arms do, both together when they match; None when no arm is known."""
     p = _phrases()
     left, right = f.arms
     lw, rw = _arm_words(left, None), _arm_words(right, None)
     if lw and lw == rw:
-        words = _arm_words(left, rng)
+        words = _arm_words(left, rng, pron)
         verb = p["verb"]["hedged_plural" if left.occluded or right.occluded else "plural"]
-        return _cap(f"{_pick(p['arm']['both'], rng)} {_pick(verb, rng)} {_join(words)}") + "."
+        both = fill(_pick(p["arm"]["both"], rng), pron)
+        return _cap(f"{both} {_pick(verb, rng)} {_join(words)}") + "."
     sentences = []
     for a, w in ((left, lw), (right, rw)):
         if not w:
             continue
-        words = _arm_words(a, rng)
+        words = _arm_words(a, rng, pron)
         verb = p["verb"]["hedged" if a.occluded else "plain"]
-        owner = _pick(p["arm"]["one"], rng).format(side=a.side)
+        owner = fill(_pick(p["arm"]["one"], rng), pron, side=a.side)
         sentences.append(_cap(f"{owner} {_pick(verb, rng)} {_join(words)}") + ".")
     return " ".join(sentences) or None
 
 
-def phrase_legs(f: PoseFacts, rng: random.Random | None = None) -> str | None:
-    """Knees, a lifted foot and a stride; None when no leg is known."""
+def phrase_legs(
+    f: PoseFacts, rng: random.Random | None = None, pron: Pronouns = THEY
+) -> str | None:
+    """Knees, a lifted foot, and feet apart: a stride side-on; from the front or back a wide
+    stance, "planted" only when both feet are down (a raised foot is never planted); None
+    when no leg is known."""
     p = _phrases()
     out: list[str] = []
     left, right = f.legs
@@ -119,17 +157,33 @@ def phrase_legs(f: PoseFacts, rng: random.Random | None = None) -> str | None:
     for leg in (left, right):
         if leg.lifted:
             out.append(_cap(_pick(p["lifted"], rng).format(side=leg.side)) + ".")
-    if f.stride:
-        key = "stride" if f.facing in ("left", "right") else "stance"
-        out.append(_cap(_pick(p[key], rng)) + ".")
+    key = stance_key(f)
+    if key is not None:
+        out.append(_cap(fill(_pick(p[key], rng), pron)) + ".")
     return " ".join(out) or None
+
+
+def stance_key(f: PoseFacts) -> str | None:
+    """How feet that are well apart are worded: 'stride' (side-on), 'stance' (planted wide
+    apart, both feet down), 'apart' (neither raised nor known to be down); None otherwise."""
+    if not f.stride:
+        return None
+    if f.facing in ("left", "right"):
+        return "stride"
+    if f.planted:
+        return "stance"
+    if any(leg.lifted for leg in f.legs) or f.posture != "standing":
+        return None
+    return "apart"
 
 
 def _other(side: Side) -> Side:
     return "right" if side == "left" else "left"
 
 
-def phrase_contacts(f: PoseFacts, subject: str, rng: random.Random | None = None) -> str | None:
+def phrase_contacts(
+    f: PoseFacts, subject: str, rng: random.Random | None = None, pron: Pronouns = THEY
+) -> str | None:
     """Objects in hand, underfoot or ridden; None when there are none."""
     p = _phrases()["contact"]
     out = []
@@ -138,8 +192,13 @@ def phrase_contacts(f: PoseFacts, subject: str, rng: random.Random | None = None
         if both and c.side == "right":
             continue  # said with the left hand, as "both hands"
         key = f"{c.kind}_both" if both else c.kind
-        text = _pick(p[key], rng).format(
-            S=subject, obj=c.category, a_obj=article(c.category), side=c.side or ""
+        text = fill(
+            _pick(p[key], rng),
+            pron,
+            S=subject,
+            obj=c.category,
+            a_obj=article(c.category),
+            side=c.side or "",
         )
         out.append(_cap(text) + ".")
     return " ".join(out) or None
@@ -166,13 +225,16 @@ def _join(words: list[str]) -> str:
 
 
 def describe_person(
-    f: PoseFacts, subject: str = "the person", rng: random.Random | None = None
+    f: PoseFacts,
+    subject: str = "the person",
+    rng: random.Random | None = None,
+    pron: Pronouns = THEY,
 ) -> str:
     """Every known fact about one person, in a few sentences (empty when nothing is known)."""
     parts = [
-        phrase_posture(f, subject, rng),
-        phrase_arms(f, rng),
-        phrase_legs(f, rng),
-        phrase_contacts(f, subject, rng),
+        phrase_posture(f, subject, rng, pron),
+        phrase_arms(f, rng, pron),
+        phrase_legs(f, rng, pron),
+        phrase_contacts(f, subject, rng, pron),
     ]
     return " ".join(s for s in parts if s)

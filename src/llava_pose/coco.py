@@ -231,6 +231,29 @@ def filter_rule(min_keypoints: int, min_persons: int, human_only: bool = True) -
     return f">= {persons} with >= {min_keypoints} labelled keypoints"
 
 
+def splits_found(root: Path) -> list[str]:
+    """The splits whose three official annotation files are all under ``root/annotations``."""
+    found: dict[str, int] = {}
+    for kind in ANNOTATION_KINDS:
+        for path in (root / "annotations").glob(f"{kind}_*.json"):
+            name = path.stem[len(kind) + 1 :]
+            found[name] = found.get(name, 0) + 1
+    return sorted(s for s, n in found.items() if n == len(ANNOTATION_KINDS))
+
+
+def missing_split(root: Path, split: str) -> str:
+    """What to say when `split`'s annotation files are not under `root`: the splits that are."""
+    found = splits_found(root)
+    where = f"annotations/{{captions,instances,person_keypoints}}_{split}.json under {root}"
+    if found:
+        return (
+            f"annotation file not found (expected {where}); splits found there: "
+            + ", ".join(found)
+            + ": pass --split NAME"
+        )
+    return f"annotation file not found (expected the official COCO files {where})"
+
+
 def load_split(
     root: str | Path,
     split: str,
@@ -275,11 +298,7 @@ def read_split(
     paths = {kind: root / "annotations" / f"{kind}_{split}.json" for kind in ANNOTATION_KINDS}
     for path in paths.values():  # fail before spending seconds on the big file
         if not path.is_file():
-            raise InputError(
-                path,
-                "annotation file not found (expected the official COCO files "
-                f"annotations/{{captions,instances,person_keypoints}}_{split}.json under {root})",
-            )
+            raise InputError(path, missing_split(root, split))
     stats = LoadStats(split=split)
     # A big load makes millions of small, acyclic, long-lived objects (tuples, records). The
     # collector would walk them again and again for nothing: keep it off while loading, then

@@ -37,11 +37,15 @@ def option(
     at_least: float | None = None,
     more_than: float | None = None,
     at_most: float | None = None,
+    path: str | None = None,
 ) -> Any:
     """Declare a config field: default, help, its command-line spelling, and the values it
-    takes (`choices`, each item for a list; numeric bounds). Values are checked in
-    `load_config`, from the command line and the YAML file alike, before any work."""
+    takes (`choices`, each item for a list; numeric bounds; `path` ``"dir"`` or ``"file"``
+    for an output, so ``--out result.json`` is not made a folder nor ``--out answers/`` a
+    file). Values are checked in `load_config`, from the command line and the YAML file
+    alike, before any work."""
     meta = {
+        "path": path,
         "at_least": at_least,
         "more_than": more_than,
         "at_most": at_most,
@@ -198,10 +202,35 @@ def load_config(cls: type[C], args: argparse.Namespace | dict[str, Any] | None =
     return cls(**converted)
 
 
+# What an output folder's name must not end with: the name of a file.
+_FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".md", ".png", ".jpg", ".yaml", ".txt", ".sqlite")
+
+
+def path_problem(value: str, kind: str) -> str | None:
+    """Why `value` cannot be the output `kind` (``dir`` or ``file``) names, or None; an
+    existing path of the other kind, or a name that says the other kind."""
+    target = Path(value)
+    if kind == "dir":
+        if target.is_file() or target.suffix.lower() in _FILE_SUFFIXES:
+            what = "is a file" if target.is_file() else "names a file"
+            return f"{value} {what}; this command writes a folder of files there (e.g. out/)"
+    elif value.endswith(("/", "\\")) or target.is_dir():
+        return (
+            f"{value} is a folder; this command writes one file: name it, e.g. "
+            f"{value.rstrip('/')}/NAME{Path(value.rstrip('/')).suffix or ''}"
+        )
+    return None
+
+
 def _value_problem(value: Any, meta: Any) -> str | None:
-    """Why `value` is not one the field takes, or None. Pure."""
+    """Why `value` is not one the field takes, or None. Pure but for `path`'s look at the
+    disk."""
     if value is None:
         return None
+    if meta.get("path") and isinstance(value, str) and value:
+        problem = path_problem(value, meta["path"])
+        if problem:
+            return problem
     items = value if isinstance(value, list | tuple) else [value]
     choices = meta.get("choices")
     if choices:

@@ -103,7 +103,9 @@ class GenerateConfig(SourceOptions, ModelOptions):
     """Options of `llava-pose generate`."""
 
     out: str = option(
-        "out", "output folder: one JSON per task, the merged file, stats.json, failed.jsonl, cache"
+        "out",
+        "output folder: one JSON per task, the merged file, stats.json, failed.jsonl, cache",
+        path="dir",
     )
     teacher: str = option(
         "rules",

@@ -46,7 +46,9 @@ def test_every_record_is_a_row_and_every_image_a_page_with_its_people(
     page = data.pages[row.key]
     assert page["items"][row.item]["id"] == row.id == "34417-conv"
     assert row.facets["task"] == ["conversation"] and row.facets["filter"] == ["kept"]
-    assert "doughnut" in row.text and row.snippet.startswith("What is going on in this scene?")
+    records = {r["id"]: r for r in json.loads((rules_out / "llava_pose_all.json").read_text())}
+    question = records[row.id]["conversations"][0]["value"].replace("<image>", "").strip()
+    assert "doughnut" in row.text and row.snippet.startswith(question[:40])
 
 
 def test_claims_are_marked_at_their_spans_in_their_turns(rules_out: Path) -> None:
@@ -65,7 +67,8 @@ def test_claims_are_marked_at_their_spans_in_their_turns(rules_out: Path) -> Non
             marked += len(expected)
         verdicts = {c["verdict"] for t in lines[row.id]["turns"] for c in t["claims"]}
         assert set(row.facets["verdict"]) == (verdicts or {"no claims"})
-    assert marked == 263  # every claim the pose check found on COCO-MINI val2017
+    found = sum(len(t["claims"]) for line in lines.values() for t in line["turns"])
+    assert marked == found > 100  # every claim the pose check found on COCO-MINI val2017
 
 
 def test_rejected_replies_are_rows_with_their_filter_and_claims(llm_out: Path) -> None:

@@ -40,7 +40,15 @@ from ..paths import join_inside
 from ..records import ChatRequest, Message
 from ..stage import make_stage
 from ..train.config import PRECISIONS, TEMPLATES
-from .files import Answer, ManifestCheck, Question, image_root, load_bench, qid_key
+from .files import (
+    FAILED,
+    Answer,
+    ManifestCheck,
+    Question,
+    image_root,
+    load_bench,
+    qid_key,
+)
 
 log = logging.getLogger("llava_pose")
 
@@ -55,7 +63,7 @@ class AnswerConfig(ManifestCheck, ModelOptions):
         "anthropic:MODEL, or hf:PATH (a local Hugging Face vision-language model)",
         short="-m",
     )
-    out: str | None = option(None, "answers JSONL to write, e.g. answers/MODEL.jsonl")
+    out: str | None = option(None, "answers JSONL to write, e.g. answers/MODEL.jsonl", path="file")
     bench: str | None = option(
         None, "benchmark folder from `bench build` (or a questions JSONL such as LLaVA's)"
     )
@@ -260,7 +268,7 @@ def run_answer(cfg: AnswerConfig) -> int:
 
     hold(out, "bench answer")
     partial = out.with_name(out.name + ".partial")
-    failed_path = out.with_name(out.stem + ".failed.jsonl")
+    failed_path = out.with_name(out.stem + FAILED)
     known = bench.by_id()
     done = _reusable([out, partial], want, known)
     if done:

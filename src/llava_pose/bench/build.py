@@ -85,6 +85,7 @@ class BuildConfig(SourceOptions, ModelOptions):
         "ehpaub",
         "output folder: questions.jsonl, answers_ref.jsonl, context.jsonl, manifest.json, "
         "rejected.jsonl, cache",
+        path="dir",
     )
     teacher: str = option(
         "openai:gpt-4o",
@@ -97,7 +98,11 @@ class BuildConfig(SourceOptions, ModelOptions):
     seed: int = option(
         0, "seed of the image order, the Table 4 instruction, the conversation pair and the teacher"
     )
-    split: str = option("val2014", "COCO split to draw images from (the paper: val2014)")
+    split: str = option(
+        "val2017",
+        "COCO split to draw images from (val2017: disjoint from train2017, which the data is "
+        "made of; the paper used val2014, most of whose images are in train2017)",
+    )
     min_keypoints: int = option(
         BENCH_MIN_KEYPOINTS,
         "an image qualifies if a person has at least this many labelled keypoints ...",

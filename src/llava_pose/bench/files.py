@@ -409,6 +409,31 @@ def load_bench(
     return Bench(qs, q_path, contexts, c_path, ref, r_path, manifest, folder, modified)
 
 
+def answer_files(given: Iterable[str | Path]) -> list[Path]:
+    """The answers files named: files as given, folders as the answers files in them
+    (``*.jsonl``, sorted; not `bench answer`'s ``*.failed.jsonl``). Every command that reads
+    answers takes both, so ``--answers answers/`` works wherever ``answers/*.jsonl`` does."""
+    out: list[Path] = []
+    for name in given:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.glob("*.jsonl") if p.is_file() and not p.name.endswith(FAILED)
+            )
+            if not found:
+                raise InputError(path, "no answers files (*.jsonl) in the folder")
+            out += found
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise InputError(path, "answers file or folder not found")
+    return out
+
+
+# What `bench answer` calls the questions that failed, beside its answers file.
+FAILED = ".failed.jsonl"
+
+
 @dataclass
 class AnswerSet:
     """One model's answers checked against the benchmark."""

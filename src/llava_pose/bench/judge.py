@@ -81,6 +81,7 @@ from .files import (
     Bench,
     ManifestCheck,
     Question,
+    answer_files,
     load_answers,
     load_bench,
     qid_key,
@@ -123,7 +124,9 @@ class JudgeConfig(ManifestCheck, ModelOptions):
         "judge model: openai:MODEL (any OpenAI-compatible server with --base-url) or anthropic:MODEL",
     )
     out: str = option(
-        "reviews", "output folder: one review JSONL per answers file, judge.json, the cache"
+        "reviews",
+        "output folder: one review JSONL per answers file, judge.json, the cache",
+        path="dir",
     )
     swap: bool = option(
         False, "judge both orders (reference first, model first) and average: cancels position bias"
@@ -298,7 +301,7 @@ def _request(
 def _check(cfg: JudgeConfig) -> None:
     if not cfg.answers:
         raise ConfigError("--answers: give at least one answers file")
-    stems = [Path(a).stem for a in cfg.answers]
+    stems = [a.stem for a in answer_files(cfg.answers)]
     dup = next((s for s in stems if stems.count(s) > 1), None)
     if dup:
         raise ConfigError(
@@ -332,8 +335,8 @@ def _judge_meta(out: Path, spec: str) -> dict[str, Any]:
 
 
 def run_judge(cfg: JudgeConfig) -> int:
-    _check(cfg)
     check_role(cfg.judge, "judge", "--judge")
+    _check(cfg)
     system = system_message(cfg.system)
     bench = load_bench(
         cfg.bench,
@@ -344,7 +347,7 @@ def run_judge(cfg: JudgeConfig) -> int:
     )
     rules_name, rules = load_rules(cfg.rules, bench.contexts)
     _check_categories(bench, rules, rules_name)
-    sets = [load_answers(path, bench) for path in cfg.answers]
+    sets = [load_answers(path, bench) for path in answer_files(cfg.answers)]
     out = Path(cfg.out)
     backend = make_backend(
         cfg.judge, "judge", "--judge", dry_run=cfg.dry_run, **cfg.backend_options()

@@ -46,6 +46,7 @@ from .files import (
     Bench,
     ManifestCheck,
     QuestionId,
+    answer_files,
     load_answers,
     load_bench,
     qid_key,
@@ -71,7 +72,9 @@ class ReportConfig(ManifestCheck):
     questions: str | None = option(
         None, "questions JSONL instead of BENCH/questions.jsonl (e.g. LLaVA's qa90_questions.jsonl)"
     )
-    out: str = option("report", "output folder: index.md, CSV tables, agreement, charts")
+    out: str = option(
+        "report", "output folder: index.md, CSV tables, agreement, charts", path="dir"
+    )
     title: str = option("E-HPAUB", "title of the report")
     answers: list[str] = option(
         [],
@@ -488,7 +491,7 @@ def run_report(cfg: ReportConfig) -> int:
         )
 
     if cfg.answers and bench is not None:
-        sets = [load_answers(path, bench) for path in cfg.answers]
+        sets = [load_answers(path, bench) for path in answer_files(cfg.answers)]
         md += _faithfulness_section(out, bench, sets, categories)
 
     md += ["## Missing and failed", ""]

@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass
 class OverlayConfig:
     out: str = option(
-        help="PNG file to write (its folder must exist); written atomically", metavar="FILE.png"
+        help="PNG file to write (its folder must exist); written atomically",
+        metavar="FILE.png",
+        path="file",
     )
     image: str | None = option(
         None,

@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass
 class PrepareConfig:
     out: str = option(
-        "", "JSONL file to write, one image context per line (required)", short="-o", metavar="FILE"
+        "",
+        "JSONL file to write, one image context per line (required)",
+        short="-o",
+        metavar="FILE",
+        path="file",
     )
     coco: str | None = option(
         None,

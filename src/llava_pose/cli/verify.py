@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -28,7 +29,9 @@ class VerifyConfig:
         nargs="+",
         metavar="FILE.json",
     )
-    out: str = option("", "folder for claims.jsonl and summary.json (required)", metavar="DIR")
+    out: str = option(
+        "", "folder for claims.jsonl and summary.json (required)", metavar="DIR", path="dir"
+    )
     coco: str | None = option(
         None,
         "COCO root holding annotations/ (default: the bundled sample, unless --contexts)",
@@ -49,6 +52,13 @@ def _contexts(config: VerifyConfig) -> list[Any]:
     if config.coco is None:
         log.info("no --coco or --contexts given: using the bundled sample at %s", root)
     return coco.load_split(root, config.split, human_only=False, check_images=False)
+
+
+def _source(config: VerifyConfig) -> str:
+    """Where the contexts came from, as the user named it."""
+    if config.contexts:
+        return config.contexts
+    return f"split {config.split} of {config.coco or 'the bundled sample'}"
 
 
 def match_context(image: str, by_path: dict[str, Any], by_id: dict[int, Any]) -> Any | None:
@@ -141,6 +151,24 @@ def run(config: VerifyConfig) -> int:
                 turns.append({"turn": k, "claims": [c.to_dict() for c in claims]})
             line.update(context=True, image_id=ctx.image_id, turns=turns)
             lines.append(line)
+    if records and without == records:
+        folders = Counter(
+            PurePosixPath(row["image"]).parts[0]
+            for _, rows in files
+            for row in rows
+            if isinstance(row.get("image"), str) and "/" in row["image"]
+        )
+        hint = "are these contexts of its images?"
+        if not config.contexts:
+            hint = "pass the --split its images come from (or --contexts)"
+            if folders:
+                hint = (
+                    f"its images are in {folders.most_common(1)[0][0]}/: pass --split "
+                    + (folders.most_common(1)[0][0])
+                )
+        raise InputError(
+            files[0][0], f"none of its {records} records has an image in {_source(config)}: {hint}"
+        )
     counts = summarize(all_claims)
     summary = {
         "records": records,

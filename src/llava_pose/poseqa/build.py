@@ -76,7 +76,7 @@ class PoseQABuildConfig:
         None, "COCO root holding annotations/ and the image folders (required)", metavar="ROOT"
     )
     split: str = option("val2017", "COCO split to draw images from", metavar="NAME")
-    out: str = option("poseqa", "output folder: questions.jsonl and manifest.json")
+    out: str = option("poseqa", "output folder: questions.jsonl and manifest.json", path="dir")
     seed: int = option(0, "seed of the image pick, the yes/no balance and the option order")
     max_images: int | None = option(
         None,

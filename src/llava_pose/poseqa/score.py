@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from ..bench.files import ManifestCheck, check_manifest
+from ..bench.files import ManifestCheck, answer_files, check_manifest
 from ..config import option
 from ..errors import EXIT_OK, ConfigError, InputError
 from ..io import atomic_open, read_json, read_jsonl
@@ -57,7 +57,7 @@ class PoseQAScoreConfig(ManifestCheck):
     answers: list[str] = option(
         [], "answers files of the models (from `bench answer --bench POSEQA`)", nargs="+"
     )
-    out: str = option("report", "output folder: index.md, scores.csv, unparseable.csv")
+    out: str = option("report", "output folder: index.md, scores.csv, unparseable.csv", path="dir")
     examples: int = option(
         5, "unparseable answers shown per model in index.md (all are in the CSV)", at_least=0
     )
@@ -182,7 +182,7 @@ def run_score(cfg: PoseQAScoreConfig) -> int:
     questions = _load_questions(folder)
     known = {q.question_id for q in questions}
     models = []
-    for a in cfg.answers:
+    for a in answer_files(cfg.answers):
         model_id, answers = load_answers(Path(a), known)
         models.append(score_model(model_id, a, questions, answers))
     out = Path(cfg.out)

@@ -1,4 +1,4 @@
-"""Options of `llava-pose train`, `chat` and `export` (no heavy imports: `--help` must stay fast).
+"""Options of `llava-pose train` and `chat` (no heavy imports: `--help` must stay fast).
 
 Defaults are the paper's recipe (Section 5): LLaVA-1.5's fine-tuning hyperparameters with a
 per-device batch of 8 and gradient accumulation 2. configs/llava_pose_full.yaml and
@@ -37,7 +37,10 @@ class TrainConfig:
         "(a small random model for CPU tests and demos)",
     )
     output: str = option(
-        "runs/llava-pose", "run folder: checkpoints, final model, logs", metavar="DIR"
+        "runs/llava-pose",
+        "run folder: checkpoints, final model, logs",
+        metavar="DIR",
+        path="dir",
     )
     lora: bool = option(
         False,
@@ -136,12 +139,3 @@ class ChatConfig:
         choices=TEMPLATES,
     )
     system: str | None = option(None, "replace the template's system line")
-
-
-@dataclass
-class ExportConfig:
-    """Merge a LoRA run into a plain checkpoint that needs no PEFT."""
-
-    run: str = option(help="LoRA run folder (or one of its checkpoint-N folders)", positional=True)
-    output: str | None = option(None, "folder for the merged model (required)", metavar="DIR")
-    dtype: str = option("auto", "weights' dtype: bf16, fp16, fp32 (auto: the base model's)")

@@ -30,23 +30,6 @@ UNREVIEWED = "unreviewed"
 MAX_GAP = "gap:any"
 
 
-def answer_files(given: list[str]) -> list[Path]:
-    """The answers files named: files as given, folders as their ``*.jsonl`` (sorted)."""
-    out: list[Path] = []
-    for name in given:
-        path = Path(name)
-        if path.is_dir():
-            found = sorted(p for p in path.glob("*.jsonl") if p.is_file())
-            if not found:
-                raise InputError(path, "no answers files (*.jsonl) in the folder")
-            out += found
-        elif path.is_file():
-            out.append(path)
-        else:
-            raise InputError(path, "answers file or folder not found")
-    return out
-
-
 def _order(questions: list[Any]) -> list[str]:
     """Image keys in order of first question."""
     return list(dict.fromkeys(q.image for q in questions))
@@ -121,7 +104,7 @@ def _scores(line: dict[str, Any] | None) -> tuple[float, float] | None:
 
 
 def load_ehpaub(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
-    from ..bench.files import load_answers, load_bench, qid_key
+    from ..bench.files import answer_files, load_answers, load_bench, qid_key
     from ..bench.report import category_title, read_judge
     from ..bench.scores import relative_score
 
@@ -287,7 +270,7 @@ def _gold(q: PoseQuestion) -> str:
 
 
 def load_poseqa(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
-    from ..bench.files import check_manifest
+    from ..bench.files import answer_files, check_manifest
     from ..paths import path_problem
     from ..poseqa.answers import parse_answer
     from ..poseqa.build import MANIFEST_FILE, QUESTIONS_FILE, family_title

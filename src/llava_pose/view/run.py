@@ -14,8 +14,10 @@ import errno
 import gc
 import logging
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,6 +94,7 @@ class ViewConfig(ManifestCheck):
         None,
         "write the pages as a static folder (opens from disk, no server) instead of serving",
         metavar="OUT",
+        path="dir",
     )
 
 
@@ -315,12 +318,21 @@ def _listen(cfg: ViewConfig, site: Path) -> ViewServer:
 
 
 def _serve(server: ViewServer) -> None:
-    """Serve until Ctrl-C."""
-    print(f"serving {server.url}  (Ctrl-C to stop)", flush=True)
+    """Serve until Ctrl-C (or SIGTERM). The signal asks the loop to stop instead of raising
+    wherever the main thread happens to be: a Ctrl-C that came just after the URL was printed,
+    before the loop began, used to end the command as interrupted (exit 130)."""
+
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, name="view-stop", daemon=True).start()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        print(f"serving {server.url}  (Ctrl-C to stop)", flush=True)
         server.serve_forever()
-    except KeyboardInterrupt:
         print("stopped", flush=True)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _serve_export(cfg: ViewConfig, folder: Path) -> int:

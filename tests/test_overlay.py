@@ -32,6 +32,7 @@ from llava_pose.overlay import (
     panel_width,
     parse_image,
     pick_record,
+    place_tag,
     render,
     size_problem,
     sizes,
@@ -99,6 +100,29 @@ def test_tags_count_people_from_the_left_and_stay_inside_the_picture() -> None:
     # The right person's box touches the top: its tag goes inside the box, not above it.
     assert fills[0].y1 == 0.0 and fills[1].y2 == pytest.approx(0.2 * 480)
     assert all(r.x1 >= 0 and r.x2 <= 640 and r.y1 >= 0 for r in fills)
+
+
+def test_tags_of_small_boxes_side_by_side_never_cover_each_other() -> None:
+    """P1 and P2 were printed over each other on small neighbouring boxes."""
+    people = [
+        Person(box=(0.10 + 0.012 * k, 0.40, 0.13 + 0.012 * k, 0.50), keypoints=points())
+        for k in range(6)
+    ]
+    shapes = figure_shapes(context(*people), 640, 480, chars)
+    tags = [s for s in shapes if isinstance(s, Rect) and s.fill == BOX_COLOUR]
+    assert len(tags) == 6
+    for i, a in enumerate(tags):
+        assert a.x1 >= 0 and a.x2 <= 640 and a.y1 >= 0 and a.y2 <= 480
+        for b in tags[i + 1 :]:
+            apart = a.x2 <= b.x1 or b.x2 <= a.x1 or a.y2 <= b.y1 or b.y2 <= a.y1
+            assert apart, (a, b)
+
+
+def test_place_tag_takes_the_first_free_corner() -> None:
+    box = (100.0, 100.0, 200.0, 200.0)
+    assert place_tag(box, 30, 10, 640, 480, []) == (100.0, 90.0)  # above the top-left
+    taken = [(100.0, 90.0, 130.0, 100.0)]
+    assert place_tag(box, 30, 10, 640, 480, taken) == (100.0, 100.0)  # inside it
 
 
 def test_a_person_without_keypoints_still_gets_box_and_tag_but_no_point() -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -156,6 +157,13 @@ class GenerateConfig(SourceOptions, ModelOptions):
         at_least=1,
     )
     dry_run: bool = option(False, "print requests, tokens and cost, and call nothing")
+    show: int = option(
+        0,
+        "with --dry-run: first print this many requests exactly as they would be sent (the "
+        "API's JSON body); with the offline teacher, what an LLM teacher would read "
+        "(as openai:gpt-4o), --format, --fewshot and --cues included",
+        at_least=0,
+    )
 
 
 @functools.cache
@@ -297,10 +305,15 @@ def pose_filter_on(asked: bool | None, teacher: Teacher) -> bool:
 
 def run_generate(cfg: GenerateConfig) -> int:
     started = time.monotonic()
+    if cfg.show and not cfg.dry_run:
+        raise ConfigError("--show: only with --dry-run (it prints requests instead of sending)")
+    previewing = bool(cfg.show)  # prompt options show what an LLM teacher would read
     teacher = make_teacher(
         cfg.teacher,
         dry_run=cfg.dry_run,
-        prompt={"format": cfg.format, "fewshot": cfg.fewshot, "cues": cfg.cues},
+        prompt=None
+        if previewing
+        else {"format": cfg.format, "fewshot": cfg.fewshot, "cues": cfg.cues},
         **cfg.backend_options(),
     )
     prices = PriceTable.load(cfg.prices)
@@ -322,6 +335,8 @@ def run_generate(cfg: GenerateConfig) -> int:
 
         if cfg.dry_run:  # the estimate is the output: said once, on stdout
             keep_until_exit(contexts, requests)
+            if cfg.show:
+                show_requests(requests[: cfg.show], teacher)
             return stage.dry_run(requests, tokens, too_long.note, chars)
         log.info("%d images x %d tasks", len(contexts), len(cfg.tasks))
         stage.log_estimate(requests, tokens, too_long.note, chars)
@@ -399,6 +414,26 @@ def run_generate(cfg: GenerateConfig) -> int:
     )
     keep_until_exit(contexts, requests, assemblies)
     return stage.exit_code(s.failed, f"{s.failed} requests failed permanently: see {failed_path}")
+
+
+def show_requests(requests: Sequence[ChatRequest], teacher: Teacher) -> None:
+    """Print `requests` as the teacher's API would receive them (``--dry-run --show N``): the
+    JSON body of each call, with its id. The offline teacher reads no prompt: what an LLM
+    teacher would be sent is shown, as openai:gpt-4o's."""
+    backend = getattr(teacher, "backend", None)
+    if backend is None:
+        from .llm.openai_api import OpenAIBackend
+
+        backend = OpenAIBackend("gpt-4o", need_key=False)
+        print(
+            "# the offline teacher (rules) reads no prompt: shown is what an LLM teacher "
+            "would be sent (openai:gpt-4o)"
+        )
+    for k, request in enumerate(requests, 1):
+        stand_ins = [f"<image {path}, sent as base64>" for path in request.images]
+        print(f"# request {k} of {len(requests)}: {request.id} -> {backend.spec}")
+        print(json.dumps(backend.request_body(request, stand_ins), indent=2, ensure_ascii=False))
+    print()
 
 
 def prompt_sha256(cfg: GenerateConfig) -> str:

@@ -176,6 +176,7 @@ def figure_shapes(ctx: ImageContext, width: int, height: int, measure: Measure) 
     tags: list[Shape] = []
     labels = person_labels(ctx)
     pad = max(1.0, s.font * 0.25)
+    placed: list[tuple[float, float, float, float]] = []
     for i, person in enumerate(ctx.persons):
         x1, y1, x2, y2 = person.box
         box = (_px(x1, width), _px(y1, height), _px(x2, width), _px(y2, height))
@@ -202,13 +203,53 @@ def figure_shapes(ctx: ImageContext, width: int, height: int, measure: Measure) 
                 points.append(Circle(cx, cy, s.radius, colour, OUTLINE, s.outline))
             else:
                 points.append(Circle(cx, cy, s.radius, None, colour, s.ring))
-        # The tag sits on the box's top-left corner, above it when there is room.
         tw, th = measure(labels[i], s.font) + 2 * pad, s.font + 2 * pad
-        tx = min(box[0], max(0.0, width - tw))
-        ty = box[1] - th if box[1] - th >= 0 else box[1]
+        tx, ty = place_tag(box, tw, th, width, height, placed)
+        placed.append((tx, ty, tx + tw, ty + th))
         tags.append(Rect(tx, ty, tx + tw, ty + th, outline=None, width=0, fill=BOX_COLOUR))
         tags.append(Text(tx + pad, ty + pad, labels[i], TAG_TEXT, s.font))
     return boxes + limbs + points + tags + legend_shapes(width, height, measure)
+
+
+def place_tag(
+    box: tuple[float, float, float, float],
+    tw: float,
+    th: float,
+    width: int,
+    height: int,
+    placed: Sequence[tuple[float, float, float, float]],
+) -> tuple[float, float]:
+    """Where a `tw` x `th` person tag goes: on a corner of its box (above its top-left when
+    there is room, first), where it covers no tag placed before and stays in the picture;
+    else the first of those spots, moved down past the tags it would cover. Small boxes side
+    by side no longer get their P1 and P2 printed over each other. Pure."""
+    x1, y1, x2, y2 = box
+
+    def fit(x: float, y: float) -> tuple[float, float]:
+        return min(max(0.0, x), max(0.0, width - tw)), min(max(0.0, y), max(0.0, height - th))
+
+    def free(x: float, y: float) -> bool:
+        return all(x + tw <= a or b <= x or y + th <= c or d <= y for a, c, b, d in placed)
+
+    spots = [
+        (x1, y1 - th if y1 - th >= 0 else y1),  # top-left, above the box when there is room
+        (x1, y1),  # top-left, inside
+        (x2 - tw, y1 - th if y1 - th >= 0 else y1),  # top-right
+        (x1, y2),  # below the box
+        (x2 - tw, y2 - th),  # bottom-right, inside
+    ]
+    for x, y in (fit(*spot) for spot in spots):
+        if free(x, y):
+            return x, y
+    x, y = fit(*spots[0])
+    for _ in range(len(placed) + 1):  # below each tag in the way, in turn
+        blocking = [
+            t for t in placed if not (x + tw <= t[0] or t[2] <= x or y + th <= t[1] or t[3] <= y)
+        ]
+        if not blocking:
+            break
+        y = min(max(t[3] for t in blocking), max(0.0, height - th))
+    return x, y
 
 
 def legend_shapes(width: int, height: int, measure: Measure) -> list[Shape]:
@@ -484,11 +525,12 @@ def _paint(draw: Any, shape: Shape, k: int) -> None:
 
 
 def resize_to_width(photo: Image.Image, width: int) -> Image.Image:
-    """`photo` scaled to `width` px wide, aspect kept (coordinates are normalized, so the
-    skeletons follow): smaller files for docs and slides."""
+    """`photo` scaled down to `width` px wide, aspect kept (coordinates are normalized, so the
+    skeletons follow): smaller files for docs and slides. Never enlarged: a 640 px photo
+    blown up to 1,200 px only blurs (the caller says so)."""
     from PIL import Image
 
-    if photo.width == width:
+    if photo.width <= width:
         return photo
     height = max(1, round(photo.height * width / photo.width))
     return photo.resize((width, height), Image.Resampling.LANCZOS)

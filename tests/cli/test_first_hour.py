@@ -87,3 +87,30 @@ def test_answers_folders_are_taken_wherever_answers_files_are(
     assert cli("poseqa", "score", "--bench", bench, "--answers", answers, "--out", report) == 0
     text = (report / "index.md").read_text()
     assert "yes-man" in text and "no-man" in text and "failed" not in text
+
+
+def test_a_dry_run_shows_the_requests_exactly_as_they_would_be_sent(
+    coco_mini: Path, tmp_path: Path, capsys
+) -> None:
+    """A user could not see what the teacher reads: prompt options were refused with the
+    default teacher, and a dry run showed only token counts."""
+    args = ["generate", "--coco", coco_mini, "--split", "val2017", "--out", tmp_path / "o"]
+    rc = cli(*args, "--dry-run", "--show", 3, "--format", "compact", "--fewshot")
+    out = capsys.readouterr().out
+    assert rc == 0 and "offline teacher (rules) reads no prompt" in out
+    bodies = [json.loads(b) for b in _bodies(out)]
+    assert len(bodies) == 3 and all(b["model"] == "gpt-4o" for b in bodies)
+    assert bodies[0]["messages"][0]["role"] == "system"
+    assert any(m["role"] == "assistant" for m in bodies[0]["messages"])  # the examples
+    assert "requests:" in out  # the estimate follows
+    rc = cli(*args, "--dry-run", "--show", 1, "--teacher", "anthropic:claude-sonnet-4")
+    [body] = [json.loads(b) for b in _bodies(capsys.readouterr().out)]
+    assert body["system"][0]["cache_control"] == {"type": "ephemeral"}  # as Claude gets it
+    one_line_error(capsys, cli(*args, "--show", 2), "--show: only with --dry-run")
+    assert not (tmp_path / "o").exists()
+
+
+def _bodies(out: str) -> list[str]:
+    """The JSON bodies `--show` printed, each after its `# request` line."""
+    chunks = out.split("# request ")[1:]
+    return [c.split("\n", 1)[1].split("\n}\n", 1)[0] + "\n}" for c in chunks]

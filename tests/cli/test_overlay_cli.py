@@ -85,6 +85,9 @@ def test_record_alone_names_the_image_and_width_scales_it(
     small = tmp_path / "small.png"
     rc = overlay(coco_mini, small, "--image", "229358", "--width", "320")
     assert rc == 0 and size(small) == (320, round(423 * 320 / 640))
+    large = tmp_path / "large.png"  # a 640 px photo is never blown up to 1,280 px
+    assert overlay(coco_mini, large, "--image", "229358", "--width", "1280") == 0
+    assert size(large) == (640, 423)
 
 
 def test_contexts_from_prepare_give_the_same_picture(

@@ -322,9 +322,7 @@ def test_status_and_cancel(provider, tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main(["batch", "status", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert (
-        server.batches[0].id in text and "open" in text and "1 of 1 batches still running" in text
-    )
+    assert server.batches[0].id in text and "1 still running at the provider" in text
     assert KEY not in text
     assert main(["batch", "cancel", "--out", str(out)]) == 0
     assert "asked 1 open batches to cancel" in capsys.readouterr().out
@@ -336,6 +334,43 @@ def test_status_and_cancel(provider, tmp_path: Path, capsys) -> None:
     with sqlite3.connect(out / "cache.sqlite") as db:
         states = [s for (s,) in db.execute("SELECT state FROM batch_submissions")]
     assert states == ["collected", "collected"]
+
+
+def test_status_says_plainly_what_waits_and_what_is_collected(
+    provider, tmp_path: Path, capsys
+) -> None:
+    """Before collection it said 'completed', '6/6', 'ok 0' and '1 of 1 batches still
+    running'; after it, '0 of 1 batches still running: rerun ... to collect'."""
+    server, spec = provider
+    out = tmp_path / "out"
+    args = set_spec(generate_args(server.url, out), spec, server.url)
+    assert main([*args, "--batch"]) == EXIT_PENDING  # submitted; the provider finishes it
+    capsys.readouterr()
+    assert main(["batch", "status", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "ready to collect" in text and "1 finished there, not collected yet" in text
+    assert "still running" not in text
+    assert main([*args, "--batch"]) == EXIT_OK  # the rerun collects it
+    capsys.readouterr()
+    assert main(["batch", "status", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "all 1 batches collected" in text and "rerun" not in text
+    row = text.splitlines()[1].split()
+    assert "collected" in row and "6" in row  # 6 requests, 6 ok
+
+
+def test_status_of_an_offline_output_says_there_are_no_batches(
+    coco_mini: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    assert (
+        main(["-q", "generate", "--coco", str(coco_mini), "--split", "val2017", "--out", str(out)])
+        == 0
+    )
+    rc = main(["batch", "status", "--out", str(out)])
+    from tests.conftest import one_line_error
+
+    one_line_error(capsys, rc, "offline teacher (rules)", "no batches")
 
 
 def test_status_needs_a_cache(tmp_path: Path, capsys) -> None:

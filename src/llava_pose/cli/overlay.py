@@ -58,7 +58,7 @@ class OverlayConfig:
     )
     width: int | None = option(
         None,
-        "scale the photo to this width in px first, aspect kept (smaller files for docs)",
+        "scale the photo down to this width in px first, aspect kept (smaller files for docs; a smaller photo is not enlarged)",
         metavar="PX",
         at_least=32,
         at_most=10_000,
@@ -134,6 +134,12 @@ def run(config: OverlayConfig) -> int:
             ctx.height,
         )
     if config.width is not None:
+        if config.width > photo.width:
+            log.info(
+                "--width %d: the photo is %d px wide; drawn at its own size, not enlarged",
+                config.width,
+                photo.width,
+            )
         photo = overlay.resize_to_width(photo, config.width)
     panel = (str(row["id"]), overlay.record_turns(row)) if row is not None else None
     figure = overlay.render(photo, ctx, panel)

@@ -118,6 +118,13 @@ class AnthropicBackend(SDKBackend):
     default_host = "api.anthropic.com"
     key_header = "x-api-key"
 
+    def request_body(self, request: ChatRequest, image_urls: list[str] | None = None) -> Any:
+        blocks = [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": u}}
+            for u in image_urls or []
+        ]
+        return build_params(request, self.model, blocks)
+
     async def _call(self, client: Any, request: ChatRequest) -> Any:
         blocks = [image_block(p, request.image_max_side) for p in request.images]
         # Posted as plain JSON and read back as plain JSON: the SDK's models would coerce a

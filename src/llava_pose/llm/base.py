@@ -305,6 +305,11 @@ class SDKBackend(Backend):
                 found = importlib.import_module(f"{self.sdk}._base_client").get_platform()
                 self._client._platform = found
 
+    def request_body(self, request: ChatRequest, image_urls: list[str] | None = None) -> Any:
+        """The JSON body the call posts for `request` (`image_urls`: the images as sent, or
+        stand-ins to show them); what ``generate --dry-run --show`` prints."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     async def _call(self, client: Any, request: ChatRequest) -> Any:
         """Send `request` with the SDK client; return the raw body."""

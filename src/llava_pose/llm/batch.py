@@ -776,8 +776,28 @@ def control_cache(cfg: BatchControlConfig) -> Path:
             else out / "cache.sqlite"
         )
     if not path.is_file():
-        raise ConfigError(f"{path}: no cache file here: was the command run with this --out?")
+        raise ConfigError(f"{path}: no cache file here: {_why_no_cache(cfg)}")
     return path
+
+
+def _why_no_cache(cfg: BatchControlConfig) -> str:
+    """Why an output has no cache: made by the offline teacher, never run, or another path."""
+    out = Path(cfg.out) if cfg.out else None
+    stats = out / "stats.json" if out is not None and out.is_dir() else None
+    if stats is not None and stats.is_file():
+        import json
+
+        try:
+            info = json.loads(stats.read_text("utf-8"))
+        except (OSError, ValueError):
+            info = {}
+        if str(info.get("teacher", "")).startswith("rules"):
+            return "it was made by the offline teacher (rules), which calls no API: no batches"
+        if info.get("mode") == "online":
+            return "it ran online, without --batch: no batches"
+    if out is not None and not out.exists():
+        return f"{out} does not exist: give the --out the --batch command was run with"
+    return "was the --batch command run with this --out (or give its --cache)?"
 
 
 def _control_api(
@@ -804,29 +824,43 @@ def _control_api(
     return apis[spec]
 
 
+# What a submission's row says it is, in words a user acts on.
+_PLAIN = {
+    "preparing": "submitting (interrupted: rerun the command to finish it)",
+    "abandoned": "never submitted",
+    "collected": "collected",
+}
+
+
 def status_rows(cfg: BatchControlConfig) -> list[dict[str, Any]]:
-    """Every submission in the cache, with the provider's live status unless --local."""
+    """Every submission in the cache, with the provider's live progress unless --local, and
+    what it is, plainly: still running at the provider, finished there and waiting to be
+    collected by a rerun of the command, or collected (its results in the cache)."""
     cache = Cache(control_cache(cfg))
     apis: dict[str, BatchAPI] = {}
     rows = []
     try:
         for sub in cache.batch_submissions():
             items = cache.batch_items(str(sub["sub_id"]))
+            collected = sub["state"] == "collected"
             row = {
-                "submission": str(sub["sub_id"])[:12],
                 "batch": sub["batch_id"] or "-",
                 "model": sub["backend"],
                 "requests": sub["requests"],
-                "state": sub["state"],
-                "status": sub["status"] or "-",
+                "state": _PLAIN.get(str(sub["state"]), "running"),
+                "provider": sub["status"] or "-",
                 "done": "-",
-                "ok": sum(1 for _, _, o, _ in items if o == "ok"),
+                "ok": sum(1 for _, _, o, _ in items if o == "ok") if collected else "-",
+                "failed": sum(1 for _, _, o, _ in items if o and o != "ok") if collected else "-",
                 "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(float(sub["created"]))),
             }
             if sub["state"] == "open" and not cfg.local:
                 live = _control_api(sub, cfg, apis).status(str(sub["batch_id"]))
-                row["status"], row["done"] = live.status, f"{live.done}/{live.total}"
+                row["provider"], row["done"] = live.status, f"{live.done}/{live.total}"
+                row["state"] = "ready to collect" if live.ended else "running"
                 cache.batch_update(str(sub["sub_id"]), status=live.status)
+            elif sub["state"] == "open":
+                row["state"] = "open (--local: not asked)"
             rows.append(row)
     finally:
         for api in apis.values():
@@ -835,20 +869,38 @@ def status_rows(cfg: BatchControlConfig) -> list[dict[str, Any]]:
     return rows
 
 
+def status_summary(rows: list[dict[str, Any]]) -> str:
+    """The line that says what to do. Pure."""
+    running = sum(1 for r in rows if r["state"] == "running")
+    ready = sum(1 for r in rows if r["state"] == "ready to collect")
+    unknown = sum(1 for r in rows if r["state"].startswith("open"))
+    interrupted = sum(1 for r in rows if r["state"].startswith("submitting"))
+    said = []
+    if running:
+        said.append(f"{running} still running at the provider")
+    if ready:
+        said.append(f"{ready} finished there, not collected yet")
+    if unknown:
+        said.append(f"{unknown} open (run without --local to ask the provider)")
+    if interrupted:
+        said.append(f"{interrupted} interrupted while being submitted")
+    if not said:
+        return f"all {len(rows)} batches collected: their results are in the cache; nothing waits"
+    what = "; ".join(said)
+    return f"{what}: rerun the command that made them to collect (add --wait to wait for them)"
+
+
 def run_status(cfg: BatchControlConfig) -> int:
     rows = status_rows(cfg)
     if not rows:
-        print("no batches in this cache")
+        print("no batches in this cache: the command ran online")
         return 0
     names = list(rows[0])
     widths = {n: max(len(n), *(len(str(r[n])) for r in rows)) for n in names}
     print("  ".join(n.ljust(widths[n]) for n in names))
     for r in rows:
         print("  ".join(str(r[n]).ljust(widths[n]) for n in names))
-    running = sum(1 for r in rows if r["state"] in ("open", "preparing"))
-    print(
-        f"{running} of {len(rows)} batches still running: rerun the command that made them to collect"
-    )
+    print(status_summary(rows))
     return 0
 
 

@@ -101,6 +101,9 @@ class OpenAIBackend(SDKBackend):
     default_host = "api.openai.com"
     keyless_with_base_url = True
 
+    def request_body(self, request: ChatRequest, image_urls: list[str] | None = None) -> Any:
+        return build_params(request, self.model, image_urls)
+
     async def _call(self, client: Any, request: ChatRequest) -> Any:
         urls = [image_data_url(p, request.image_max_side) for p in request.images]
         # The SDK's low-level post sends our plain JSON as is. `chat.completions.create`

@@ -1,4 +1,4 @@
-"""bench/fast_start.py and bench/teacher_throughput.py at a tiny size: they run end to end and
+"""perf/fast_start.py and perf/teacher_throughput.py at a tiny size: they run end to end and
 report what they promise. (Their targets are judged at full size, not here.)"""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[1] / "perf"
 
 
 def test_fast_start_reports_the_dry_run_and_the_first_request(tmp_path: Path) -> None:

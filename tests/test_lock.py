@@ -180,7 +180,7 @@ def test_a_lock_that_is_a_directory_is_one_line(server, tmp_path: Path, capsys) 
 def _one_question_bench(tmp_path: Path) -> Path:
     coco = find_coco_mini()
     image = next((coco / "val2017").glob("*.jpg")).relative_to(coco)
-    bench = tmp_path / "bench"
+    bench = tmp_path / "perf"
     bench.mkdir()
     question = {"question_id": 1, "image": str(image), "text": "Who?", "category": "conv"}
     (bench / "questions.jsonl").write_text(json.dumps(question) + "\n")

@@ -1,4 +1,4 @@
-"""bench/prepare_scale.py at a tiny scale: it runs, both readers build the same contexts, and it
+"""perf/prepare_scale.py at a tiny scale: it runs, both readers build the same contexts, and it
 cleans up after itself. (The speed and memory targets are judged at full scale, not here.)"""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "prepare_scale.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "perf" / "prepare_scale.py"
 
 
 def test_tiny_scale_agrees_and_cleans_up(tmp_path: Path) -> None:

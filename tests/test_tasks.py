@@ -40,7 +40,7 @@ def test_every_task_has_its_prompt_files_in_every_format(fmt: str) -> None:
 
 @pytest.mark.parametrize("rules", ["rules_pose.json", "rules_boxes.json"])
 def test_every_category_has_a_judge_rule(rules: str) -> None:
-    keys = json.loads(DATA.joinpath("bench", rules).read_text("utf-8"))
+    keys = json.loads(DATA.joinpath("ehpaub", rules).read_text("utf-8"))
     assert {t.judge_rule for t in TASK_TYPES} <= set(keys)
 
 

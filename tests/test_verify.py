@@ -527,7 +527,7 @@ def test_phrase_match_is_the_plain_slice_comparison() -> None:
 def _script(name: str) -> ModuleType:
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    path = Path(__file__).resolve().parents[1] / "perf" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -42,7 +42,7 @@ Speed and memory: the instances file of full train2017 is ~450 MB, mostly segmen
 polygons. It is memory-mapped and decoded by msgspec into typed Structs that leave
 ``segmentation`` out, so the polygons are skipped without ever becoming Python objects;
 keypoint arrays stay raw JSON (`msgspec.Raw`) until their person is converted, and the garbage
-collector stays off while millions of small acyclic objects are made. ``bench/prepare_scale.py``
+collector stays off while millions of small acyclic objects are made. ``perf/prepare_scale.py``
 measures it against ``json.load`` at train2017 size: about 0.2x the time and memory.
 """
 

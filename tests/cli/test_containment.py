@@ -146,7 +146,7 @@ def test_bench_build_contexts_refuses_an_escaping_image(
 ) -> None:
     path = tmp_path / "contexts.jsonl"
     line = contexts_file(coco_mini, path, lambda row: row.update(image="/home/you/.ssh/id_rsa"))
-    out = tmp_path / "bench"
+    out = tmp_path / "perf"
     rc = cli(
         "bench", "build", "--contexts", path, "--split", SPLIT, "--out", out,
         "--teacher", "openai:gpt-4o", "--base-url", server.url,

@@ -11,9 +11,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from tests.bench.helpers import model_answers, read_jsonl
-from tests.bench.replies import respond
 from tests.conftest import KEY, generate_args
+from tests.ehpaub.helpers import model_answers, read_jsonl
+from tests.ehpaub.replies import respond
 from tests.servers import AnthropicServer, OpenAIServer
 
 from llava_pose.cli import main

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.bench.replies import respond
 from tests.conftest import KEY, generate_args
+from tests.ehpaub.replies import respond
 from tests.servers import AnthropicServer, OpenAIServer
 
 from llava_pose.errors import EXIT_OK, EXIT_PENDING

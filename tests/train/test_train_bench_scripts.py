@@ -12,7 +12,7 @@ import pytest
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "bench" / "train_throughput_gpu.py"
+SCRIPT = REPO / "perf" / "train_throughput_gpu.py"
 
 
 def test_dry_run_trains_both_variants_through_the_real_code() -> None:

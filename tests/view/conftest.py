@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.bench.helpers import KEY, model_answers, write_jsonl
-from tests.bench.replies import respond, teacher_reply
+from tests.ehpaub.helpers import KEY, model_answers, write_jsonl
+from tests.ehpaub.replies import respond, teacher_reply
 from tests.servers import OpenAIServer
 
 from llava_pose.cli import main
@@ -72,7 +72,7 @@ def ehpaub(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> dict[st
     """A real E-HPAUB of 2 COCO-MINI images (offline teacher), two models' answers, and the
     reviews of a loopback judge (reference 8, WEAK 5, STRONG 7)."""
     root = tmp_path_factory.mktemp("ehpaub")
-    bench, answers, reviews = root / "bench", root / "answers", root / "reviews"
+    bench, answers, reviews = root / "perf", root / "answers", root / "reviews"
     coco = ("--coco", coco_mini, "--split", "val2017")
     assert cli("bench", "build", *coco, "--images", 2, "--teacher", "rules", "--out", bench) == 0
     weak = model_answers(answers / "weak.jsonl", bench, "WEAK")

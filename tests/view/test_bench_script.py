@@ -1,4 +1,4 @@
-"""bench/view_first_page.py runs end to end at a tiny scale (the real numbers come from running
+"""perf/view_first_page.py runs end to end at a tiny scale (the real numbers come from running
 it at full scale: 200,000 records against 1,000; see its docstring)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "view_first_page.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "perf" / "view_first_page.py"
 
 
 @pytest.mark.browser

@@ -52,42 +52,42 @@ EXPORT_EXAMPLES = """
 
 
 def _build(config: Any) -> int:
-    from ..bench.build import run_build
+    from ..ehpaub.build import run_build
 
     return run_build(config)
 
 
 def _answer(config: Any) -> int:
-    from ..bench.answer import run_answer
+    from ..answer import run_answer
 
     return run_answer(config)
 
 
 def _judge(config: Any) -> int:
-    from ..bench.judge import run_judge
+    from ..ehpaub.judge import run_judge
 
     return run_judge(config)
 
 
 def _report(config: Any) -> int:
-    from ..bench.report import run_report
+    from ..ehpaub.report import run_report
 
     return run_report(config)
 
 
 def _export(config: Any) -> int:
-    from ..bench.export import run_export
+    from ..lmms_export import run_export
 
     return run_export(config)
 
 
 def register(subparsers: Any) -> None:
     """Add `bench` and its subcommands."""
-    from ..bench.answer import AnswerConfig
-    from ..bench.build import BuildConfig
-    from ..bench.export import ExportConfig
-    from ..bench.judge import JudgeConfig
-    from ..bench.report import ReportConfig
+    from ..answer import AnswerConfig
+    from ..ehpaub.build import BuildConfig
+    from ..ehpaub.judge import JudgeConfig
+    from ..ehpaub.report import ReportConfig
+    from ..lmms_export import ExportConfig
     from . import add_command, add_group
 
     steps = add_group(

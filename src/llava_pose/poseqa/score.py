@@ -28,8 +28,8 @@ from typing import Any
 
 import msgspec
 
-from ..bench.files import ManifestCheck, answer_files, check_manifest
 from ..config import option
+from ..ehpaub.files import ManifestCheck, answer_files, check_manifest
 from ..errors import EXIT_OK, ConfigError, InputError
 from ..io import atomic_open, read_json, read_jsonl
 from ..lock import hold
@@ -154,7 +154,7 @@ def _load_questions(folder: Path) -> list[PoseQuestion]:
 def load_answers(path: Path, known: set[str]) -> tuple[str, dict[str, str]]:
     """(model id, question id -> answer text) of one answers file of this PoseQA set; an answer
     to a question it does not hold is an input error (answers of another benchmark)."""
-    from ..bench.files import read_answers
+    from ..ehpaub.files import read_answers
 
     answers = read_answers(path)
     for n, a in enumerate(answers, 1):

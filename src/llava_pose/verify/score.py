@@ -1,5 +1,5 @@
 """Counting verdicts, and scoring the checker against hand labels (tests and
-bench/verify_precision.py)."""
+perf/verify_precision.py)."""
 
 from __future__ import annotations
 

@@ -54,9 +54,9 @@ def _image_root(cfg: ViewConfig, manifest: dict[str, Any]) -> Path | None:
 def _review_details(source: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """Model -> question id -> review line (scores, status, explanation) of one judge's
     folder, the files `bench report` reads (already checked by `read_judge`)."""
-    from ..bench.files import qid_key
-    from ..bench.judge import unscored_path
-    from ..bench.report import _review_files
+    from ..ehpaub.files import qid_key
+    from ..ehpaub.judge import unscored_path
+    from ..ehpaub.report import _review_files
 
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for path in _review_files(source):
@@ -104,9 +104,9 @@ def _scores(line: dict[str, Any] | None) -> tuple[float, float] | None:
 
 
 def load_ehpaub(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
-    from ..bench.files import answer_files, load_answers, load_bench, qid_key
-    from ..bench.report import category_title, read_judge
-    from ..bench.scores import relative_score
+    from ..ehpaub.files import answer_files, load_answers, load_bench, qid_key
+    from ..ehpaub.report import category_title, read_judge
+    from ..ehpaub.scores import relative_score
 
     bench = load_bench(folder, allow_modified=cfg.allow_modified)
     judges = []
@@ -270,7 +270,7 @@ def _gold(q: PoseQuestion) -> str:
 
 
 def load_poseqa(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
-    from ..bench.files import answer_files, check_manifest
+    from ..ehpaub.files import answer_files, check_manifest
     from ..paths import path_problem
     from ..poseqa.answers import parse_answer
     from ..poseqa.build import MANIFEST_FILE, QUESTIONS_FILE, family_title

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..bench.files import ManifestCheck
 from ..config import option
+from ..ehpaub.files import ManifestCheck
 from ..errors import EXIT_OK, ConfigError, InputError
 from ..records import ImageContext
 from .model import SiteData

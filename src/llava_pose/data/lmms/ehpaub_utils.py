@@ -7,7 +7,7 @@ Assistant 2, with the rules of `llava-pose bench judge`, and replies with two 1-
 The call goes through lmms-eval's own judge providers, so the environment is the one
 llava_in_the_wild reads: API_TYPE (openai), OPENAI_API_KEY, OPENAI_API_URL, MODEL_VERSION
 (overrides the judge model recorded at export). The reply is read with llava-pose's tolerant
-score parser (scores.py, copied from llava_pose.bench.scores).
+score parser (scores.py, copied from llava_pose.ehpaub.scores).
 
 As `bench judge` does: a review without readable scores is asked again, up to the export's
 `max_attempts` (`--judge-max-attempts`, default 3), and then leaves the question unscored

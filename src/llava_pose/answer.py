@@ -43,7 +43,8 @@ from .io import append_jsonl, read_bytes, write_jsonl
 from .llm import make_backend
 from .llm.image_tokens import DETAILS
 from .llm.pricing import PriceTable
-from .llm.runner import ModelOptions, Result
+from .llm.results import Result
+from .llm.runner import ModelOptions
 from .lock import hold
 from .paths import join_inside
 from .records import ChatRequest, Message

@@ -63,7 +63,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -1220,6 +1220,18 @@ def _fmt(values: Iterable[float]) -> str:
 
 
 _COCO2017_NAME = re.compile(r"(\d{12})\.jpg")
+
+
+def match_context(
+    image: str, by_path: dict[str, ImageContext], by_id: dict[int, ImageContext]
+) -> ImageContext | None:
+    """The context of a record's image: the same path, else the COCO id in its file name
+    (2014 and 2017 names alike)."""
+    hit = by_path.get(image)
+    if hit is not None:
+        return hit
+    image_id = image_id_of(PurePosixPath(image).name)
+    return None if image_id is None else by_id.get(image_id)
 
 
 def image_id_of(name: str) -> int | None:

@@ -40,6 +40,7 @@ from .context import FORMATS
 from .dataset import Assembly, assemble, write_dataset, write_extras
 from .errors import ConfigError
 from .io import append_jsonl, file_set
+from .lifetime import keep_until_exit
 from .llm.pricing import (
     Estimate,
     PriceTable,
@@ -48,7 +49,8 @@ from .llm.pricing import (
     over_context,
     prompt_chars,
 )
-from .llm.runner import ModelOptions, Result
+from .llm.results import Result
+from .llm.runner import ModelOptions
 from .lock import hold
 from .prompts import Built, load_prompts
 from .prompts import build_requests as prompts_build_requests
@@ -58,16 +60,6 @@ from .tasks import TASKS
 from .teachers import Teacher, make_teacher
 
 log = logging.getLogger("llava_pose")
-
-
-def keep_until_exit(*objects: object) -> None:
-    """Leave big inputs (contexts, requests, results) for the process's exit to drop: freeing
-    train2017's millions of objects one by one takes 2 s that nobody waits for on purpose.
-    Only under the console script (`cli.entry`), which leaves without freeing them."""
-    from .cli import KEEP
-
-    if KEEP is not None:
-        KEEP.extend(objects)
 
 
 @dataclass

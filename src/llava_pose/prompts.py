@@ -25,7 +25,6 @@ import hashlib
 import itertools
 import random
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -34,27 +33,8 @@ import msgspec
 from .context import FORMATS, cues_system_note, data_yaml
 from .errors import ConfigError
 from .forked import share
-from .records import ChatRequest, ImageContext, Message
+from .records import ChatRequest, FewShotExample, ImageContext, Message, PromptSet
 from .tasks import TASK_TYPES, TASKS, Query, request_id, task_type
-
-
-class FewShotExample(msgspec.Struct, frozen=True):
-    context: ImageContext
-    response: str
-    instruction: str | None = None  # detail examples: the Table 4 instruction answered
-
-
-@dataclass(frozen=True)
-class PromptSet:
-    """Everything one format sends, loaded from package data."""
-
-    format: str
-    system: dict[str, str]
-    caption_question: str
-    conversation_request: str
-    detail_instructions: tuple[str, ...]
-    fewshot: dict[str, tuple[FewShotExample, ...]]
-    cues: bool = False  # each person's pose facts follow their keypoints (--cues)
 
 
 def _read(path: str) -> str:

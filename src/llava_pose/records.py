@@ -10,6 +10,7 @@ rounded to 3 decimals, exactly what the teacher is shown; boxes are (x1, y1, x2,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any, Literal
 
@@ -140,3 +141,25 @@ def derived_seed(*parts: object) -> int:
     seeds and therefore distinct cache keys."""
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+# -- the prompt data (package data files; `llava_pose.prompts` loads and renders them) -----------
+
+
+class FewShotExample(msgspec.Struct, frozen=True):
+    context: ImageContext
+    response: str
+    instruction: str | None = None  # detail examples: the Table 4 instruction answered
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptSet:
+    """Everything one format sends, loaded from package data."""
+
+    format: str
+    system: dict[str, str]
+    caption_question: str
+    conversation_request: str
+    detail_instructions: tuple[str, ...]
+    fewshot: dict[str, tuple[FewShotExample, ...]]
+    cues: bool = False  # each person's pose facts follow their keypoints (--cues)

@@ -28,7 +28,8 @@ from .errors import EXIT_BUDGET, EXIT_OK, EXIT_PENDING, EXIT_SOME_FAILED, Config
 from .forked import Forked
 from .llm.batch import BATCH_PROVIDERS
 from .llm.pricing import Estimate, Price, PriceTable, estimate
-from .llm.runner import ModelOptions, Result, RunStats
+from .llm.results import Result, RunStats
+from .llm.runner import ModelOptions
 from .llm.usage import request_image_tokens
 from .records import ChatRequest
 

@@ -23,7 +23,7 @@ from .parse import Parsed, QAPair, parse_description, parse_qa
 from .records import ImageContext, Message
 
 if TYPE_CHECKING:
-    from .prompts import PromptSet
+    from .records import PromptSet
 
 # How one task presents an image to the teacher: the user messages (no system, no examples,
 # no instruction), a pure function of the loaded prompts and the context.

@@ -21,7 +21,8 @@ from tests.servers import OpenAIServer
 
 from llava_pose.llm.cache import Cache, request_key
 from llava_pose.llm.openai_api import OpenAIBackend
-from llava_pose.llm.runner import Result, Runner, RunnerOptions
+from llava_pose.llm.results import Result
+from llava_pose.llm.runner import Runner, RunnerOptions
 from llava_pose.records import ChatRequest, Completion, ImageContext, Message
 
 KEY = "sk-test-SECRET-123456"

@@ -15,7 +15,8 @@ from tests.servers import Fault, OpenAIServer
 from llava_pose.errors import ConfigError
 from llava_pose.llm.openai_api import OpenAIBackend
 from llava_pose.llm.pricing import Price, PriceTable
-from llava_pose.llm.runner import RateLimiter, Result, Runner, RunnerOptions
+from llava_pose.llm.results import Result
+from llava_pose.llm.runner import RateLimiter, Runner, RunnerOptions
 from llava_pose.records import ChatRequest, Message
 
 KEY = "sk-test-SECRET-123456"

@@ -20,8 +20,8 @@ from llava_pose.errors import ConfigError
 from llava_pose.filters import check_text, context_numbers
 from llava_pose.llm.pricing import Price, PriceTable
 from llava_pose.llm.runner import ModelOptions
+from llava_pose.names import name_people
 from llava_pose.parse import parse_qa
-from llava_pose.poseqa.names import name_people
 from llava_pose.prompts import build_request, load_prompts
 from llava_pose.records import ChatRequest, ImageContext, Message, Person
 from llava_pose.tasks import TASKS

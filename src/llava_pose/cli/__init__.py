@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import __version__, lock
+from .. import __version__, lifetime, lock
 from ..config import add_options
 from ..errors import (
     EXIT_BAD_INPUT,
@@ -129,16 +129,10 @@ def named_command(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
-# What a command leaves for the process's exit (generate's `keep_until_exit`); a list only
-# under `entry`, None when `main` is called in-process (tests), so nothing is held there.
-KEEP: list[object] | None = None
-
-
 def entry() -> None:
     """The console script and ``python -m llava_pose``: `main`, then out without tearing down
     the heap. Outputs are written and closed by then; the streams are flushed here."""
-    global KEEP
-    KEEP = []
+    lifetime.KEEP = []  # generate leaves its big inputs for the exit to drop
     code = main()
     logging.shutdown()
     sys.stdout.flush()

@@ -61,17 +61,6 @@ def _source(config: VerifyConfig) -> str:
     return f"split {config.split} of {config.coco or 'the bundled sample'}"
 
 
-def match_context(image: str, by_path: dict[str, Any], by_id: dict[int, Any]) -> Any | None:
-    """The context of a record's image: the same path, else the COCO id in its file name."""
-    from ..coco import image_id_of
-
-    hit = by_path.get(image)
-    if hit is not None:
-        return hit
-    image_id = image_id_of(PurePosixPath(image).name)
-    return None if image_id is None else by_id.get(image_id)
-
-
 def _records(path: str) -> list[Any]:
     import msgspec
 
@@ -111,6 +100,7 @@ def _records(path: str) -> list[Any]:
 
 
 def run(config: VerifyConfig) -> int:
+    from ..coco import match_context
     from ..io import write_json, write_jsonl
     from ..verify import KINDS, VERDICTS, check_text, speakers, summarize
 

@@ -22,7 +22,7 @@ def _run(config: Any) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the `view` command."""
-    from ..view.run import ViewConfig
+    from ..view.config import ViewConfig
     from . import add_command
 
     add_command(

@@ -55,10 +55,11 @@ from ..generate import (
 from ..io import FileSet, write_jsonl
 from ..llm import check_role
 from ..llm.pricing import PriceTable
-from ..llm.runner import ModelOptions, Result
+from ..llm.results import Result
+from ..llm.runner import ModelOptions
 from ..lock import hold
-from ..prompts import PromptSet, build_request, load_prompts
-from ..records import ChatRequest, ImageContext, derived_seed
+from ..prompts import build_request, load_prompts
+from ..records import ChatRequest, ImageContext, PromptSet, derived_seed
 from ..stage import make_stage
 from ..tasks import TASK_TYPES, TASKS, task_type
 from ..teachers import make_teacher

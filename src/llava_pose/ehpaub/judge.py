@@ -70,7 +70,8 @@ from ..errors import ConfigError, InputError
 from ..io import read_json, write_json, write_jsonl
 from ..llm import check_role, make_backend
 from ..llm.pricing import PriceTable
-from ..llm.runner import ModelOptions, Result
+from ..llm.results import Result
+from ..llm.runner import ModelOptions
 from ..lock import hold
 from ..records import ChatRequest, ImageContext, Message, derived_seed
 from ..stage import make_stage

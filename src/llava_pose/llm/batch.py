@@ -45,7 +45,7 @@ from ..records import ChatRequest, Completion
 from .base import PermanentError, RetryableError, SDKBackend, classify_http_error, sdk_error_message
 from .cache import Cache, request_key
 from .pricing import Price
-from .runner import Result, RunStats, scrub
+from .results import Result, RunStats, scrub
 from .usage import check_usage, worst_tokens
 
 __all__ = [

@@ -48,10 +48,10 @@ from ..config import option
 from ..errors import EXIT_OK, ConfigError, InputError
 from ..io import FileSet, read_bytes
 from ..lock import hold
+from ..names import NAME_MARGINS, Names, name_people
 from ..records import ImageContext
 from .captions import posture_agreement
 from .facts import MARGINS, ClearFacts, clear_facts
-from .names import NAME_MARGINS, Names, name_people
 
 log = logging.getLogger("llava_pose")
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
+from ..names import largest_name
 from ..records import ImageContext
-from .names import largest_name
 
 # Captions decide a posture when at least this many mention it and none mentions the other.
 MIN_CAPTIONS = 2

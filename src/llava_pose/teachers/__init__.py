@@ -17,7 +17,8 @@ from typing import Any, Protocol
 from ..errors import ConfigError
 from ..llm import check_options, check_role, make_backend
 from ..llm.pricing import Price, PriceTable
-from ..llm.runner import ModelOptions, Result, RunStats
+from ..llm.results import Result, RunStats
+from ..llm.runner import ModelOptions
 from ..records import ChatRequest
 
 __all__ = ["Teacher", "TeacherRun", "make_teacher"]

@@ -18,7 +18,7 @@ any teacher:
 
 Text that reads true against the picture, not just against the annotations:
 
-* people are named by PoseQA's rule (`llava_pose.poseqa.names`), never "the sixth person from
+* people are named by PoseQA's rule (`llava_pose.names`), never "the sixth person from
   the right" in a crowd; whoever that rule cannot name is described with the others;
 * where there is a crowd (a dozen people annotated, or the descriptions say so) no count is
   given, and "all of them are clear" is said only when every person is named and posed;
@@ -50,9 +50,10 @@ import yaml
 from .. import pose
 from ..errors import ConfigError
 from ..llm.pricing import Price, PriceTable
-from ..llm.runner import ModelOptions, Result, RunStats
+from ..llm.results import Result, RunStats
+from ..llm.runner import ModelOptions
+from ..names import name_people
 from ..pose import PoseFacts, SceneFacts
-from ..poseqa.names import name_people
 from ..progress import progress_bar
 from ..records import ChatRequest, Completion, ImageContext
 from ..tasks import BY_NAME, task_type
@@ -306,7 +307,7 @@ def _lone_noun(context: ImageContext) -> str:
 
 
 def person_names(context: ImageContext) -> list[str | None]:
-    """Each person's name, by PoseQA's rule (`poseqa.names`): one a vision model can follow
+    """Each person's name, by PoseQA's rule (`llava_pose.names`): one a vision model can follow
     ("the person on the left", "the largest person", "the person holding the kite"), or None
     for someone it cannot single out, who is then only described with the others. A lone
     person is named by the noun most descriptions agree on ("the skier")."""

@@ -21,7 +21,7 @@ from ..io import read_json, read_jsonl
 from .model import Facet, Row, SiteData, page, snippet
 
 if TYPE_CHECKING:
-    from .run import ViewConfig
+    from .config import ViewConfig
 
 log = logging.getLogger("llava_pose")
 
@@ -275,7 +275,7 @@ def load_poseqa(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
     from ..poseqa.answers import parse_answer
     from ..poseqa.build import MANIFEST_FILE, QUESTIONS_FILE, family_title
     from ..poseqa.score import load_answers
-    from .run import load_contexts
+    from .config import load_contexts
 
     questions_path = folder / QUESTIONS_FILE
     questions = read_jsonl(questions_path, PoseQuestion)

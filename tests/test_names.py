@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.poseqa.people import SITTING, STANDING, image, person
 
-from llava_pose.poseqa.names import name_people
+from llava_pose.names import name_people
 from llava_pose.records import Obj
 
 

@@ -5,7 +5,7 @@ name and no question.
 Every annotated person counts, with or without keypoints: the model sees them all. An image
 with a crowd region (unannotated people) gets no names at all, since nobody can say who is
 "furthest to the left" among people nobody counted. Wording is package data
-(``data/poseqa/names.yaml``); margins are here. Pure.
+(``data/names.yaml``); margins are here. Pure.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from ..pose import pose_facts
-from ..records import ImageContext, Person
+from .pose import pose_facts
+from .records import ImageContext, Person
 
 # Order from the left is used only with 2-4 people, each at least this tall (fraction of the
 # image height, so nobody small in the distance is missed or miscounted) ...
@@ -41,7 +41,7 @@ NAME_MARGINS: dict[str, float] = {
 
 @functools.cache
 def wording() -> dict[str, Any]:
-    text = resources.files("llava_pose").joinpath("data/poseqa/names.yaml").read_text("utf-8")
+    text = resources.files("llava_pose").joinpath("data/names.yaml").read_text("utf-8")
     data: dict[str, Any] = yaml.safe_load(text)
     return data
 

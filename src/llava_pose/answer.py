@@ -49,7 +49,8 @@ from .lock import hold
 from .paths import join_inside
 from .records import ChatRequest, Message
 from .stage import make_stage
-from .train.config import PRECISIONS, TEMPLATES
+from .vlm.generate import TEMPLATES
+from .vlm.load import DTYPES
 
 log = logging.getLogger("llava_pose")
 
@@ -99,7 +100,7 @@ class AnswerConfig(ManifestCheck, ModelOptions):
         None, "hf: models only: torch device, e.g. cpu, cuda, cuda:1 (default: auto)"
     )
     dtype: str | None = option(
-        None, "hf: models only: weights dtype (default: auto)", choices=PRECISIONS
+        None, "hf: models only: weights dtype (default: auto)", choices=DTYPES
     )
     batch_size: int | None = option(
         None, "hf: models only: questions per generate call (default: 8)", at_least=1

@@ -321,8 +321,8 @@ def _merged(cfg: ExportConfig) -> int:
         raise ConfigError("export: give --output DIR, the folder for the merged model")
     import torch
 
-    from .train.infer import resolve_dtype
     from .train.model import export_merged
+    from .vlm.load import resolve_dtype
 
     dtype = None if cfg.dtype == "auto" else resolve_dtype(cfg.dtype, torch.device("cpu"))
     print(export_merged(cfg.source, cfg.out, dtype))

@@ -17,14 +17,13 @@ from llava_pose.train.data import (
     Encoder,
     LlavaDataset,
     Record,
-    Template,
     count_image_tokens,
-    expand2square,
     load_records,
-    mean_colour,
     validate,
 )
-from llava_pose.train.model import build_tiny_processor
+from llava_pose.vlm.images import expand2square, load_image, mean_colour
+from llava_pose.vlm.template import Template
+from llava_pose.vlm.tiny import build_tiny_processor
 
 pytestmark = pytest.mark.train
 
@@ -117,8 +116,6 @@ def test_labels_are_the_answers_and_eos_only_token_by_token(
 def test_encoding_matches_the_processor(
     encoder: Encoder, processor, coco_mini: Path, tmp_path: Path
 ) -> None:
-    from llava_pose.train.data import load_image
-
     name = sorted(p.name for p in (coco_mini / "val2017").iterdir())[0]
     image = str(coco_mini / "val2017" / name)
     row = {

@@ -12,16 +12,10 @@ import pytest
 from llava_pose.errors import BackendError
 from llava_pose.llm import make_backend
 from llava_pose.llm.cache import Cache
+from llava_pose.llm.hf import HFBackend, fingerprint
 from llava_pose.llm.runner import Runner, RunnerOptions
 from llava_pose.records import ChatRequest, Message
-from llava_pose.train.infer import (
-    Conversation,
-    HFBackend,
-    fingerprint,
-    generate,
-    load,
-    render_prompt,
-)
+from llava_pose.vlm.generate import Conversation, generate, load, render_prompt
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 

@@ -139,9 +139,9 @@ def test_save_load_generate_round_trip(tmp_path: Path, train_data: Path, coco_mi
         load_records,
         validate,
     )
-    from llava_pose.train.infer import Conversation, Loaded, generate, load
     from llava_pose.train.model import build_tiny, setup_trainable
     from llava_pose.train.trainer import build_training_args, make_trainer
+    from llava_pose.vlm.generate import Conversation, Loaded, generate, load
 
     model, processor = build_tiny(seed=1)
     model = setup_trainable(model)

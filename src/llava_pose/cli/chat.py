@@ -22,14 +22,14 @@ EXAMPLES = """
 
 def _run(config: Any) -> int:
     require_train("llava-pose chat")
-    from ..train.infer import run_chat
+    from ..vlm.chat import run_chat
 
     return run_chat(config)
 
 
 def register(subparsers: Any) -> None:
     """Add the `chat` command."""
-    from ..train.config import ChatConfig
+    from ..vlm.chat import ChatConfig
     from . import add_command
 
     add_command(

@@ -24,7 +24,7 @@ from .base import Backend
 BACKENDS: dict[str, str] = {
     "openai": "llava_pose.llm.openai_api:OpenAIBackend",
     "anthropic": "llava_pose.llm.anthropic_api:AnthropicBackend",
-    "hf": "llava_pose.train.infer:HFBackend",
+    "hf": "llava_pose.llm.hf:HFBackend",
 }
 
 # Specs that are a whole name, with no model: the offline teacher (llava_pose.teachers.rules).

@@ -1,4 +1,4 @@
-"""Options of `llava-pose train` and `chat` (no heavy imports: `--help` must stay fast).
+"""Options of `llava-pose train` (no heavy imports: `--help` must stay fast).
 
 Defaults are the paper's recipe (Section 5): LLaVA-1.5's fine-tuning hyperparameters with a
 per-device batch of 8 and gradient accumulation 2. configs/llava_pose_full.yaml and
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from ..config import option
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-TEMPLATES = ("auto", "vicuna_v1", "chat")
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
 
 
@@ -110,32 +109,3 @@ class TrainConfig:
         False, "only validate the data (images, turns, lengths), print statistics and exit"
     )
     max_samples: int | None = option(None, "use only the first N records (quick runs)", at_least=1)
-
-
-@dataclass
-class ChatConfig:
-    """Ask a model about one image, streaming the answers."""
-
-    questions: list[str] = option(
-        [],
-        "questions, asked in turn as one conversation (none: read them from standard input)",
-        positional=True,
-        nargs="*",
-    )
-    model: str = option(
-        "runs/llava-pose",
-        "a model folder (a run, a checkpoint, a LoRA run, an exported model) or a hub id",
-    )
-    image: str | None = option(None, "the image to talk about", metavar="FILE")
-    max_new_tokens: int = option(512, "longest answer, in tokens", at_least=1)
-    temperature: float = option(
-        0.0, "0 answers greedily (deterministic); above 0 samples", at_least=0
-    )
-    device: str = option("auto", "cpu, cuda, cuda:1, ... (auto: cuda if available)")
-    dtype: str = option("auto", "bf16, fp16 or fp32 (auto: bf16 on GPU, fp32 on CPU)")
-    template: str = option(
-        "auto",
-        "prompt format: vicuna_v1 (LLaVA-1.5's), chat (the processor's chat template); auto: vicuna_v1 for llava models",
-        choices=TEMPLATES,
-    )
-    system: str | None = option(None, "replace the template's system line")

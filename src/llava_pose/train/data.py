@@ -33,7 +33,6 @@ Nothing here imports torch at module import; tensors are made in the collator.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import posixpath
@@ -41,88 +40,21 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 
 from ..coco import image_id_of, image_names, names_2014
 from ..errors import ConfigError, InputError
 from ..io import read_bytes
 from ..paths import inside
+from ..vlm.images import load_image, mean_colour
+from ..vlm.template import GPT, HUMAN, Template, move_image_token_first
 
 log = logging.getLogger("llava_pose.train")
 
 IGNORE_INDEX = -100
-HUMAN, GPT = "human", "gpt"
-
-
-# -- template ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Template:
-    """A SeparatorStyle.TWO conversation template (LLaVA's conv_vicuna_v1)."""
-
-    name: str
-    system: str
-    roles: tuple[str, str]
-    sep: str
-    sep2: str
-    image_token: str = "<image>"
-
-    @classmethod
-    @functools.cache
-    def load(cls, name: str = "vicuna_v1") -> Template:
-        try:
-            text = (
-                resources.files("llava_pose")
-                .joinpath(f"data/train/conv_{name}.yaml")
-                .read_text("utf-8")
-            )
-        except FileNotFoundError:
-            raise ConfigError(f"unknown conversation template {name!r}") from None
-        data = yaml.safe_load(text)
-        return cls(
-            name=data["name"],
-            system=data["system"],
-            roles=(data["roles"][0], data["roles"][1]),
-            sep=data["sep"],
-            sep2=data["sep2"],
-            image_token=data.get("image_token", "<image>"),
-        )
-
-    def render(
-        self, turns: Sequence[tuple[str, str | None]], system: str | None = None
-    ) -> tuple[str, list[tuple[int, int]]]:
-        """The prompt text and the character spans the model learns (each answer plus sep2).
-
-        `turns` alternate human/gpt; a final gpt turn of None leaves "ASSISTANT:" open for
-        generation, as LLaVA's get_prompt does.
-        """
-        text = (self.system if system is None else system) + self.sep
-        spans: list[tuple[int, int]] = []
-        seps = (self.sep, self.sep2)
-        for i, (speaker, message) in enumerate(turns):
-            role = self.roles[0] if speaker == HUMAN else self.roles[1]
-            if message is None:
-                text += role + ":"
-                continue
-            text += role + ": "
-            start = len(text)
-            text += message + seps[i % 2]
-            if speaker == GPT:
-                spans.append((start, len(text)))
-        return text, spans
-
-
-def move_image_token_first(value: str, image_token: str = "<image>") -> str:
-    """LLaVA's preprocess_multimodal: '<image>' leads its turn, followed by a newline."""
-    if image_token not in value:
-        return value
-    return (image_token + "\n" + value.replace(image_token, "").strip()).strip()
 
 
 # -- records -----------------------------------------------------------------------------------
@@ -336,35 +268,6 @@ def _parse_record(
 
 
 # -- images ------------------------------------------------------------------------------------
-
-
-def expand2square(image: Any, background: tuple[int, int, int]) -> Any:
-    """Pad a PIL image to a square, centred, as LLaVA's expand2square."""
-    from PIL import Image
-
-    width, height = image.size
-    if width == height:
-        return image
-    side = max(width, height)
-    result = Image.new(image.mode, (side, side), background)
-    result.paste(image, ((side - width) // 2, (side - height) // 2))
-    return result
-
-
-def mean_colour(image_processor: Any) -> tuple[int, int, int]:
-    """The padding colour LLaVA uses: the processor's mean, in 0-255 (CLIP: 122, 116, 104)."""
-    mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
-    r, g, b = (int(x * 255) for x in mean)
-    return (r, g, b)
-
-
-def load_image(path: str, pad_colour: tuple[int, int, int] | None) -> Any:
-    """Open as RGB; pad to a square with `pad_colour` unless None."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        image = im.convert("RGB")
-    return expand2square(image, pad_colour) if pad_colour is not None else image
 
 
 def _check_image(path: str) -> str | None:

@@ -15,6 +15,10 @@ Which task presents the image how is data: the `query` and `instructed` fields o
 
 ``--fewshot`` puts worked examples before the query: each example is rendered exactly like a
 query of its task (same format) and followed by its answer as an assistant message.
+
+``--teacher-image`` (not in the paper, whose teacher read text only) attaches the image file to
+each request (`with_image`) and adds a note to every system prompt (``data/prompts/image.yaml``);
+without it nothing here changes by a byte.
 """
 
 from __future__ import annotations
@@ -41,10 +45,17 @@ def _read(path: str) -> str:
     return resources.files("llava_pose").joinpath("data/prompts", path).read_text("utf-8")
 
 
-@functools.cache
-def load_prompts(fmt: str = "paper", cues: bool = False) -> PromptSet:
+def load_prompts(fmt: str = "paper", cues: bool = False, image: bool = False) -> PromptSet:
     """The prompts of one format; with `cues`, tasks that show people get their pose facts
-    in words after the keypoints and one sentence about them in the system prompt."""
+    in words after the keypoints and one sentence about them in the system prompt; with
+    `image` (``--teacher-image``), every system prompt says that the image is attached too
+    (`image_system_note`: the requests carry it through `with_image`). One object per
+    choice, however the arguments are spelled."""
+    return _load_prompts(fmt, bool(cues), bool(image))
+
+
+@functools.cache
+def _load_prompts(fmt: str, cues: bool, image: bool) -> PromptSet:
     if fmt not in FORMATS:
         raise ConfigError(f"unknown prompt format {fmt!r}: choose one of {', '.join(FORMATS)}")
     messages = data_yaml(_read(f"{fmt}/messages.yaml"))
@@ -61,7 +72,9 @@ def load_prompts(fmt: str = "paper", cues: bool = False) -> PromptSet:
     return PromptSet(
         format=fmt,
         system={
-            t.name: _read(f"{fmt}/{t.name}.system.txt").strip() + (note if t.shows_people else "")
+            t.name: _read(f"{fmt}/{t.name}.system.txt").strip()
+            + (note if t.shows_people else "")
+            + ("\n\n" + image_system_note(t.shows_people) if image else "")
             for t in TASK_TYPES
         },
         caption_question=messages["caption_question"],
@@ -69,6 +82,31 @@ def load_prompts(fmt: str = "paper", cues: bool = False) -> PromptSet:
         detail_instructions=instructions,
         fewshot=fewshot,
         cues=cues,
+    )
+
+
+@functools.cache
+def image_system_note(shows_people: bool) -> str:
+    """The system prompt's sentences under ``--teacher-image`` (``data/prompts/image.yaml``):
+    the teacher sees the picture and the text, and for a pose the keypoints win, since the
+    pose filter checks the reply against them."""
+    notes = data_yaml(_read("image.yaml"))["system_note"]
+    return str(notes["people" if shows_people else "captions"]).strip()
+
+
+def with_image(
+    request: ChatRequest,
+    image: str,
+    *,
+    detail: str | None = None,
+    max_side: int | None = None,
+) -> ChatRequest:
+    """`request` with its image file attached (``--teacher-image``): the backends send it
+    with the query's first user message, after the prefix the requests share, so that prefix
+    stays cacheable and a few-shot example is never taken for the picture. Only the image
+    fields change: the text, ids and meta stay as built. Pure."""
+    return msgspec.structs.replace(
+        request, images=(image,), image_detail=detail, image_max_side=max_side
     )
 
 
@@ -346,7 +384,9 @@ __all__ = [
     "PromptSet",
     "build_request",
     "build_requests",
+    "image_system_note",
     "load_prompts",
     "pick_instruction",
     "query_messages",
+    "with_image",
 ]

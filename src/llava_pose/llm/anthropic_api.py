@@ -41,8 +41,9 @@ def build_params(
 
     System messages become the `system` parameter; consecutive messages of one role become
     one message of several text blocks (what the API would do anyway, made explicit); images
-    go first in the first user message. Anthropic has no seed parameter. The body is posted as
-    is (see `AnthropicBackend._call`), so `temperature` goes in it directly.
+    go first in the first user message after the shared prefix (system, few-shot examples).
+    Anthropic has no seed parameter. The body is posted as is (see `AnthropicBackend._call`),
+    so `temperature` goes in it directly.
 
     The prefix every request of its kind shares (`ChatRequest.prefix`: system prompt, few-shot
     examples) ends with a ``cache_control`` mark, so Anthropic caches it: later requests read
@@ -57,7 +58,7 @@ def build_params(
         if m.role == "system":
             continue
         blocks: list[dict[str, Any]] = []
-        if m.role == "user" and pending:
+        if m.role == "user" and pending and i >= request.prefix:
             blocks, pending = pending, []
         blocks.append({"type": "text", "text": m.content})
         if i == request.prefix - 1:

@@ -2,9 +2,11 @@
 
 The key is a hash of everything that decides the answer (backend, model, messages, images,
 temperature, max tokens, seed) and nothing else, so a rerun of the same command, after a
-crash, Ctrl-C or ``kill -9``, finds every call it already paid for. Each completion is
-committed the moment it arrives; with WAL and ``synchronous=NORMAL`` a committed row survives
-the process being killed (a power cut may lose the last few).
+crash, Ctrl-C or ``kill -9``, finds every call it already paid for. An image enters it by its
+content (sha256 of the file), not its path: a COCO root moved or mounted elsewhere still finds
+its replies, and a file changed in place is asked again rather than answered for the old one.
+Each completion is committed the moment it arrives; with WAL and ``synchronous=NORMAL`` a
+committed row survives the process being killed (a power cut may lose the last few).
 
 Batch mode keeps its bookkeeping in the same file (`llava_pose.llm.batch`): one row per
 submission (``batch_submissions``) and one per request in it (``batch_items``), each step
@@ -14,7 +16,9 @@ committed before the next is taken, so a killed process never loses a submitted 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import os
 import sqlite3
 import threading
 import time
@@ -73,13 +77,32 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Completion)
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def image_identity(path: str) -> str:
+    """What names an image in a key: the sha256 of its bytes (read once per path, size and
+    modification time in a process: the three requests of one image read it once). A file
+    that cannot be read keeps its path, so the key is still made and the call itself says
+    what is wrong with the file."""
+    try:
+        st = os.stat(path)
+        return "sha256:" + _file_sha256(path, st.st_size, st.st_mtime_ns)
+    except OSError:
+        return "path:" + path
+
+
 def request_key(backend: str, request: ChatRequest) -> str:
-    """Content hash of what determines the answer; ids and metadata are left out on purpose."""
+    """Content hash of what determines the answer; ids and metadata are left out on purpose,
+    and so are image paths (`image_identity`: an image counts by its bytes)."""
     payload = {
         "v": CACHE_VERSION,
         "backend": backend,
         "messages": [(m.role, m.content) for m in request.messages],
-        "images": list(request.images),
+        "images": [image_identity(p) for p in request.images],
         # 1 and 1.0 are one temperature (a YAML config gives an int, a decoded request a float).
         "temperature": None if request.temperature is None else float(request.temperature),
         "max_tokens": request.max_tokens,

@@ -26,13 +26,14 @@ def image_data_url(path: str | Path, max_side: int | None = None) -> str:
 def build_messages(
     request: ChatRequest, image_urls: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    """Chat messages for the API; images go with the first user message, before its text,
-    with the request's `detail` when it sets one."""
+    """Chat messages for the API; images go with the first user message after the shared
+    prefix (`ChatRequest.prefix`: system, few-shot examples), before its text, with the
+    request's `detail` when it sets one."""
     out: list[dict[str, Any]] = []
     pending = list(image_urls or [])
     detail = {"detail": request.image_detail} if request.image_detail else {}
-    for m in request.messages:
-        if m.role == "user" and pending:
+    for i, m in enumerate(request.messages):
+        if m.role == "user" and pending and i >= request.prefix:
             parts: list[dict[str, Any]] = [
                 {"type": "image_url", "image_url": {"url": u, **detail}} for u in pending
             ]

@@ -22,11 +22,16 @@ LAYERS: list[list[str]] = [
         "llava_pose.records", "llava_pose.paths", "llava_pose.io", "llava_pose.images",
         "llava_pose.config", "llava_pose.progress", "llava_pose.lock", "llava_pose.forked",
         "llava_pose.extras", "llava_pose.skeleton", "llava_pose.lifetime",
+        "llava_pose.confidence",
     ],
-    ["llava_pose.pose", "llava_pose.context", "llava_pose.parse", "llava_pose.coco"],
+    [
+        "llava_pose.pose", "llava_pose.context", "llava_pose.parse", "llava_pose.coco",
+        "llava_pose.estimators",  # pose backends: images -> people with 17 keypoints
+    ],
     [
         "llava_pose.names", "llava_pose.tasks", "llava_pose.prompts", "llava_pose.filters",
         "llava_pose.verify", "llava_pose.dataset",
+        "llava_pose.folder", "llava_pose.sources",  # where images come from: COCO, contexts, a folder
     ],
     ["llava_pose.vlm"],  # vision-language models: families, loading, chat templates
     ["llava_pose.llm"],  # one layer for teacher, answerer and judge

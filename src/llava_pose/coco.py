@@ -68,6 +68,7 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 
+from .confidence import estimate_problem
 from .context import NO_KEYPOINTS, UNLABELLED
 from .errors import ConfigError, InputError
 from .forked import Forked
@@ -1476,6 +1477,10 @@ def context_problem(ctx: ImageContext) -> tuple[str, str] | None:
                 f"persons[{i}].keypoints",
                 f"expected {NUM_KEYPOINTS} keypoints, got {len(points)}",
             )
+        if person.estimate is not None:  # a pose model's person: its scores (llava_pose.folder)
+            problem = estimate_problem(person.estimate)
+            if problem is not None:
+                return f"persons[{i}].estimate.{problem[0]}", problem[1]
         if points is _ZEROS or _plausible(points):
             continue
         for j, (x, y, v) in enumerate(points):

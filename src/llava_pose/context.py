@@ -107,8 +107,21 @@ def _labelled(points: tuple[Keypoint, ...]) -> bool:
     return points is not NO_KEYPOINTS and any(v > 0 for _, _, v in points)
 
 
+@functools.cache
+def missing_captions() -> str:
+    """What stands where the captions would be, for an image without any."""
+    text = resources.files("llava_pose").joinpath("data/prompts/captions.yaml").read_text("utf-8")
+    return str(data_yaml(text)["missing"])
+
+
+def caption_lines(ctx: ImageContext) -> tuple[str, ...]:
+    """The captions, or for an image without any (``prepare --images`` without
+    ``--captions``) one line that says so: no prompt shows an empty section."""
+    return ctx.captions or (missing_captions(),)
+
+
 def paper_caption_messages(ctx: ImageContext) -> list[str]:
-    return [f"caption: {c}" for c in ctx.captions]
+    return [f"caption: {c}" for c in caption_lines(ctx)]
 
 
 def paper_annotation_messages(ctx: ImageContext, cues: bool = False) -> list[str]:
@@ -171,7 +184,8 @@ def parse_paper(messages: list[str]) -> tuple[list[str], list[Obj], list[Person]
     persons: list[Person] = []
     for message in messages:
         if message.startswith("caption: "):
-            captions.append(message[len("caption: ") :])
+            if message[len("caption: ") :] != missing_captions():
+                captions.append(message[len("caption: ") :])
             continue
         head, _, rest = message.partition("\n")
         rest = rest.split("\n" + _cue_words()["prefix"])[0]  # a pose cue line carries no numbers
@@ -234,7 +248,7 @@ def _render_compact(ctx: ImageContext, captions: bool, annotations: bool, cues: 
     lines: list[str] = []
     if captions:
         lines.append("Captions:")
-        lines.extend(ctx.captions)
+        lines.extend(caption_lines(ctx))
     if annotations and ctx.objects:
         lines.append("Objects:")
         lines.extend(f"{o.category} {_box_compact(o.box)}" for o in ctx.objects)
@@ -265,7 +279,8 @@ def parse_compact(text: str) -> tuple[list[str], list[Obj], list[Person]]:
         if m:
             section = m.group(1)
         elif section == "Captions":
-            captions.append(line)
+            if line != missing_captions():
+                captions.append(line)
         elif section == "Objects":
             *words, x1, y1, x2, y2 = line.split(" ")
             objects.append(Obj(category=" ".join(words), box=_unmilli_box((x1, y1, x2, y2))))

@@ -49,14 +49,35 @@ class Obj(msgspec.Struct, frozen=True):
     box: Box
 
 
-class Person(msgspec.Struct, frozen=True):
+class Estimate(msgspec.Struct, frozen=True, kw_only=True):
+    """How a person's keypoints were estimated by a pose model (``prepare --images``), kept
+    with the person so every reader can tell an estimate from an annotation and weigh it.
+
+    `keypoint_scores` are the model's, one per COCO keypoint in [0, 1]; `thresholds`
+    (labelled, visible) turned them into COCO's v: a score at or above `visible` gave v=2, at
+    or above `labelled` v=1, below it v=0 and (0, 0). `score` is the person's: the
+    detector's where the backend reports one (`detector` names it), else the mean keypoint
+    score."""
+
+    model: str  # backend:hub id or folder[@revision], e.g. "vitpose:usyd-community/vitpose-base-simple"
+    detector: str  # what found the person, e.g. "rtdetr:PekingU/rtdetr_r50vd_coco_o365"
+    version: str  # the library that ran them, e.g. "mediapipe 0.10.14"
+    score: float
+    keypoint_scores: tuple[float, ...]
+    thresholds: tuple[float, float]
+
+
+class Person(msgspec.Struct, frozen=True, omit_defaults=True):
     """A person annotation: box and the 17 COCO keypoints as (x, y, v).
 
     v: 0 not labelled (x = y = 0), 1 labelled but not visible, 2 labelled and visible.
+    `estimate` is None for an annotation (COCO's) and says how a pose model placed them
+    otherwise; a file without it reads as annotations, and COCO's contexts are unchanged.
     """
 
     box: Box
     keypoints: tuple[Keypoint, ...]
+    estimate: Estimate | None = None
 
     @property
     def num_labelled(self) -> int:

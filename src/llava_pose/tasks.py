@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .context import render_compact, render_paper
+from .context import caption_lines, render_compact, render_paper
 from .errors import ConfigError
 from .parse import Parsed, QAPair, parse_description, parse_qa
 from .records import ImageContext, Message
@@ -41,7 +41,7 @@ def caption_query(prompts: PromptSet, ctx: ImageContext) -> list[Message]:
             Message("user", prompts.conversation_request),
         ]
     out: list[Message] = []
-    for caption in ctx.captions:
+    for caption in caption_lines(ctx):  # an image without captions: a line saying so
         out.append(Message("user", prompts.caption_question))
         out.append(Message("assistant", caption))
     out.append(Message("user", prompts.conversation_request))

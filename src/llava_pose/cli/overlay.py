@@ -9,40 +9,33 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..config import option
 from ..errors import ConfigError, InputError
+from ..folder import image_id as image_id_of_path
+from ..sources import ImageSource, PoseOptions
 from ..tasks import TASKS
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class OverlayConfig:
+class OverlayConfig(ImageSource, PoseOptions):
+    """Options of `llava-pose overlay`."""
+
     out: str = option(
-        help="PNG file to write (its folder must exist); written atomically",
+        "",
+        "PNG file to write (its folder must exist); written atomically (required)",
         metavar="FILE.png",
         path="file",
     )
     image: str | None = option(
         None,
-        "the image: COCO file stem (000000391895), id (391895) or file name "
-        "(default with --record: the record's image)",
+        "the image: COCO file stem (000000391895), id (391895) or file name; with --images, "
+        "its path in that folder (default with --record: the record's image)",
         metavar="IMAGE",
-    )
-    coco: str | None = option(
-        None,
-        "COCO root holding annotations/ and the image folders (default: the bundled sample)",
-        metavar="ROOT",
-    )
-    split: str = option("train2017", "split the image is in", metavar="NAME")
-    contexts: str | None = option(
-        None,
-        "contexts JSONL from `llava-pose prepare`, instead of --coco's annotations (the "
-        "image file is still read from --coco)",
-        metavar="FILE",
     )
     data: str | None = option(
         None,
@@ -67,6 +60,8 @@ class OverlayConfig:
 
 def _check_out(out: str) -> Path:
     """--out names a .png file in a folder that exists (checked before any slow work)."""
+    if not out:
+        raise ConfigError("--out: required (the .png file to write)")
     path = Path(out)
     if path.is_dir():
         raise ConfigError(f"--out: {out} is a folder, expected a .png file name")
@@ -77,17 +72,30 @@ def _check_out(out: str) -> Path:
     return path
 
 
-def _context(config: OverlayConfig, image_id: int) -> tuple[Any, Path]:
-    """The image's context and the COCO root its file is under."""
+def _context(config: OverlayConfig, image_id: int, name: str | None) -> tuple[Any, Path]:
+    """The image's context and the root its file is under (--coco, --images or the bundled
+    sample); with --images and no --contexts, the one image `name` is estimated now."""
     from .. import coco
+    from ..sources import check, estimate_images, image_root
 
+    check(config)
+    root = image_root(config)
     if config.contexts:
-        if not config.coco:
-            raise ConfigError("--coco: give the COCO root the images of --contexts are under")
+        if root is None:
+            raise ConfigError(
+                "--coco: give the COCO root (or --images, the folder) the images of "
+                "--contexts are under"
+            )
         for ctx in coco.read_contexts(config.contexts):
             if ctx.image_id == image_id:
-                return ctx, Path(config.coco)
+                return ctx, root
         raise InputError(config.contexts, f"no context of image {image_id} (--image)", "image_id")
+    if config.images:
+        assert root is not None and name is not None
+        found = estimate_images(config, config, only={name})
+        if not found:
+            raise InputError(root / name, "not an image of --images that could be read")
+        return found[0], root
     root = Path(config.coco) if config.coco else coco.sample_root()
     if config.coco is None:
         log.info("no --coco or --contexts given: using the bundled sample at %s", root)
@@ -95,6 +103,11 @@ def _context(config: OverlayConfig, image_id: int) -> tuple[Any, Path]:
         root, config.split, human_only=False, check_images=False, image_ids=[image_id]
     )
     return found[0], root
+
+
+def _folder_path(text: str) -> str:
+    """An image's path in an --images folder, as contexts store it (posix, no ``./``)."""
+    return PurePosixPath(text.strip().replace("\\", "/")).as_posix().removeprefix("./")
 
 
 def run(config: OverlayConfig) -> int:
@@ -106,13 +119,21 @@ def run(config: OverlayConfig) -> int:
         raise ConfigError(f"{flag}: needs --data (the records file to show it from)")
     if config.record is not None and config.task is not None:
         raise ConfigError("--task: give --record or --task, not both")
-    image_id = overlay.parse_image(config.image) if config.image is not None else None
+    folder_mode = bool(config.images)  # images named by their path in the folder
+    name = _folder_path(config.image) if folder_mode and config.image is not None else None
+    if folder_mode:
+        image_id = image_id_of_path(name) if name is not None else None
+    else:
+        image_id = overlay.parse_image(config.image) if config.image is not None else None
     row = None
     if config.data is not None:  # the records first: a wrong id fails before the COCO load
         records = overlay.read_records(config.data)
         row = overlay.pick_record(
             records, config.data, record=config.record, image_id=image_id, task=config.task
         )
+        if image_id is None and folder_mode and isinstance(row.get("image"), str):
+            name = _folder_path(row["image"])
+            image_id = image_id_of_path(name)
         if image_id is None:
             image_id = overlay.record_image_id(row)
             if image_id is None:
@@ -123,7 +144,7 @@ def run(config: OverlayConfig) -> int:
                 )
     if image_id is None:
         raise ConfigError("--image: required (a file stem, id or file name), or --data --record")
-    ctx, root = _context(config, image_id)
+    ctx, root = _context(config, image_id, name)
     photo = overlay.open_photo(root / ctx.image, (ctx.width, ctx.height))
     if photo.size != (ctx.width, ctx.height):  # a smaller copy of the same shape
         log.warning(
@@ -175,5 +196,7 @@ def register(subparsers: Any) -> None:
   llava-pose overlay --coco /data/coco --split val2017 --image 391895 --data out/llava_pose_all.json --out fig.png
   llava-pose overlay --coco /data/coco --split val2017 --data out/llava_pose_all.json --record 391895-detail --out fig.png
   llava-pose overlay --coco /data/coco --contexts val.jsonl --image 000000391895.jpg --task reasoning --data out/llava_pose_all.json --out fig.png
+  llava-pose overlay --images photos/ --pose mediapipe --image beach/run.jpg --out fig.png
+  llava-pose overlay --contexts photos.jsonl --images photos/ --data out/llava_pose_all.json --record 8812347103-detail --out fig.png
 """,
     )

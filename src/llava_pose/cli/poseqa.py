@@ -7,6 +7,7 @@ from typing import Any
 BUILD_EXAMPLES = """
   llava-pose poseqa build --coco /data/coco --split val2017 --out poseqa/
   llava-pose poseqa build --coco /data/coco --split val2017 --max-images 1000 --seed 1 --out poseqa-1k/
+  llava-pose poseqa build --contexts photos.jsonl --images photos/ --out poseqa-photos/   # prepare --images
 """
 
 SCORE_EXAMPLES = """
@@ -49,10 +50,11 @@ def register(subparsers: Any) -> None:
         "build",
         PoseQABuildConfig,
         _build,
-        help="write questions.jsonl and manifest.json from a COCO split",
+        help="write questions.jsonl and manifest.json from a COCO split, contexts or images",
         description=(
-            "Read a COCO split and write PoseQA's questions with their exact answers, in "
-            "LLaVA-Bench's shape plus `answer` and `choices`: yes/no answers balanced per "
+            "Read a COCO split (or a contexts file, or a folder of images through a pose model: "
+            "only confident joints are asked about) and write PoseQA's questions with their "
+            "exact answers, in LLaVA-Bench's shape plus `answer` and `choices`: yes/no answers balanced per "
             "family, options in a seeded order. The same seed writes the same bytes."
         ),
         examples=BUILD_EXAMPLES,

@@ -1,23 +1,30 @@
-"""`llava-pose prepare`: one COCO split -> contexts.jsonl, one `ImageContext` per line.
+"""`llava-pose prepare`: images -> contexts.jsonl, one `ImageContext` per line.
 
-The file is what `generate` and `bench build` read, so they never parse COCO twice and a run
-can be pinned to an exact image set (``--max-images N --seed S``).
+From a COCO split (its annotation files), or from any folder of images through a pose model
+(``--images DIR``: people, 17 keypoints with scores, boxes; resumable, batched, sharded; see
+`llava_pose.folder`). The file is what every other command reads with ``--contexts``, so they
+never parse COCO or run a pose model twice and a run can be pinned to an exact image set
+(``--max-images N --seed S``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
 from ..config import option
 from ..errors import ConfigError, InputError
+from ..sources import SourceOptions, check
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class PrepareConfig:
+class PrepareConfig(SourceOptions):
+    """Options of `llava-pose prepare`."""
+
     out: str = option(
         "",
         "JSONL file to write, one image context per line (required)",
@@ -25,52 +32,30 @@ class PrepareConfig:
         metavar="FILE",
         path="file",
     )
-    coco: str | None = option(
-        None,
-        "COCO root holding annotations/ and one image folder per split "
-        "(default: the bundled 8-image sample, split train2017)",
-        metavar="ROOT",
-    )
-    split: str = option(
-        "train2017",
-        "split to read: annotations/{captions,instances,person_keypoints}_SPLIT.json, "
-        "images in ROOT/SPLIT/",
-        metavar="NAME",
-    )
-    min_keypoints: int = option(
-        5,
-        "human-centric filter: labelled keypoints (v>0) a person needs to count",
-        metavar="N",
-        at_least=0,
-        at_most=17,
-    )
-    min_persons: int = option(
-        1,
-        "human-centric filter: persons with --min-keypoints an image needs",
-        metavar="N",
-        at_least=1,
-    )
-    all_images: bool = option(
-        False, "keep every image, not only human-centric ones (--min-* are then ignored)"
-    )
-    max_images: int | None = option(
-        None,
-        "keep only N images, picked by a seeded hash of the image id: the same N for the same "
-        "seed everywhere, and a larger N keeps the smaller N's images (default: all)",
-        metavar="N",
-        at_least=1,
-    )
     seed: int = option(0, "seed of the --max-images pick", metavar="S")
-    check_images: bool = option(
-        True, "check that every kept image file exists (--no-check-images: annotations only)"
+    shard: str | None = option(
+        None,
+        "with --images: do the K-th of N equal slices of the sorted image list (1/4 ... 4/4), "
+        "e.g. one per machine or SLURM array task; the N outputs concatenated in K order are "
+        "the whole folder's",
+        metavar="K/N",
     )
 
 
 def run(config: PrepareConfig) -> int:
-    from .. import coco
-
     if not config.out:
         raise ConfigError("--out: required (the JSONL file to write, e.g. --out contexts.jsonl)")
+    if config.contexts:
+        raise ConfigError(
+            "--contexts: prepare writes contexts; read images with --coco or --images"
+        )
+    check(config)
+    if config.images:
+        return run_images(config)
+    if config.shard:
+        raise ConfigError("--shard: only with --images (a COCO split is read in seconds)")
+    from .. import coco
+
     root = config.coco or coco.sample_root()
     if config.coco is None:
         log.info("no --coco given: using the bundled sample at %s", root)
@@ -97,6 +82,57 @@ def run(config: PrepareConfig) -> int:
     return 0
 
 
+def journal_settings(config: PrepareConfig) -> dict[str, Any]:
+    """What decides an image's context: a journal made with other values is not reused."""
+    assert config.images is not None
+    return {
+        "images": str(Path(config.images).resolve()),
+        "pose": config.pose,
+        "pose_model": config.pose_model,
+        "person_detector": config.person_detector,
+        "keypoint_thresholds": config.keypoint_thresholds,
+        "min_person_score": config.min_person_score,
+        "max_people": config.max_people,
+    }
+
+
+def run_images(config: PrepareConfig) -> int:
+    """``prepare --images``: estimate, resumably, write the kept contexts atomically."""
+    from .. import coco, folder
+    from ..lock import hold
+    from ..sources import human_centric, make_estimator, pick
+
+    listing = folder.list_images(config.images or "")
+    if not listing.images:
+        raise InputError(listing.source, "no images (.jpg, .jpeg, .png, .webp) found there")
+    rels = folder.pick_shard(
+        pick(listing.images, config.max_images, config.seed), folder.parse_shard(config.shard)
+    )
+    captions = folder.read_captions(config.captions) if config.captions else {}
+    hold(config.out, "prepare")
+    journal = folder.Journal(config.out, journal_settings(config))
+    outcomes, tally = folder.run(
+        listing, rels, lambda: make_estimator(config), config.batch_size, journal
+    )
+    contexts = folder.with_captions([o.context for o in outcomes if o.context], captions)
+    kept = contexts
+    if not config.all_images:
+        kept = human_centric(contexts, config.min_keypoints, config.min_persons)
+    n = coco.write_contexts(config.out, kept)
+    journal.remove()
+    rule = coco.filter_rule(config.min_keypoints, config.min_persons, not config.all_images)
+    shard = f" (shard {config.shard} of {len(listing.images)} images)" if config.shard else ""
+    print(tally.line())
+    if captions:
+        with_text = sum(1 for c in contexts if c.captions)
+        print(f"captions for {with_text} of {len(contexts)} images from {config.captions}")
+    print(f"kept {len(kept)} of {len(contexts)} images ({rule}){shard}")
+    print(f"wrote {n} image contexts to {config.out}")
+    if not kept:
+        log.warning("no image kept: lower --min-keypoints/--min-persons or pass --all-images")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add the `prepare` command."""
     from . import add_command
@@ -106,11 +142,14 @@ def register(subparsers: Any) -> None:
         "prepare",
         PrepareConfig,
         run,
-        help="read a COCO split into contexts.jsonl (captions, boxes, keypoints per image)",
+        help="read a COCO split, or any folder of images through a pose model, into contexts.jsonl",
         description=(
-            "Read COCO's captions, instances and person_keypoints files of one split and write "
-            "one image context per line: captions, object boxes, person boxes and 17 keypoints, "
-            "normalized to [0, 1]. By default only human-centric images are kept."
+            "Read COCO's captions, instances and person_keypoints files of one split, or "
+            "estimate the people and 17 keypoints of every image in a folder with a pose model "
+            "(--images), and write one image context per line: captions, object boxes, person "
+            "boxes and 17 keypoints, normalized to [0, 1]. By default only human-centric images "
+            "are kept. With --images a killed run resumes where it stopped and --shard K/N "
+            "splits a folder between machines."
         ),
         examples="""
   llava-pose prepare --out contexts.jsonl                        # bundled 8-image sample
@@ -118,5 +157,8 @@ def register(subparsers: Any) -> None:
   llava-pose prepare --coco /data/coco --split val2017 --max-images 500 --seed 1 --out val500.jsonl
   llava-pose prepare --coco /data/coco --split train2017 --min-keypoints 10 --min-persons 2 --out busy.jsonl
   llava-pose prepare --coco /data/coco --split val2017 --all-images --no-check-images --out all.jsonl
+  llava-pose prepare --images photos/ --pose mediapipe --out photos.jsonl          # CPU, no download
+  llava-pose prepare --images photos/ --captions captions.jsonl --device cuda --out photos.jsonl
+  llava-pose prepare --images /data/frames --shard 3/8 --device cuda --out frames-3.jsonl
 """,
     )

@@ -17,12 +17,15 @@ from typing import Any
 
 from ..config import option
 from ..errors import ConfigError, InputError
+from ..sources import ImageSource, PoseOptions
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class VerifyConfig:
+class VerifyConfig(ImageSource, PoseOptions):
+    """Options of `llava-pose verify`."""
+
     data: list[str] = option(
         [],
         "LLaVA JSON file(s) to check (a list of records with id, image, conversations)",
@@ -32,22 +35,19 @@ class VerifyConfig:
     out: str = option(
         "", "folder for claims.jsonl and summary.json (required)", metavar="DIR", path="dir"
     )
-    coco: str | None = option(
-        None,
-        "COCO root holding annotations/ (default: the bundled sample, unless --contexts)",
-        metavar="ROOT",
-    )
-    split: str = option("train2017", "split to read the keypoints of", metavar="NAME")
-    contexts: str | None = option(
-        None, "contexts JSONL from `llava-pose prepare`, instead of --coco", metavar="FILE"
-    )
 
 
-def _contexts(config: VerifyConfig) -> list[Any]:
+def _contexts(config: VerifyConfig, images: set[str]) -> list[Any]:
+    """The contexts to check against: --contexts, --images (estimated now, only the `images`
+    the records name), or a COCO split (the bundled sample without any source)."""
     from .. import coco
+    from ..sources import check, estimate_images
 
+    check(config)
     if config.contexts:
         return coco.read_contexts(config.contexts)
+    if config.images:
+        return estimate_images(config, config, only=images)
     root = config.coco or coco.sample_root()
     if config.coco is None:
         log.info("no --coco or --contexts given: using the bundled sample at %s", root)
@@ -56,8 +56,8 @@ def _contexts(config: VerifyConfig) -> list[Any]:
 
 def _source(config: VerifyConfig) -> str:
     """Where the contexts came from, as the user named it."""
-    if config.contexts:
-        return config.contexts
+    if config.contexts or config.images:
+        return str(config.contexts or config.images)
     return f"split {config.split} of {config.coco or 'the bundled sample'}"
 
 
@@ -110,7 +110,8 @@ def run(config: VerifyConfig) -> int:
         raise ConfigError("--out: required (the folder for claims.jsonl and summary.json)")
     files = [(path, _records(path)) for path in config.data]  # every file checked first
     model, _ = speakers()
-    contexts = _contexts(config)
+    named = {r["image"] for _, rows in files for r in rows if isinstance(r.get("image"), str)}
+    contexts = _contexts(config, named)
     by_path = {c.image: c for c in contexts}
     by_id = {c.image_id: c for c in contexts}
     lines: list[dict[str, Any]] = []
@@ -209,5 +210,6 @@ def register(subparsers: Any) -> None:
   llava-pose verify --data out/llava_pose_all.json --coco /data/coco --split train2017 --out verify/
   llava-pose verify --data llava_pose_samples.json --coco /data/coco --split train2014 --out verify-release/
   llava-pose verify --data llava_v1_5_mix665k.json --contexts train.jsonl --out verify-llava/
+  llava-pose verify --data out/llava_pose_all.json --images photos/ --pose mediapipe --out verify/
 """,
     )

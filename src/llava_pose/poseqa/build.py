@@ -44,12 +44,14 @@ import yaml
 
 from .. import __version__
 from ..coco import filter_rule, read_split, select_images
+from ..confidence import is_estimated, trusted
 from ..config import option
 from ..errors import EXIT_OK, ConfigError, InputError
 from ..io import FileSet, read_bytes
 from ..lock import hold
 from ..names import NAME_MARGINS, Names, name_people
 from ..records import ImageContext
+from ..sources import ImageSource, PoseOptions, check, image_root, load, source_name
 from .captions import posture_agreement
 from .facts import MARGINS, ClearFacts, clear_facts
 
@@ -69,12 +71,9 @@ UNBALANCED_MARGIN = 0.05
 
 
 @dataclass
-class PoseQABuildConfig:
+class PoseQABuildConfig(ImageSource, PoseOptions):
     """Options of `llava-pose poseqa build`."""
 
-    coco: str | None = option(
-        None, "COCO root holding annotations/ and the image folders (required)", metavar="ROOT"
-    )
     split: str = option("val2017", "COCO split to draw images from", metavar="NAME")
     out: str = option("poseqa", "output folder: questions.jsonl and manifest.json", path="dir")
     seed: int = option(0, "seed of the image pick, the yes/no balance and the option order")
@@ -133,7 +132,13 @@ def _centre(ctx: ImageContext, i: int) -> float:
 
 
 def image_drafts(ctx: ImageContext, crowd: bool = False) -> list[Draft]:
-    """Every question PoseQA can ask about one image, in a fixed order. Pure."""
+    """Every question PoseQA can ask about one image, in a fixed order. Pure.
+
+    People a pose model placed are named from their confident joints only
+    (`confidence.trusted`), and are never counted: a detector that misses someone would make
+    the count wrong."""
+    estimated = is_estimated(ctx)
+    ctx = trusted(ctx)
     names = name_people(ctx, crowd)
     facts = [clear_facts(p, ctx.width, ctx.height) for p in ctx.persons]
     postures = wording()["postures"]
@@ -145,7 +150,7 @@ def image_drafts(ctx: ImageContext, crowd: bool = False) -> list[Draft]:
         out += _person_drafts(i, name, f, postures)
     out += _posture_choice(names, facts, postures, len(ctx.persons))
     out += _position(ctx, names)
-    if not crowd and ctx.persons and all(f.any_arm_up is not None for f in facts):
+    if not crowd and not estimated and ctx.persons and all(f.any_arm_up is not None for f in facts):
         n = sum(1 for f in facts if f.any_arm_up)
         out.append(
             Draft(
@@ -396,19 +401,34 @@ def crowd_images(root: Path, split: str) -> set[int]:
 
 
 def run_build(cfg: PoseQABuildConfig) -> int:
-    if not cfg.coco:
-        raise ConfigError("--coco: required (the COCO root holding annotations/ and the images)")
-    root = Path(cfg.coco)
-    loaded = read_split(root, cfg.split, min_keypoints=MIN_KEYPOINTS, check_images=cfg.check_images)
-    crowd = crowd_images(root, cfg.split)
-    contexts = select_images(loaded.contexts, cfg.max_images, cfg.seed)
+    if not (cfg.coco or cfg.contexts or cfg.images):
+        raise ConfigError(
+            "--coco: required (the COCO root holding annotations/ and the images), or "
+            "--contexts FILE, or --images DIR"
+        )
+    check(cfg)
+    root = image_root(cfg)
+    if cfg.contexts or cfg.images:  # no crowd regions: an estimated image is never counted
+        loaded_contexts = load(
+            cfg, cfg, seed=cfg.seed, max_images=cfg.max_images, min_keypoints=MIN_KEYPOINTS
+        )
+        crowd: set[int] = set()
+        source = Path(cfg.contexts or cfg.images or "")
+    else:
+        assert root is not None
+        loaded_contexts = read_split(
+            root, cfg.split, min_keypoints=MIN_KEYPOINTS, check_images=cfg.check_images
+        ).contexts
+        crowd = crowd_images(root, cfg.split)
+        source = root / "annotations" / f"person_keypoints_{cfg.split}.json"
+    contexts = select_images(loaded_contexts, cfg.max_images, cfg.seed)
     contexts = sorted(contexts, key=lambda c: c.image_id)
     items = [(c, image_drafts(c, c.image_id in crowd)) for c in contexts]
     asked = question_rows(items, cfg.seed)
     rows = balance(asked, cfg.seed)
     if not rows:
         raise InputError(
-            root / "annotations" / f"person_keypoints_{cfg.split}.json",
+            source,
             f"no PoseQA question could be asked about the {len(contexts)} images read: "
             "no person's pose is clear enough (try more images)",
         )
@@ -423,11 +443,12 @@ def run_build(cfg: PoseQABuildConfig) -> int:
         "llava_pose_version": __version__,
         "seed": cfg.seed,
         "split": cfg.split,
-        "image_root": str(root.resolve()),
+        "image_root": str(root.resolve()) if root is not None else None,
+        "source": source_name(cfg),
         "selection": {
             "rule": filter_rule(MIN_KEYPOINTS, 1)
             + "; every question only where facts.py and names.py margins hold",
-            "images_loaded": len(loaded.contexts),
+            "images_loaded": len(loaded_contexts),
             "images_read": len(contexts),
             "images_with_questions": len({r["image"] for r in rows}),
             "max_images": cfg.max_images,

@@ -3,7 +3,8 @@
 A benchmark answer must be certain, not merely likely. Each fact below first needs `pose.py`'s
 own verdict (posture_of, facing_of, arm_facts) and then a stricter margin on top, so a pose
 near one of `pose.py`'s thresholds is never asked about. Every joint used must be labelled
-*visible* (v=2): an occluded joint was placed by a guess. All margins live here, in
+*visible* (v=2): an occluded joint was placed by a guess. A pose model's joints must also be
+scored with confidence (`KEYPOINT_SCORE_MIN`, `PERSON_SCORE_MIN`). All margins live here, in
 `MARGINS`, and go into the manifest. Pure functions of one person's keypoints.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..confidence import confident
 from ..pose import (
     Body,
     Facing,
@@ -27,6 +29,11 @@ from ..records import Person
 
 # -- margins (fractions of the body scale, or degrees) ------------------------------------------
 
+# A person placed by a pose model (`prepare --images`) is asked about only with a person score
+# of at least this, and only joints scored at least this are used (on top of the threshold that
+# made them visible: `confidence.confident`): nothing is asked about an uncertain joint.
+PERSON_SCORE_MIN = 0.7
+KEYPOINT_SCORE_MIN = 0.8
 # Only people standing or sitting about upright are asked about (arms and sides mean the
 # usual thing): torso within this of vertical.
 UPRIGHT_TILT_MAX = 25.0
@@ -197,6 +204,7 @@ class ClearFacts:
 
 
 def clear_facts(person: Person, width: int, height: int) -> ClearFacts:
+    person = confident(person, KEYPOINT_SCORE_MIN, PERSON_SCORE_MIN)
     if person.num_labelled == 0:
         return ClearFacts()
     body = make_body(person, width, height)

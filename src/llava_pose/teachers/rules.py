@@ -48,6 +48,7 @@ from typing import Any
 import yaml
 
 from .. import pose
+from ..confidence import trusted
 from ..errors import ConfigError
 from ..llm.pricing import Price, PriceTable
 from ..llm.results import Result, RunStats
@@ -977,6 +978,8 @@ def _qa(question: str, answer: str) -> str:
 
 
 def write(context: ImageContext, task: str, seed: int = 0) -> str:
-    """The teacher's reply for one image and task: same context and seed, same text."""
+    """The teacher's reply for one image and task: same context and seed, same text. A pose
+    model's low-confidence joints are left out, as hidden (`confidence.trusted`)."""
+    context = trusted(context)
     rng = random.Random(f"rules|{seed}|{context.image_id}|{task}")
     return task_type(task).load_writer()(Scene.of(context, rng))

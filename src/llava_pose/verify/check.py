@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import pose
+from ..confidence import trusted
 from ..records import ImageContext
 from .geometry import order_truth, truth, verdict_of
 from .predicates import Found, find_predicates
@@ -88,7 +89,10 @@ def _subject(found: Found, ms: _Mentions, words: list[str]) -> Mention | None:
 
 
 def check_text(text: str, context: ImageContext) -> list[Claim]:
-    """Every pose claim of `text` (free English about the image of `context`), judged."""
+    """Every pose claim of `text` (free English about the image of `context`), judged. A pose
+    model's low-confidence joints count as hidden (`confidence.trusted`): no verdict stands on
+    them."""
+    context = trusted(context)
     scene = Scene(context, pose.scene_facts(context), pose.left_to_right(context.persons))
     claims: list[Claim] = []
     for sentence in sentences(tokens(text)):

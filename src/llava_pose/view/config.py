@@ -12,12 +12,13 @@ from ..config import option
 from ..ehpaub.files import ManifestCheck
 from ..errors import InputError
 from ..records import ImageContext
+from ..sources import ImageSource, PoseOptions, estimate_images
 
 DEFAULT_PORT = 8765
 
 
 @dataclasses.dataclass
-class ViewConfig(ManifestCheck):
+class ViewConfig(ManifestCheck, PoseOptions):
     """Options of `llava-pose view`."""
 
     folder: str = option(
@@ -58,7 +59,13 @@ class ViewConfig(ManifestCheck):
     )
     image_root: str | None = option(
         None,
-        "folder the records' image paths are relative to (default: the COCO root)",
+        "folder the records' image paths are relative to (default: the COCO root, or --images)",
+        metavar="DIR",
+    )
+    images: str | None = option(
+        None,
+        "a folder of images (as `prepare --images` takes): where the records' images are, and, "
+        "without contexts, their people estimated now by --pose",
         metavar="DIR",
     )
     host: str = option(
@@ -100,6 +107,8 @@ def _stats_source(folder: Path, stats: dict[str, Any]) -> tuple[str, str | None]
     if not source or source == "bundled sample":
         return "sample", None
     for candidate in (Path(source), folder / source):
+        if candidate.is_dir() and not (candidate / "annotations").is_dir():
+            return "images", str(candidate)  # `generate --images DIR`: a folder of images
         if candidate.is_dir():
             return "coco", str(candidate)
         if candidate.is_file():
@@ -125,15 +134,24 @@ def load_contexts(
         kind, source = "contexts", cfg.contexts
     elif cfg.coco:
         kind, source = "coco", cfg.coco
+    elif cfg.images and default_kind != "contexts":
+        kind, source = "images", cfg.images
     else:
         kind, source = default_kind, default_source
     split = cfg.split or default_split or coco.SAMPLE_SPLIT
+    given_root = cfg.image_root or cfg.images
+    if kind == "coco" and source and not (Path(source) / "annotations").is_dir():
+        kind = "images"  # a root of plain images (a benchmark built from --images)
     if kind == "contexts":
         assert source is not None
         contexts = coco.read_contexts(source)
-        root = Path(cfg.image_root) if cfg.image_root else None
+        root = Path(given_root) if given_root else None
+    elif kind == "images":  # estimated now, only the images the data names
+        assert source is not None
+        contexts = estimate_images(ImageSource(images=source), cfg, only=images)
+        root = Path(given_root or source)
     elif kind == "none":
-        contexts, root = [], Path(cfg.image_root) if cfg.image_root else None
+        contexts, root = [], Path(given_root) if given_root else None
     else:
         root = Path(source) if kind == "coco" and source else coco.sample_root()
         ids = {coco.image_id_of(Path(i).name) for i in images}

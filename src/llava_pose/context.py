@@ -374,9 +374,12 @@ def _leg_cue(leg: Any, words: dict[str, Any]) -> str | None:
 
 def pose_cues(ctx: ImageContext) -> list[str | None]:
     """One cue line per person of `ctx` (None for a person without labelled keypoints): the
-    pose facts in plain words. Pure: a function of the context only."""
+    pose facts in plain words, from confident joints only (`confidence.trusted`: a pose
+    model's uncertain joint states nothing). Pure: a function of the context only."""
     from . import pose  # pose imports records only; kept local so context stays light to import
+    from .confidence import trusted
 
+    ctx = trusted(ctx)
     words = _cue_words()
     scene = pose.scene_facts(ctx)
     rank = {i: k for k, i in enumerate(scene.left_to_right, 1)}

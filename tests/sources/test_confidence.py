@@ -1,6 +1,7 @@
-"""Low-confidence joints are hidden: the offline teacher, `verify` and PoseQA read an estimated
-joint scored below its visible threshold exactly as a joint nobody labelled, and PoseQA asks
-nothing about a joint below its own floor. Real COCO people, given scores as a model would."""
+"""Low-confidence joints are hidden: the offline teacher, `verify`, PoseQA and the --cues an LLM
+teacher reads take an estimated joint scored below its visible threshold exactly as a joint
+nobody labelled, and PoseQA asks nothing about a joint below its own floor. Real COCO people,
+given scores as a model would."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import msgspec
 import pytest
 
 from llava_pose.coco import load_split
+from llava_pose.context import pose_cues
 from llava_pose.poseqa.build import image_drafts
 from llava_pose.poseqa.facts import KEYPOINT_SCORE_MIN
 from llava_pose.records import Estimate, ImageContext, Person
@@ -72,6 +74,7 @@ def test_a_low_confidence_joint_reads_as_an_unlabelled_one(
     assert [c.verdict for c in check_text(text, low)] == ["unverifiable"]
     for task in ("conversation", "detail", "reasoning"):
         assert write(low, task) == write(unlabelled, task)
+    assert pose_cues(low) == pose_cues(unlabelled) != pose_cues(confident)  # --cues for LLMs
     assert write(confident, "detail") == write(ctx, "detail")
 
     asked = {(d.family, d.persons) for d in image_drafts(ctx)}

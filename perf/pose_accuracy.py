@@ -1,6 +1,6 @@
 """A pose backend against COCO's official keypoints: how far estimated contexts can be trusted.
 
-    python perf/pose_accuracy.py [--coco tests/data/coco-mini] [--pose mediapipe]
+    python perf/pose_accuracy.py [--coco tests/data/coco-mini] [--split val2017] [--pose mediapipe]
         [--pose-model ID] [--person-detector ID] [--device cpu|cuda] [--cores 2]
 
 On every image of the COCO root's train2017 and val2017 with an annotated person (non-crowd,
@@ -115,6 +115,7 @@ def agreement(pairs: list[tuple[Any, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--coco", type=Path, default=COCO_MINI)
+    parser.add_argument("--split", action="append", help="a split to read (default: both)")
     parser.add_argument("--pose", default="mediapipe")
     parser.add_argument("--pose-model")
     parser.add_argument("--person-detector")
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
 
     items: list[tuple[str, ImageContext, list[dict[str, Any]], bool]] = []
-    for split in SPLITS:
+    for split in args.split or SPLITS:
         path = args.coco / "annotations" / f"person_keypoints_{split}.json"
         if not path.is_file():
             continue
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "verify": {"judged_on_annotations": claims_gt, "unverifiable_on_estimates": turned,
                    "both": len(verify_pairs), "agree": agreement(verify_pairs)},
     }  # fmt: skip
-    numbers["oks_ap"] = coco_ap(args.coco, items, results)
+    numbers["oks_ap"] = coco_ap(args.coco, args.split or SPLITS, items, results)
     print(f"backend: {numbers['backend']}")
     print(
         f"images with annotated people: {len(items)} ({gt_n} people); predicted {pred_n}; "
@@ -266,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def coco_ap(root: Path, items: list[Any], results: list[dict[str, Any]]) -> dict[str, float] | None:
+def coco_ap(
+    root: Path, splits: Any, items: list[Any], results: list[dict[str, Any]]
+) -> dict[str, float] | None:
     """AP, AP50, AP75 at OKS by pycocotools' COCOeval on these images, or None without it."""
     try:
         from pycocotools.coco import COCO
@@ -278,7 +281,7 @@ def coco_ap(root: Path, items: list[Any], results: list[dict[str, Any]]) -> dict
 
     ids = {ctx.image_id for _, ctx, _, _ in items}
     merged: dict[str, Any] = {"images": [], "annotations": [], "categories": None}
-    for split in SPLITS:
+    for split in splits:
         path = root / "annotations" / f"person_keypoints_{split}.json"
         if not path.is_file():
             continue

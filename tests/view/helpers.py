@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from llava_pose.config import load_config
-from llava_pose.view.model import SiteData
 from llava_pose.view.config import ViewConfig
+from llava_pose.view.model import SiteData
 from llava_pose.view.run import build
 from llava_pose.view.site import served_src, write_site
 

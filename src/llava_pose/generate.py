@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import hashlib
 import json
 import logging
@@ -26,21 +27,14 @@ import msgspec
 import yaml
 
 from . import __version__
-from .coco import (
-    DEFAULT_MIN_KEYPOINTS,
-    DEFAULT_MIN_PERSONS,
-    filter_rule,
-    read_contexts,
-    read_split,
-    sample_root,
-    select_images,
-)
 from .config import option
 from .context import FORMATS
 from .dataset import Assembly, assemble, write_dataset, write_extras
-from .errors import ConfigError
+from .errors import ConfigError, InputError
+from .images import probe
 from .io import append_jsonl, file_set
 from .lifetime import keep_until_exit
+from .llm.image_tokens import DETAILS
 from .llm.pricing import (
     Estimate,
     PriceTable,
@@ -51,10 +45,13 @@ from .llm.pricing import (
 )
 from .llm.results import Result
 from .llm.runner import ModelOptions
+from .llm.usage import request_image_tokens
 from .lock import hold
-from .prompts import Built, load_prompts
+from .paths import join_inside
+from .prompts import Built, load_prompts, with_image
 from .prompts import build_requests as prompts_build_requests
 from .records import ChatRequest, ImageContext, Sample
+from .sources import ImageSource, SourceOptions, image_root, load_source, source_name
 from .stage import Stage, make_stage
 from .tasks import TASKS
 from .teachers import Teacher, make_teacher
@@ -63,36 +60,31 @@ log = logging.getLogger("llava_pose")
 
 
 @dataclass
-class SourceOptions:
-    """Which COCO images a command reads. Shared by generate and bench build."""
+class TeacherImageOptions:
+    """Whether the teacher sees the picture: an ablation switch. The paper's teacher read
+    text only. Shared by generate and bench build."""
 
-    coco: str | None = option(
-        None, "COCO root holding annotations/ and the image folders (default: the bundled sample)"
+    teacher_image: bool = option(
+        False,
+        "send the teacher the image itself with its text (captions, boxes, keypoints) and tell "
+        "it so in the system prompt; off, requests are as the paper's text-only teacher's",
     )
-    split: str = option("train2017", "split name, e.g. train2017, val2017, val2014")
-    contexts: str | None = option(
-        None, "contexts JSONL from `llava-pose prepare`, instead of --coco"
+    teacher_image_detail: str | None = option(
+        None,
+        "with --teacher-image, openai: teachers only: the image's `detail`; default: not sent, "
+        "the provider's own auto (see Billed as the providers bill)",
+        choices=DETAILS,
     )
-    max_images: int | None = option(
-        None, "use at most this many images, a seeded sample (stable as it grows)", at_least=1
-    )
-    min_keypoints: int = option(
-        DEFAULT_MIN_KEYPOINTS,
-        "an image is human-centric if a person has at least this many labelled keypoints",
-        at_least=0,
-        at_most=17,
-    )
-    min_persons: int = option(
-        DEFAULT_MIN_PERSONS, "... and at least this many such persons", at_least=1
-    )
-    all_images: bool = option(False, "keep images without people too (no human-centric filter)")
-    check_images: bool = option(
-        True, "check that every image file exists (--no-check-images for annotations only)"
+    teacher_image_max_side: int | None = option(
+        None,
+        "with --teacher-image: scale the image down to this longest side before sending "
+        "(default: the file as it is; COCO's are at most 640 px)",
+        at_least=32,
     )
 
 
 @dataclass
-class GenerateConfig(SourceOptions, ModelOptions):
+class GenerateConfig(SourceOptions, ModelOptions, TeacherImageOptions):
     """Options of `llava-pose generate`."""
 
     out: str = option(
@@ -165,32 +157,95 @@ def expected_output_tokens() -> dict[str, int]:
     return yaml.safe_load(text)["output_tokens"]
 
 
-def load_source(cfg: SourceOptions, seed: int) -> list[ImageContext]:
-    """Contexts for the configured images: from --contexts, --coco, or the bundled sample."""
-    if cfg.contexts:
-        contexts = read_contexts(cfg.contexts)
-    else:
-        root = Path(cfg.coco) if cfg.coco else sample_root()
-        if not cfg.coco:
-            log.info("no --coco given: using the bundled COCO sample (%s)", root)
-        loaded = read_split(
-            root,
-            cfg.split,
-            min_keypoints=cfg.min_keypoints,
-            min_persons=cfg.min_persons,
-            human_only=not cfg.all_images,
-            check_images=cfg.check_images,
+# -- the teacher sees the picture (--teacher-image) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class TeacherImages:
+    """The image file of each image id, checked, and how they are sent."""
+
+    files: dict[int, str]
+    detail: str | None = None
+    max_side: int | None = None
+
+    def attach(self, request: ChatRequest) -> ChatRequest:
+        """`request` with its image (`prompts.with_image`)."""
+        return with_image(
+            request,
+            self.files[request.meta["image_id"]],
+            detail=self.detail,
+            max_side=self.max_side,
         )
-        rule = filter_rule(cfg.min_keypoints, cfg.min_persons, not cfg.all_images)
-        log.info("%s", loaded.stats.summary(rule))
-        contexts = loaded.contexts
-    if cfg.max_images is not None:
-        contexts = select_images(contexts, cfg.max_images, seed)
-    if not contexts:
+
+    def settings(self) -> dict[str, object]:
+        """How the images went, for stats.json and the manifest."""
+        return {"detail": self.detail, "max_side": self.max_side}
+
+
+def check_teacher_image(cfg: TeacherImageOptions, teacher: Teacher, previewing: bool) -> None:
+    """Refuse what --teacher-image cannot mean: its settings without it, an offline teacher
+    (it reads no prompt, so an image would be sent nowhere; ``--dry-run --show`` previews an
+    LLM teacher's and takes it), `detail` for a provider without one."""
+    if not cfg.teacher_image:
+        for name in ("detail", "max_side"):
+            if getattr(cfg, f"teacher_image_{name}") is not None:
+                flag = name.replace("_", "-")
+                raise ConfigError(f"--teacher-image-{flag}: only with --teacher-image")
+        return
+    if not teacher.reads_prompt and not previewing:
         raise ConfigError(
-            "no images left after filtering: check --split, --min-keypoints or --all-images"
+            "--teacher-image: the offline teacher (rules) reads no prompt; drop it or use an "
+            "LLM teacher (with --dry-run --show N, see what one would be sent)"
         )
-    return contexts
+    provider = getattr(getattr(teacher, "backend", None), "provider", "openai")
+    if cfg.teacher_image_detail and provider != "openai":
+        raise ConfigError(
+            f"--teacher-image-detail: {provider}: models do not take it (openai: only)"
+        )
+
+
+def teacher_image_root(cfg: ImageSource) -> Path:
+    """The folder the contexts' image paths are relative to (`sources.image_root`: --images,
+    --coco or the bundled sample; with --contexts, whichever of them is given)."""
+    root = image_root(cfg)
+    if root is None:
+        raise ConfigError(
+            "--teacher-image: with --contexts, say where the image files are: --coco ROOT, "
+            "or the folder of images the contexts were prepared from"
+        )
+    return root
+
+
+def teacher_images(
+    cfg: TeacherImageOptions, source: ImageSource, contexts: Sequence[ImageContext]
+) -> TeacherImages | None:
+    """Each context's image file under the root (`paths.join_inside`: a path from data never
+    leads out of it), all checked up front to be images of a sane size (`images.probe`), so a
+    bad one is one line before any call, not a failure among paid ones. None when off."""
+    if not cfg.teacher_image:
+        return None
+    root = teacher_image_root(source)
+    where = source.contexts or root
+    files: dict[int, str] = {}
+    for ctx in contexts:
+        if ctx.image_id in files:
+            continue
+        field = f"image_id {ctx.image_id}: image"
+        path = join_inside(root, ctx.image, source=where, field=field)
+        if not path.is_file():
+            raise InputError(
+                where,
+                f"image file not found: {path}; --teacher-image sends the image files "
+                f"(are they under {root}?)",
+                field=field,
+            )
+        try:
+            probe(path)
+        except InputError as e:
+            raise InputError(where, f"{path}: {e.problem}", field=field) from None
+        files[ctx.image_id] = str(path)
+    log.info("the teacher sees each image too (--teacher-image, under %s)", root)
+    return TeacherImages(files, cfg.teacher_image_detail, cfg.teacher_image_max_side)
 
 
 def build_requests(
@@ -198,19 +253,30 @@ def build_requests(
     cfg: GenerateConfig,
     model: str,
     meanwhile: Callable[[], object] | None = None,
+    images: TeacherImages | None = None,
 ) -> Built:
-    """The teacher requests and their characters (`prompts.build_requests`)."""
-    return prompts_build_requests(
+    """The teacher requests and their characters (`prompts.build_requests`), each with its
+    image under --teacher-image (the characters are the text's: images are counted apart)."""
+    built = prompts_build_requests(
         contexts,
         cfg.tasks,
         model=model,
-        prompts=load_prompts(cfg.format, cfg.cues),
+        prompts=load_prompts(cfg.format, cfg.cues, cfg.teacher_image),
         seed=cfg.seed,
         fewshot=cfg.fewshot,
         temperature=cfg.temperature,
         max_tokens=cfg.max_tokens,
         meanwhile=meanwhile,
     )
+    if images is None:
+        return built
+    enabled = gc.isenabled()
+    gc.disable()  # as prompts.build_requests: no cycles among the new requests to look for
+    try:
+        return Built([images.attach(r) for r in built.requests], built.chars)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def warm(teacher: Teacher, cfg: GenerateConfig) -> None:
@@ -267,12 +333,16 @@ def fit_context_window(
     kept: list[ChatRequest] = []
     skipped: list[tuple[ChatRequest, int]] = []
     sizes = chars if chars is not None else prompt_chars(requests)
+    model = teacher.model or "gpt-4o"
+    provider = getattr(getattr(teacher, "backend", None), "provider", "openai")
     for request, size in zip(requests, sizes, strict=True):
-        tokens = over_context(request, window, teacher.model or "gpt-4o", chars=size)
+        # an image (--teacher-image) takes its tokens by the provider's rule out of the window
+        images = request_image_tokens(request, provider, model) if request.images else 0
+        tokens = over_context(request, window - images, model, chars=size)
         if tokens is None:
             kept.append(request)
         else:
-            skipped.append((request, tokens))
+            skipped.append((request, tokens + images))
     too_long = TooLong(window, skipped)
     if skipped:
         first, tokens = skipped[0]
@@ -308,12 +378,14 @@ def run_generate(cfg: GenerateConfig) -> int:
         else {"format": cfg.format, "fewshot": cfg.fewshot, "cues": cfg.cues},
         **cfg.backend_options(),
     )
+    check_teacher_image(cfg, teacher, previewing)
     prices = PriceTable.load(cfg.prices)
     stage = make_stage("generate", teacher, prices, cfg, Path(cfg.out) / "cache.sqlite")
     log.info("teacher: %s", teacher.describe())
     contexts = load_source(cfg, cfg.seed)
+    images = teacher_images(cfg, cfg, contexts)
     built, chars = build_requests(
-        contexts, cfg, teacher.model, functools.partial(warm, teacher, cfg)
+        contexts, cfg, teacher.model, functools.partial(warm, teacher, cfg), images
     )
     requests, too_long = fit_context_window(built, teacher, cfg.context_window, chars)
     if too_long.skipped:
@@ -386,6 +458,7 @@ def run_generate(cfg: GenerateConfig) -> int:
         files |= write_extras(outputs, rejected, claim_lines if check_poses else None)
         stats = _stats(cfg, stage, teacher, too_long, contexts, by_task, turns, filtered)
         stats |= {
+            "teacher_image": images.settings() if images is not None else False,
             "pose_claims": {
                 "checked": check_poses,
                 **{v: claims[v] for v in ("supported", "contradicted", "unverifiable")},
@@ -433,7 +506,7 @@ def prompt_sha256(cfg: GenerateConfig) -> str:
     the worked examples under --fewshot): two datasets with one digest were asked alike, so a
     dataset card can say which prompts made it (None in stats.json for the offline teacher,
     which reads no prompt)."""
-    prompts = load_prompts(cfg.format, cfg.cues)
+    prompts = load_prompts(cfg.format, cfg.cues, cfg.teacher_image)
     sent = dataclasses.replace(prompts, fewshot=prompts.fewshot if cfg.fewshot else {})
     return hashlib.sha256(msgspec.json.encode(sent, order="sorted")).hexdigest()
 
@@ -460,7 +533,7 @@ def _stats(
         "fewshot": cfg.fewshot,
         "prompt_sha256": prompt_sha256(cfg) if teacher.reads_prompt else None,
         "seed": cfg.seed,
-        "source": cfg.contexts or cfg.coco or "bundled sample",
+        "source": source_name(cfg),
         "split": cfg.split,
         "images": len(contexts),
         "mode": run["mode"],

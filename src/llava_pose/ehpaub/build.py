@@ -47,10 +47,14 @@ from ..dataset import IMAGE_TOKEN, assemble
 from ..errors import ConfigError
 from ..generate import (
     SourceOptions,
+    TeacherImageOptions,
+    TeacherImages,
+    check_teacher_image,
     expected_output_tokens,
     fit_context_window,
     load_source,
     pose_filter_on,
+    teacher_images,
 )
 from ..io import FileSet, write_jsonl
 from ..llm import check_role
@@ -79,7 +83,7 @@ BENCH_MIN_PERSON_AREA = 0.05
 
 
 @dataclass
-class BuildConfig(SourceOptions, ModelOptions):
+class BuildConfig(SourceOptions, ModelOptions, TeacherImageOptions):
     """Options of `llava-pose bench build`."""
 
     out: str = option(
@@ -93,8 +97,14 @@ class BuildConfig(SourceOptions, ModelOptions):
         "teacher that writes questions and reference answers: openai:MODEL, anthropic:MODEL, rules",
         short="-t",
     )
-    images: int = option(
+    images: int = option(  # here --images is the size; the folder source is --image-folder
         90, "images in the benchmark; each gives one question of each type", at_least=1
+    )
+    image_folder: str | None = option(
+        None,
+        "a folder of images (or a list file) instead of --coco: people and keypoints estimated "
+        "by --pose (the --images of the other commands; here --images is the benchmark's size)",
+        metavar="DIR",
     )
     seed: int = option(
         0, "seed of the image order, the Table 4 instruction, the conversation pair and the teacher"
@@ -148,6 +158,9 @@ class BuildConfig(SourceOptions, ModelOptions):
     max_images: int | None = option(None, "not used: the benchmark's size is --images", cli=False)
     all_images: bool = option(False, "not used: the benchmark is human-centric", cli=False)
 
+    def folder_source(self) -> str | None:
+        return self.image_folder
+
 
 # -- pure: selection, requests, replies -------------------------------------------------------
 
@@ -178,8 +191,10 @@ def teacher_request(
     cfg: BuildConfig,
     model: str,
     prompts: PromptSet,
+    images: TeacherImages | None = None,
 ) -> ChatRequest:
-    """The pipeline's request; a re-ask changes only the sampling seed (and the id)."""
+    """The pipeline's request (with its image under --teacher-image); a re-ask changes only
+    the sampling seed (and the id)."""
     request = build_request(
         ctx,
         task,
@@ -190,6 +205,8 @@ def teacher_request(
         temperature=cfg.temperature,
         max_tokens=cfg.max_tokens,
     )
+    if images is not None:
+        request = images.attach(request)
     if attempt == 0:
         return request
     return msgspec.structs.replace(
@@ -255,10 +272,10 @@ def _prompts_digest(prompts: PromptSet) -> str:
 
 def run_build(cfg: BuildConfig) -> int:
     check_role(cfg.teacher, "teacher", "--teacher")
-    if not cfg.coco and not cfg.contexts:
+    if not cfg.coco and not cfg.contexts and not cfg.image_folder:
         raise ConfigError(
             "--coco: required (the COCO root holding annotations/ and the image folders), "
-            "or --contexts FILE from `llava-pose prepare`"
+            "or --contexts FILE from `llava-pose prepare`, or --image-folder DIR"
         )
     if cfg.split.startswith("val2014"):
         log.warning(
@@ -271,17 +288,24 @@ def run_build(cfg: BuildConfig) -> int:
         prompt={"format": cfg.format, "fewshot": cfg.fewshot, "cues": cfg.cues},
         **cfg.backend_options(),
     )
+    check_teacher_image(cfg, teacher, previewing=False)
     prices = PriceTable.load(cfg.prices)
     stage = make_stage("bench build", teacher, prices, cfg, Path(cfg.out) / "cache.sqlite")
     log.info("teacher: %s", teacher.describe())
-    prompts = load_prompts(cfg.format, cfg.cues)
+    prompts = load_prompts(cfg.format, cfg.cues, cfg.teacher_image)
     contexts = load_source(cfg, cfg.seed)
     eligible = [
         c for c in contexts if qualifies(c, cfg.min_keypoints, cfg.min_persons, cfg.min_person_area)
     ]
+    # Every image that may be drawn (a replacement too) is checked before the first call.
+    pictures = teacher_images(cfg, cfg, eligible)
     # An image needs all three questions: one prompt too long for the teacher leaves it out.
     _, too_long = fit_context_window(
-        [teacher_request(c, t, 0, cfg, teacher.model, prompts) for c in eligible for t in TASKS],
+        [
+            teacher_request(c, t, 0, cfg, teacher.model, prompts, pictures)
+            for c in eligible
+            for t in TASKS
+        ],
         teacher,
         cfg.context_window,
     )
@@ -301,7 +325,7 @@ def run_build(cfg: BuildConfig) -> int:
     if cfg.dry_run:
         expected = expected_output_tokens()
         requests = [
-            teacher_request(c, t, 0, cfg, teacher.model, prompts)
+            teacher_request(c, t, 0, cfg, teacher.model, prompts, pictures)
             for c in order[: cfg.images]
             for t in TASKS
         ]
@@ -319,7 +343,7 @@ def run_build(cfg: BuildConfig) -> int:
 
     def ask(item: tuple[_Image, str, int]) -> ChatRequest:
         im, task, attempt = item
-        return teacher_request(im.ctx, task, attempt, cfg, teacher.model, prompts)
+        return teacher_request(im.ctx, task, attempt, cfg, teacher.model, prompts, pictures)
 
     def settle(
         item: tuple[_Image, str, int], request: ChatRequest, result: Result
@@ -412,6 +436,7 @@ def run_build(cfg: BuildConfig) -> int:
             "format": cfg.format,
             "fewshot": cfg.fewshot,
             "sha256": _prompts_digest(prompts),
+            "teacher_image": pictures.settings() if pictures is not None else False,
         },
         "temperature": cfg.temperature,
         "max_tokens": cfg.max_tokens,

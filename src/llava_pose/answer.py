@@ -33,6 +33,7 @@ from .ehpaub.files import (
     Answer,
     ManifestCheck,
     Question,
+    existing_images,
     image_root,
     load_bench,
     qid_key,
@@ -46,7 +47,6 @@ from .llm.pricing import PriceTable
 from .llm.results import Result
 from .llm.runner import ModelOptions
 from .lock import hold
-from .paths import join_inside
 from .records import ChatRequest, Message
 from .stage import make_stage
 from .vlm.generate import TEMPLATES
@@ -175,24 +175,8 @@ def _check_images(
     images of a sane size (`images.probe`), so nothing else is ever sent. `confined` (a root
     taken from the folder itself): every file must also resolve inside it, so a link placed
     in a shared folder cannot lead out of it."""
-    paths = [
-        join_inside(
-            root,
-            q.image,
-            source=questions_path,
-            field=f"question_id {q.question_id!r}: image",
-        )
-        for q in questions
-    ]
-    missing = [(i, p) for i, p in enumerate(paths) if not p.is_file()]
-    if missing:
-        i, path = missing[0]
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise InputError(
-            questions_path,
-            f"image file not found: {path}{more}; is --image-root {root} right?",
-            field=f"question_id {questions[i].question_id!r}: image",
-        )
+    fields = [(q.image, f"question_id {q.question_id!r}: image") for q in questions]
+    paths = existing_images(root, fields, questions_path)
     seen: set[Path] = set()
     for q, path in zip(questions, paths, strict=True):
         if path in seen:

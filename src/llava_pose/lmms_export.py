@@ -41,7 +41,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import yaml
 
 from . import __version__
@@ -52,6 +51,7 @@ from .ehpaub.files import (
     REFERENCE_FILE,
     ManifestCheck,
     check_manifest,
+    existing_images,
     image_root,
     load_bench,
     qid_key,
@@ -59,7 +59,8 @@ from .ehpaub.files import (
 from .errors import EXIT_OK, ConfigError, InputError
 from .io import read_json, read_jsonl, write_json, write_jsonl
 from .lock import hold
-from .paths import fold, join_inside
+from .paths import fold
+from .poseqa.files import read_questions
 
 FORMATS = ("lmms-eval",)
 BENCHMARKS = ("auto", "ehpaub", "poseqa")
@@ -70,7 +71,6 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _CATEGORY = re.compile(r"[A-Za-z0-9_]+")
 # Imports the exported utils.py may make besides the standard library.
 RUNTIME_IMPORTS = frozenset({"lmms_eval", "PIL", "loguru"})
-POSEQA_ANSWER_TYPES = ("yes/no", "choice", "number")
 
 
 @dataclass
@@ -120,18 +120,6 @@ class ExportConfig(ManifestCheck):
         "--max-attempts`",
         at_least=1,
     )
-
-
-class PoseQAQuestion(msgspec.Struct, frozen=True):
-    """One line of PoseQA's questions.jsonl, as far as scoring needs it."""
-
-    question_id: int | str
-    image: str
-    text: str
-    category: str
-    answer: str
-    answer_type: str
-    choices: list[str] | None = None
 
 
 # -- pure ---------------------------------------------------------------------------------------
@@ -231,22 +219,6 @@ def _image_root(cfg: ExportConfig, folder: Path, manifest: dict[str, Any]) -> Pa
     return image_root(cfg.image_root, folder, manifest).resolve()
 
 
-def _check_images(root: Path, images: list[tuple[str, str]], source: Path) -> None:
-    """Every (image, field) is inside `root` and exists: lmms-eval should not find out later."""
-    missing = []
-    for image, field in images:
-        if not join_inside(root, image, source=source, field=field).is_file():
-            missing.append((image, field))
-    if missing:
-        image, field = missing[0]
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise InputError(
-            source,
-            f"image file not found: {root / fold(image)}{more}; is --image-root {root} right?",
-            field=field,
-        )
-
-
 def _check_categories(categories: list[str], source: Path) -> None:
     for c in categories:
         if not _CATEGORY.fullmatch(c) or c == "all":
@@ -270,7 +242,7 @@ def _ehpaub(cfg: ExportConfig, folder: Path) -> tuple[dict[str, Any], list[dict[
                 f"category {c!r} has no judge rule in {rules_name} (rules for: {', '.join(rules)})",
             )
     root = _image_root(cfg, folder, bench.manifest)
-    _check_images(
+    existing_images(
         root,
         [(q.image, f"question_id {q.question_id!r}: image") for q in bench.questions],
         bench.questions_path,
@@ -311,27 +283,11 @@ def _poseqa(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     path = folder / QUESTIONS_FILE
     modified = check_manifest(folder, manifest, [QUESTIONS_FILE], cfg.allow_modified)
-    questions = read_jsonl(path, PoseQAQuestion)
-    if not questions:
-        raise InputError(path, "no questions in the file")
-    seen: set[str] = set()
-    for q in questions:
-        where = f"question_id {q.question_id!r}"
-        if qid_key(q.question_id) in seen:
-            raise InputError(path, f"duplicate question_id {q.question_id!r}", field=where)
-        seen.add(qid_key(q.question_id))
-        if q.answer_type not in POSEQA_ANSWER_TYPES:
-            raise InputError(
-                path,
-                f"must be one of {', '.join(POSEQA_ANSWER_TYPES)}, got {q.answer_type!r}",
-                field=f"{where}: answer_type",
-            )
-        if q.answer_type == "choice" and not q.choices:
-            raise InputError(path, "a choice question needs its options", f"{where}: choices")
+    questions = read_questions(path)
     categories = list(dict.fromkeys(q.category for q in questions))
     _check_categories(categories, path)
     root = _image_root(cfg, folder, manifest)
-    _check_images(
+    existing_images(
         root, [(q.image, f"question_id {q.question_id!r}: image") for q in questions], path
     )
     docs = [

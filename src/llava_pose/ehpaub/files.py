@@ -38,7 +38,7 @@ from ..coco import MAX_IMAGE_SIDE, read_jsonl_numbered
 from ..config import option
 from ..errors import ConfigError, InputError
 from ..io import read_bytes, read_json, read_jsonl
-from ..paths import path_problem
+from ..paths import join_inside, path_problem
 from ..records import NUM_KEYPOINTS, ImageContext, Obj, Person
 from ..tasks import category_titles
 
@@ -252,6 +252,22 @@ def image_root(given: str | None, folder: Path | None, manifest: dict[str, Any])
             field="image_root",
         )
     return resolved
+
+
+def existing_images(root: Path, images: list[tuple[str, str]], source: Path) -> list[Path]:
+    """The file of each (image, field) of `source` under `root` (`paths.join_inside`: inside
+    it, folded); a missing one is an input error naming the first and how many more, before
+    any model is asked (or lmms-eval finds out later)."""
+    paths = [join_inside(root, image, source=source, field=field) for image, field in images]
+    missing = [k for k, path in enumerate(paths) if not path.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(
+            source,
+            f"image file not found: {paths[missing[0]]}{more}; is --image-root {root} right?",
+            field=images[missing[0]][1],
+        )
+    return paths
 
 
 @dataclass(kw_only=True)  # keyword-only: it mixes into configs with positional fields (view)

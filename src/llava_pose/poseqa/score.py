@@ -31,7 +31,7 @@ import msgspec
 from ..config import option
 from ..ehpaub.files import ManifestCheck, answer_files, check_manifest
 from ..errors import EXIT_OK, ConfigError, InputError
-from ..io import atomic_open, read_json, read_jsonl
+from ..io import atomic_open, read_json
 from ..lock import hold
 from .answers import parse_answer
 from .build import (
@@ -43,6 +43,7 @@ from .build import (
     families,
     family_title,
 )
+from .files import PoseQuestion, read_questions
 
 log = logging.getLogger("llava_pose")
 
@@ -61,17 +62,6 @@ class PoseQAScoreConfig(ManifestCheck):
     examples: int = option(
         5, "unparseable answers shown per model in index.md (all are in the CSV)", at_least=0
     )
-
-
-class PoseQuestion(msgspec.Struct, frozen=True):
-    question_id: str
-    image: str
-    text: str
-    category: str
-    answer: str
-    answer_type: str
-    choices: list[str] | None = None
-    fact: dict[str, Any] = {}
 
 
 def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -142,13 +132,9 @@ def _family_order(questions: list[PoseQuestion]) -> list[str]:
 
 
 def _load_questions(folder: Path) -> list[PoseQuestion]:
-    path = folder / QUESTIONS_FILE
     if not folder.is_dir():
         raise InputError(folder, "PoseQA folder not found (run `llava-pose poseqa build`)")
-    questions = read_jsonl(path, PoseQuestion)
-    if not questions:
-        raise InputError(path, "no questions in the file")
-    return questions
+    return read_questions(folder / QUESTIONS_FILE)
 
 
 def load_answers(path: Path, known: set[str]) -> tuple[str, dict[str, str]]:

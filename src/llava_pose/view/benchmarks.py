@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..coco import image_id_of
-from ..errors import InputError
 from ..io import read_json, read_jsonl
 from .model import Facet, Row, SiteData, page, snippet
 
 if TYPE_CHECKING:
+    from ..poseqa.files import PoseQuestion
     from .config import ViewConfig
 
 log = logging.getLogger("llava_pose")
@@ -250,17 +250,6 @@ def load_ehpaub(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
 # -- PoseQA -------------------------------------------------------------------------------------
 
 
-class PoseQuestion(msgspec.Struct, frozen=True):
-    question_id: str
-    image: str
-    text: str
-    category: str
-    answer: str
-    answer_type: str
-    choices: list[str] | None = None
-    persons: list[int] = []
-
-
 def _gold(q: PoseQuestion) -> str:
     if q.answer_type == "choice" and q.choices:
         index = ord(q.answer) - ord("A")
@@ -271,24 +260,13 @@ def _gold(q: PoseQuestion) -> str:
 
 def load_poseqa(cfg: ViewConfig, folder: Path) -> tuple[SiteData, Path | None]:
     from ..ehpaub.files import answer_files, check_manifest
-    from ..paths import path_problem
     from ..poseqa.answers import parse_answer
     from ..poseqa.build import MANIFEST_FILE, QUESTIONS_FILE, family_title
+    from ..poseqa.files import read_questions
     from ..poseqa.score import load_answers
     from .config import load_contexts
 
-    questions_path = folder / QUESTIONS_FILE
-    questions = read_jsonl(questions_path, PoseQuestion)
-    if not questions:
-        raise InputError(questions_path, "no questions in the file")
-    for n, q in enumerate(questions, 1):
-        problem = path_problem(q.image)
-        if problem is not None:
-            raise InputError(questions_path, problem, f"question {n}: image")
-        if q.answer_type not in ("yes/no", "choice", "number"):
-            raise InputError(
-                questions_path, f"unknown answer_type {q.answer_type!r}", f"question {n}"
-            )
+    questions = read_questions(folder / QUESTIONS_FILE)
     manifest = read_json(folder / MANIFEST_FILE) if (folder / MANIFEST_FILE).is_file() else {}
     modified = check_manifest(folder, manifest, [QUESTIONS_FILE], cfg.allow_modified)
     known = {q.question_id for q in questions}

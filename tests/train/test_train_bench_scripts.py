@@ -1,5 +1,5 @@
 """The GPU throughput script cannot run here: prove its code path on the CPU (--dry-run), its
-refusal without CUDA, and that its 7B configuration is LLaVA-1.5-7B's size."""
+refusal without CUDA, and that its configurations are LLaVA-1.5-7B's and Qwen2.5-VL-7B's size."""
 
 from __future__ import annotations
 
@@ -15,15 +15,21 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "perf" / "train_throughput_gpu.py"
 
 
-def test_dry_run_trains_both_variants_through_the_real_code() -> None:
+def test_dry_run_trains_every_model_and_variant_through_the_real_code() -> None:
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--dry-run"], capture_output=True, text=True, cwd=REPO
+        [sys.executable, str(SCRIPT), "--dry-run", "--variant", "all"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
     lines = {line.split(":")[0]: line for line in done.stdout.splitlines()}
-    for variant in ("lora (dry run)", "full-offload (dry run, no DeepSpeed)"):
-        assert variant in lines, done.stdout
-        assert "samples/s" in lines[variant] and "tokens/s" in lines[variant]
+    for model in ("llava-1.5-7b", "qwen2.5-vl-7b"):
+        for variant in ("lora (dry run)", "full-offload (dry run, no DeepSpeed)"):
+            line = lines.get(f"{model} {variant}", "")
+            assert "samples/s" in line and "tokens/s" in line, done.stdout
+            # the synthetic samples are as long as asked, as the template and processor make them
+            assert 180 <= int(line.split(" tokens/sample")[0].rsplit(" ", 1)[1]) <= 200, line
     assert "0.0M trainable" not in done.stdout
 
 
@@ -54,3 +60,22 @@ def test_the_7b_configuration_is_llava_1_5_7b() -> None:
     assert round(count("vision_tower") / 1e6) == 304  # CLIP ViT-L/14-336
     assert round(count("multi_modal_projector") / 1e6) == 21  # 1024 -> 4096 -> 4096 MLP
     assert module.llava_7b_config().image_seq_length == (336 // 14) ** 2 == 576
+
+
+def test_the_qwen_configuration_is_qwen2_5_vl_7b() -> None:
+    import importlib.util
+
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    spec = importlib.util.spec_from_file_location("train_throughput_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(
+            module.qwen2_5_vl_7b_config(), dtype=torch.bfloat16
+        )
+    count = lambda key: sum(p.numel() for n, p in model.named_parameters() if key in n)  # noqa: E731
+    assert round(count("") / 1e9, 2) == 8.29  # Qwen2.5-VL-7B-Instruct's model card: 8.29B
+    assert round(count("visual.merger") / 1e6, 1) == 44.6  # 2x2 patches: 5120 -> 5120 -> 3584 MLP
+    assert round(count("language_model") / 1e9, 2) == 7.07

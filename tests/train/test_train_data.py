@@ -1,4 +1,5 @@
-"""Template, labels, image padding and the validation pass, on real COCO-MINI images."""
+"""The Vicuna-v1 prompt, labels, image padding, TRL's batches and the validation pass, on real
+COCO-MINI images (the llava family; tests/train/test_train_families.py covers the others)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,16 @@ from tests.train.release_records import coco2014_root, release_records
 from llava_pose.errors import ConfigError, InputError
 from llava_pose.train.data import (
     IGNORE_INDEX,
-    Collator,
     Encoder,
-    LlavaDataset,
     Record,
     count_image_tokens,
     load_records,
+    record_messages,
+    sft_dataset,
     validate,
 )
+from llava_pose.vlm.families import families
 from llava_pose.vlm.images import expand2square, load_image, mean_colour
-from llava_pose.vlm.template import Template
 from llava_pose.vlm.tiny import build_tiny_processor
 
 pytestmark = pytest.mark.train
@@ -52,21 +53,22 @@ def _record(image: str | None, *turns: str) -> Record:
     return Record("r", "f.json", image, tuple((speakers[i % 2], t) for i, t in enumerate(turns)))
 
 
-def test_template_renders_llava_v1_prompt() -> None:
-    template = Template.load()
-    text, spans = template.render(
-        [
-            ("human", "<image>\nWhat is he doing?"),
-            ("gpt", "Running."),
-            ("human", "Why?"),
-            ("gpt", "A race."),
-        ]
+def test_the_llava_prompt_is_llava_1_5s_vicuna_v1(processor) -> None:
+    template = families()["llava"].prompt_template()
+    record = _record(None, "<image>\nWhat is he doing?", "Running.", "Why?", "A race.")
+    record = Record("r", "f.json", "x.jpg", record.turns)
+    text = processor.apply_chat_template(
+        record_messages(record), chat_template=template, tokenize=False
     )
-    expected = f"{SYSTEM} USER: <image>\nWhat is he doing? ASSISTANT: Running.</s>USER: Why? ASSISTANT: A race.</s>"
+    expected = f"<s> {SYSTEM} USER: <image>\nWhat is he doing? ASSISTANT: Running.</s>USER: Why? ASSISTANT: A race.</s>"
     assert text == expected
-    assert [text[a:b] for a, b in spans] == ["Running.</s>", "A race.</s>"]
-    prompt, _ = template.render([("human", "<image>\nWhat is he doing?"), ("gpt", None)])
-    assert prompt == f"{SYSTEM} USER: <image>\nWhat is he doing? ASSISTANT:"
+    asking = processor.apply_chat_template(
+        record_messages(record)[:1],
+        chat_template=template,
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert asking == f"<s> {SYSTEM} USER: <image>\nWhat is he doing? ASSISTANT:"
 
 
 def test_labels_are_the_answers_and_eos_only_token_by_token(
@@ -129,12 +131,14 @@ def test_encoding_matches_the_processor(
     data = write_records(tmp_path / "d.json", [row])
     (record,), _ = load_records([str(data)], str(coco_mini))
     assert record.image == image
-    text, _ = encoder.render(record)
+    text = encoder.render(record)
     assert text.startswith(
-        f"{SYSTEM} USER: <image>\nWhere is the dog? ASSISTANT:"
+        f"<s> {SYSTEM} USER: <image>\nWhere is the dog? ASSISTANT:"
     )  # <image> moved first
     via_processor = processor(
-        text=text, images=load_image(image, mean_colour(processor.image_processor))
+        text=text,
+        images=load_image(image, mean_colour(processor.image_processor)),
+        add_special_tokens=False,
     )
     assert encoder.encode(record).input_ids == via_processor["input_ids"][0]
 
@@ -157,26 +161,34 @@ def test_image_is_padded_to_a_square_with_the_mean_colour(processor, coco_mini: 
     )
 
 
-def test_dataset_and_collator(encoder: Encoder, processor, tmp_path: Path, coco_mini: Path) -> None:
+def test_trls_batches_are_the_encoders(
+    encoder: Encoder, processor, tmp_path: Path, coco_mini: Path
+) -> None:
+    """What training feeds the model (the dataset through TRL's collator, as SFTTrainer makes
+    it) is what validation measured: the same ids, the answers and </s> as the only labels."""
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
     data = write_records(tmp_path / "d.json", [*coco_records(coco_mini, 2), TEXT_ONLY])
     records, bad = load_records([str(data)], str(coco_mini))
     assert not bad and [r.image is None for r in records] == [False, False, True]
-    dataset = LlavaDataset(records, encoder, processor.image_processor)
-    items = [dataset[i] for i in range(3)]
-    side = processor.image_processor.crop_size["height"]
-    assert items[0]["pixel_values"].shape == (3, side, side) and "pixel_values" not in items[2]
-    batch = Collator(processor.tokenizer.pad_token_id)([items[2], items[0], items[1]])
-    longest = max(len(i["input_ids"]) for i in items)
-    assert batch["input_ids"].shape == (3, longest) and batch["pixel_values"].shape == (
-        2,
-        3,
-        side,
-        side,
+    colour = mean_colour(processor.image_processor)
+    dataset = sft_dataset(records, colour)
+    rows = [dataset[i] for i in range(3)]
+    assert [len(r["images"]) for r in rows] == [1, 1, 0]
+    assert rows[0]["images"][0].size[0] == rows[0]["images"][0].size[1]  # padded square
+    assert rows[0]["messages"][0]["content"][0] == {"type": "image"}
+    collate = DataCollatorForVisionLanguageModeling(
+        processor=processor, assistant_only_loss=True, chat_template=encoder.chat_template
     )
-    n = len(items[2]["input_ids"])  # the text-only sample is shortest: padded on the right
-    assert batch["attention_mask"][0, :n].all() and not batch["attention_mask"][0, n:].any()
-    assert (batch["labels"][0, n:] == IGNORE_INDEX).all()
-    assert (batch["input_ids"][0, n:] == processor.tokenizer.pad_token_id).all()
+    batch = collate([rows[2], rows[0], rows[1]])
+    side = processor.image_processor.crop_size["height"]
+    assert batch["pixel_values"].shape == (2, 3, side, side)
+    for k, record in enumerate([records[2], records[0], records[1]]):
+        ours = encoder.encode(record)
+        n = int(batch["attention_mask"][k].sum())
+        assert batch["input_ids"][k, :n].tolist() == ours.input_ids
+        assert batch["labels"][k, :n].tolist() == ours.labels
+        assert (batch["labels"][k, n:] == IGNORE_INDEX).all()  # padding on the right
 
 
 def test_validation_reports_every_bad_record(

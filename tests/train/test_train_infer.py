@@ -55,10 +55,15 @@ def test_vicuna_prompt_is_the_training_template(loaded, images: list[str]) -> No
     )
     assert (
         render_prompt(loaded, conversation)
-        == f"{SYSTEM} USER: <image>\nWho? ASSISTANT: A man.</s>USER: Doing what? ASSISTANT:"
+        == f"<s> {SYSTEM} USER: <image>\nWho? ASSISTANT: A man.</s>USER: Doing what? ASSISTANT:"
     )
     custom = Conversation([("user", "Hi")], None, system="Be brief.")
-    assert render_prompt(loaded, custom) == "Be brief. USER: Hi ASSISTANT:"
+    assert render_prompt(loaded, custom) == "<s> Be brief. USER: Hi ASSISTANT:"
+    # the run saved the template it trained with as its own: every choice asks the same way
+    assert loaded.processor.chat_template == loaded.template
+    assert (
+        load(str(full_run_path(loaded)), device="cpu", template="chat").template == loaded.template
+    )
 
 
 def test_batched_generation_equals_one_at_a_time(loaded, images: list[str]) -> None:
@@ -75,8 +80,13 @@ def test_batched_generation_equals_one_at_a_time(loaded, images: list[str]) -> N
     assert limited.output_tokens == 1 and (limited.finish_reason == "length" or limited.text == "")
 
 
+def full_run_path(loaded) -> Path:
+    return Path(loaded.name)
+
+
 def test_generic_chat_template_path(full_run: Path, images: list[str]) -> None:
-    generic = load(str(full_run), device="cpu", template="chat")
+    """A checkpoint from elsewhere (the preset's untrained start) asked with its own template."""
+    generic = load(str(full_run / "base-model"), device="cpu", template="chat")
     conversation = Conversation([("user", "What is happening?")], images[0])
     prompt = render_prompt(generic, conversation)
     assert prompt == "USER: <image>\nWhat is happening? ASSISTANT:"  # the processor's own template

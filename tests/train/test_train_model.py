@@ -111,14 +111,17 @@ def test_unfinished_run_names_its_last_checkpoint(tmp_path: Path) -> None:
         load_pretrained(str(tmp_path))
 
 
-def test_training_refuses_non_llava_checkpoints(tmp_path: Path) -> None:
+def test_training_refuses_architectures_outside_the_registry(tmp_path: Path) -> None:
     from transformers import LlamaConfig
 
     LlamaConfig(
         hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
     ).save_pretrained(tmp_path)
-    with pytest.raises(ConfigError, match="model_type 'llava'"):
+    with pytest.raises(ConfigError) as e:
         load_model(str(tmp_path))
+    message = str(e.value)
+    assert "\n" not in message and f"{tmp_path}: model_type 'llama' is not in" in message
+    assert "qwen2_5_vl" in message and "gemma3" in message  # the ones there are
 
 
 def test_shipped_deepspeed_configs() -> None:
@@ -179,3 +182,28 @@ def test_recipes_are_the_papers() -> None:
         2,
         2048,
     )
+    assert defaults.model == "llava-hf/llava-1.5-7b-hf" and defaults.method == "sft"
+    assert defaults.pad_to_square is None  # the family's: llava pads, as LLaVA-1.5
+
+
+def test_the_modern_recipe_is_the_lora_recipe_on_qwen2_5_vl() -> None:
+    """configs/qwen2_5_vl_lora.yaml changes the model and nothing of the recipe but LLaVA's
+    square padding (left to the family, which does not pad) and ZeRO (one GPU)."""
+    import yaml
+
+    from llava_pose.config import load_config
+    from llava_pose.train.config import TrainConfig
+
+    def read(name: str) -> dict:
+        return yaml.safe_load((REPO / "configs" / name).read_text())
+
+    modern, lora = read("qwen2_5_vl_lora.yaml"), read("llava_pose_lora.yaml")
+    assert modern.pop("model") == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert {k: v for k, v in lora.items() if k not in modern} == {
+        "model": "llava-hf/llava-1.5-7b-hf",
+        "deepspeed": "zero3",
+        "pad_to_square": True,
+    }
+    assert all(lora[k] == v for k, v in modern.items() if k != "output")
+    cfg = load_config(TrainConfig, {"config": str(REPO / "configs" / "qwen2_5_vl_lora.yaml")})
+    assert cfg.pad_to_square is None and cfg.lora and cfg.deepspeed is None

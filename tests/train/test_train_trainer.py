@@ -10,8 +10,11 @@ from tests.train.llava_records import train_args
 
 from llava_pose.cli import main
 from llava_pose.train.config import TrainConfig
+from llava_pose.train.data import Record
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
+
+TEXT_RECORD = Record("t", "t.json", None, (("human", "Hi"), ("gpt", "Hello.")))
 
 
 def _tensors(path: Path) -> dict[str, object]:
@@ -84,17 +87,29 @@ def test_lora_changes_only_adapters_and_the_connector(lora_run: Path) -> None:
         assert not torch.equal(trained, base[key]), key
 
 
+def _trainer(model, processor, tmp_path: Path, **options):
+    from llava_pose.train.data import sft_dataset
+    from llava_pose.train.model import family_of_model
+    from llava_pose.train.sft import make_trainer, sft_args
+
+    cfg = TrainConfig(output=str(tmp_path), num_workers=0, **options)
+    args = sft_args(cfg, precision="fp32", deepspeed=None, report_to=[])
+    return make_trainer(
+        model,
+        processor,
+        sft_dataset([TEXT_RECORD], None),
+        args,
+        family=family_of_model(model),
+        projector_lr=cfg.projector_lr,
+    )
+
+
 def test_connector_learning_rate_is_its_own_param_group(tmp_path: Path) -> None:
     from llava_pose.train.model import build_tiny, setup_trainable
-    from llava_pose.train.trainer import build_training_args, make_trainer
 
     model, processor = build_tiny()
     model = setup_trainable(model, lora=True, r=4, alpha=8)
-    cfg = TrainConfig(
-        output=str(tmp_path), lr=2e-4, projector_lr=2e-5, weight_decay=0.1, num_workers=0
-    )
-    args = build_training_args(cfg, precision="fp32", deepspeed=None)
-    trainer = make_trainer(model, processor, [], args, projector_lr=cfg.projector_lr)
+    trainer = _trainer(model, processor, tmp_path, lr=2e-4, projector_lr=2e-5, weight_decay=0.1)
     optimizer = trainer.create_optimizer()
     names = {id(p): n for n, p in model.named_parameters()}
     seen = []
@@ -113,14 +128,10 @@ def test_text_only_batch_still_sends_a_gradient_through_the_connector(tmp_path: 
     import torch
 
     from llava_pose.train.model import build_tiny, setup_trainable
-    from llava_pose.train.trainer import build_training_args, make_trainer
 
     model, processor = build_tiny()
     model = setup_trainable(model)
-    args = build_training_args(
-        TrainConfig(output=str(tmp_path), num_workers=0), precision="fp32", deepspeed=None
-    )
-    trainer = make_trainer(model, processor, [], args)
+    trainer = _trainer(model, processor, tmp_path)
     ids = processor.tokenizer("USER: Hi ASSISTANT: Hello.</s>", return_tensors="pt")["input_ids"]
     batch = {"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)}
     model.train()
@@ -132,40 +143,33 @@ def test_text_only_batch_still_sends_a_gradient_through_the_connector(tmp_path: 
 
 
 def test_save_load_generate_round_trip(tmp_path: Path, train_data: Path, coco_mini: Path) -> None:
-    from llava_pose.train.data import (
-        Encoder,
-        LlavaDataset,
-        count_image_tokens,
-        load_records,
-        validate,
-    )
+    """A model trained in memory, saved as `train` saves it and loaded as `chat` loads it,
+    answers exactly as before saving."""
+    from llava_pose.train.data import load_records, sft_dataset
     from llava_pose.train.model import build_tiny, setup_trainable
-    from llava_pose.train.trainer import build_training_args, make_trainer
+    from llava_pose.train.sft import make_trainer, sft_args
+    from llava_pose.vlm.families import families
     from llava_pose.vlm.generate import Conversation, Loaded, generate, load
+    from llava_pose.vlm.images import mean_colour
 
     model, processor = build_tiny(seed=1)
     model = setup_trainable(model)
+    template = families()["llava"].prompt_template()
+    processor.chat_template = template
     cfg = TrainConfig(
-        output=str(tmp_path / "run"),
-        lr=3e-3,
-        max_steps=8,
-        batch_size=3,
-        grad_accum=1,
-        num_workers=0,
-    )
+        output=str(tmp_path / "run"), lr=3e-3, max_steps=8, batch_size=3, grad_accum=1,
+        num_workers=0, group_by_length=False,
+    )  # fmt: skip
     records, _ = load_records([str(train_data)], str(coco_mini))
-    token_id, n = count_image_tokens(processor)
-    encoder = Encoder(
-        processor.tokenizer, image_token_id=token_id, num_image_tokens=n, max_length=512
+    colour = mean_colour(processor.image_processor)
+    args = sft_args(cfg, precision="fp32", deepspeed=None, report_to=[])
+    trainer = make_trainer(
+        model, processor, sft_dataset(records, colour), args, family=families()["llava"]
     )
-    kept, report = validate(records, encoder)
-    args = build_training_args(cfg, precision="fp32", deepspeed=None, report_to=[])
-    dataset = LlavaDataset(kept, encoder, processor.image_processor)
-    trainer = make_trainer(model, processor, dataset, args, lengths=report.lengths)
     trainer.train()
     trainer.save_model(cfg.output)
 
-    image = kept[0].image
+    image = records[0].image
     conversations = [
         Conversation([("user", "What is happening in this image?")], image),
         Conversation(
@@ -174,10 +178,11 @@ def test_save_load_generate_round_trip(tmp_path: Path, train_data: Path, coco_mi
     ]
     model.eval()
     processor.tokenizer.padding_side = "left"
-    in_memory = Loaded("memory", model, processor, "vicuna_v1", True, torch_device())
+    in_memory = Loaded("memory", model, processor, template, colour, torch_device())
     expected = generate(in_memory, conversations, max_new_tokens=12)
     reloaded = load(cfg.output, device="cpu")
-    assert reloaded.template == "vicuna_v1" and reloaded.is_llava
+    assert reloaded.template == template and reloaded.pad_colour == colour
+    assert reloaded.processor.chat_template == template  # saved with the run
     assert generate(reloaded, conversations, max_new_tokens=12) == expected
     assert any(g.output_tokens > 1 for g in expected)
 
@@ -212,3 +217,32 @@ def test_resume_continues_from_the_last_checkpoint(
     steps = [r["step"] for r in _log(out) if "loss" in r]
     assert steps == [1, 2, 3, 4, 5, 6]  # the second run started at step 5
     assert json.loads((out / "llava_pose_run.json").read_text())["steps"] == 6
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-qwen2_5_vl"])
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(
+    preset: str, tmp_path: Path, train_data: Path, coco_mini: Path
+) -> None:
+    """Resuming loads the checkpoint's weights (saved in the hub layout, which the Trainer's own
+    resume does not map back), optimizer and data order: the same final weights, bit for bit."""
+    import shutil
+
+    import torch
+
+    from llava_pose.vlm.load import load_pretrained
+
+    def args(out: Path, *extra: str) -> list[str]:
+        given = train_args(train_data, coco_mini, out, "--max-steps", "4", "--save-steps", "2")
+        given[given.index("tiny")] = preset
+        return [*given, *extra]
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(args(straight)) == 0
+    resumed.mkdir()
+    for part in ("checkpoint-2", "base-model"):  # as a run stopped after its second step left it
+        shutil.copytree(straight / part, resumed / part)
+    assert main(args(resumed, "--resume")) == 0
+    losses = [[r["loss"] for r in _log(run) if "loss" in r] for run in (straight, resumed)]
+    assert losses[1] == losses[0][2:]
+    first, second = (load_pretrained(str(run))[0].state_dict() for run in (straight, resumed))
+    assert all(torch.equal(first[k], second[k]) for k in first)

@@ -15,8 +15,12 @@ EXAMPLES = """
   # interactive: questions from standard input, one per line
   llava-pose chat --model runs/llava-pose-lora --image street.jpg
 
-  # another vision-language model through its own chat template
-  llava-pose chat --model Qwen/Qwen2-VL-7B-Instruct --image street.jpg "What are they doing?"
+  # a run of a modern model (train --model Qwen/Qwen2.5-VL-7B-Instruct ...): asked with the
+  # chat template it was trained with, which the run saved
+  llava-pose chat --model runs/qwen2.5-vl-pose-lora --image street.jpg "What are they doing?"
+
+  # any other image-text-to-text checkpoint, through its own chat template
+  llava-pose chat --model Qwen/Qwen3-VL-8B-Instruct --image street.jpg "What are they doing?"
 """
 
 
@@ -40,8 +44,9 @@ def register(subparsers: Any) -> None:
         help="ask a model about an image (answers stream to the terminal)",
         description=(
             "Load a trained run (full, LoRA or exported), a checkpoint or a hub model and answer "
-            "questions about one image as a multi-turn chat. LLaVA models get the Vicuna-v1 prompt "
-            "they were trained with; greedy decoding unless --temperature > 0."
+            "questions about one image as a multi-turn chat. A run is asked with the chat "
+            "template it was trained with (llava: the Vicuna-v1 prompt); other checkpoints with "
+            "their own; greedy decoding unless --temperature > 0."
         ),
         examples=EXAMPLES,
     )

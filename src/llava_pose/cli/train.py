@@ -26,7 +26,14 @@ TRAIN_EXAMPLES = """
   # continue after a crash or preemption from the last checkpoint
   llava-pose train --config configs/llava_pose_full.yaml --resume
 
-  # a tiny random model on the CPU: the whole path in a minute
+  # a modern model: Qwen2.5-VL-7B with LoRA (its own chat template, TRL's training version)
+  llava-pose train --config configs/qwen2_5_vl_lora.yaml --data out/llava_pose_all.json \\
+      --image-root /data/coco
+  llava-pose train --model Qwen/Qwen3-VL-8B-Instruct --lora --data out/llava_pose_all.json \\
+      --image-root /data/coco --output runs/qwen3-vl-pose
+
+  # a tiny random model on the CPU: the whole path in a minute (tiny is LLaVA; tiny-qwen2_5_vl,
+  # tiny-qwen3_vl, tiny-idefics3, tiny-gemma3 the other families)
   llava-pose train --model tiny --data out/llava_pose_all.json --image-root /data/coco \\
       --output runs/tiny --max-steps 20 --batch-size 2 --grad-accum 1 --lr 1e-3
 """
@@ -72,12 +79,15 @@ def register(subparsers: Any) -> None:
         "train",
         TrainConfig,
         _train,
-        help="fine-tune LLaVA-1.5 on keypoint-integrated data (full, LoRA or QLoRA)",
+        help="fine-tune LLaVA-1.5 or a modern VLM on keypoint-integrated data (full, LoRA, QLoRA)",
         description=(
-            "Fine-tune a llava-hf checkpoint on LLaVA-format data as the LLaVA-Pose paper does: "
-            "vision tower frozen, connector and language model trained, Vicuna-v1 template, loss on "
-            "answers only. Every record is checked first; bad ones are listed and stop the run "
-            "(exit 2) unless --skip-bad. Defaults are the paper's recipe."
+            "Fine-tune a vision-language model on LLaVA-format data as the LLaVA-Pose paper does: "
+            "vision tower frozen, connector and language model trained, loss on the answers only. "
+            "llava-hf checkpoints (the default, the paper's recipe) train with LLaVA-1.5's "
+            "Vicuna-v1 prompt; Qwen2.5-VL, Qwen3-VL, Idefics3/SmolVLM and Gemma 3 (which modules "
+            "are which: data/vlm/families.yaml) with their own chat template, which the run keeps "
+            "for chat and hf:. Every record is checked first; bad ones are listed and stop the "
+            "run (exit 2) unless --skip-bad. Defaults are the paper's recipe."
         ),
         examples=TRAIN_EXAMPLES,
     )
@@ -95,7 +105,7 @@ def register(subparsers: Any) -> None:
             "chat template for assistant-only loss. Images stay paths relative to the COCO "
             "root. Each writes a dataset card (README.md) from the run's stats.json and "
             "--verify's summary. merged (SOURCE: a LoRA run; the default for one): merge the "
-            "adapters and the trained connector into a llava-hf checkpoint that needs no PEFT "
+            "adapters and the trained connector into a plain checkpoint that needs no PEFT "
             "(chat and `bench answer --model hf:RUN` also load LoRA runs directly)."
         ),
         examples=EXPORT_EXAMPLES,

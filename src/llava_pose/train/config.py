@@ -13,11 +13,13 @@ from ..config import option
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
+# Training methods, each a module of llava_pose.train with a `run(cfg)` (train/trainer.py).
+METHODS = {"sft": "llava_pose.train.sft"}
 
 
 @dataclass
 class TrainConfig:
-    """Fine-tune a llava-hf checkpoint on LLaVA-format instruction data."""
+    """Fine-tune a vision-language model on LLaVA-format instruction data."""
 
     data: list[str] = option(
         [],
@@ -32,8 +34,13 @@ class TrainConfig:
     )
     model: str = option(
         "llava-hf/llava-1.5-7b-hf",
-        "llava-hf checkpoint to start from: a local folder, a Hugging Face hub id, or 'tiny' "
-        "(a small random model for CPU tests and demos)",
+        "checkpoint to start from, a local folder or hub id: llava-hf (the paper's), or any "
+        "image-text-to-text model of data/vlm/families.yaml (Qwen2.5-VL, Qwen3-VL, "
+        "Idefics3/SmolVLM, Gemma 3); or a preset, a small random model for CPU tests and demos: "
+        "tiny (LLaVA), tiny-qwen2_5_vl, tiny-qwen3_vl, tiny-idefics3, tiny-gemma3",
+    )
+    method: str = option(
+        "sft", "training method: sft (supervised fine-tuning)", choices=tuple(METHODS)
     )
     output: str = option(
         "runs/llava-pose",
@@ -81,8 +88,17 @@ class TrainConfig:
         "DeepSpeed ZeRO config: zero2, zero3, zero3_offload (shipped in configs/deepspeed/) or a JSON path",
         metavar="PRESET|FILE.json",
     )
-    pad_to_square: bool = option(
-        True, "pad images to a square with the image mean colour, as LLaVA-1.5 ('pad')"
+    pad_to_square: bool | None = option(
+        None,
+        "pad images to a square with the image mean colour, as LLaVA-1.5 ('pad'); default: "
+        "the family's (llava: yes, the others: no)",
+    )
+    chat_template: str | None = option(
+        None,
+        "the prompt to train (and then chat) with: a jinja chat template whose generation "
+        "markers enclose each answer (the loss is on them); default: the family's (llava: "
+        "Vicuna v1), else the checkpoint's own, or TRL's training version of it",
+        metavar="FILE.jinja",
     )
     group_by_length: bool = option(
         True,

@@ -1,14 +1,14 @@
-"""LLaVA-format records -> model inputs, exactly as LLaVA-1.5 fine-tunes.
+"""LLaVA-format records -> what the trainer learns from, as LLaVA-1.5 fine-tunes.
 
-* Template: Vicuna-v1 (package data ``data/train/conv_vicuna_v1.yaml``), rendered as LLaVA's
-  ``conv_vicuna_v1.get_prompt()``; ``<image>`` is moved to the front of its turn as LLaVA's
-  ``preprocess_multimodal`` does.
-* Labels: only assistant answers and the ``</s>`` after each are learned; everything else is
-  -100. Targets are found from the tokenizer's character offsets of ONE tokenization of the
-  whole prompt, so the labels cannot drift from the input ids (LLaVA's "tokenization mismatch").
-* ``<image>`` becomes the model's image tokens (their number is asked of the processor once).
-* Images are padded to a square with the image processor's mean colour (LLaVA's ``pad`` mode)
-  before the processor resizes them.
+* Records become chat messages (`record_messages`): the image placeholder first in the first
+  user turn, as LLaVA's ``preprocess_multimodal`` moves ``<image>`` to the front. The model's
+  chat template renders them, the same one `chat` and the hf: answerer ask with (for llava
+  the paper's Vicuna v1: package data ``export/llava_1_5_vicuna_v1.jinja``).
+* Labels: only what the template marks ``{% generation %}`` (each answer and its end-of-turn
+  token) is learned; everything else is -100. TRL's collator makes the batches
+  (`sft_dataset`); `Encoder` makes the same labels for the validation pass.
+* Images are padded to a square with the image processor's mean colour where the family
+  trains so (LLaVA's ``pad`` mode) before the processor resizes them.
 * `validate` checks every record before training and says which ones are bad and why.
 
 Records come from files we did not write (LLaVA's mixes, the LLaVA-Pose release), so
@@ -28,7 +28,7 @@ Records come from files we did not write (LLaVA's mixes, the LLaVA-Pose release)
   dropped: the release's ``data/coco/train2014/000000134754.jpg`` is relative to LLaVA's
   repository, and ``--image-root /data/coco`` finds ``/data/coco/train2014/...``.
 
-Nothing here imports torch at module import; tensors are made in the collator.
+Nothing here imports torch at module import; tensors are made in TRL's collator.
 """
 
 from __future__ import annotations
@@ -49,12 +49,20 @@ from ..coco import image_id_of, image_names, names_2014
 from ..errors import ConfigError, InputError
 from ..io import read_bytes
 from ..paths import inside
-from ..vlm.images import load_image, mean_colour
-from ..vlm.template import GPT, HUMAN, Template, move_image_token_first
+from ..vlm.images import load_image
 
 log = logging.getLogger("llava_pose.train")
 
 IGNORE_INDEX = -100
+HUMAN, GPT = "human", "gpt"
+IMAGE_TOKEN = "<image>"  # where a LLaVA record's image goes in its text
+
+
+def move_image_token_first(value: str, image_token: str = IMAGE_TOKEN) -> str:
+    """LLaVA's preprocess_multimodal: '<image>' leads its turn, followed by a newline."""
+    if image_token not in value:
+        return value
+    return (image_token + "\n" + value.replace(image_token, "").strip()).strip()
 
 
 # -- records -----------------------------------------------------------------------------------
@@ -169,7 +177,7 @@ def load_records(
     paths: Sequence[str],
     image_root: str | None = None,
     max_samples: int | None = None,
-    image_token: str = "<image>",
+    image_token: str = IMAGE_TOKEN,
 ) -> tuple[list[Record], list[Bad]]:
     """Read and structurally check LLaVA JSON files (a list of records each).
 
@@ -270,20 +278,71 @@ def _parse_record(
 # -- images ------------------------------------------------------------------------------------
 
 
-def _check_image(path: str) -> str | None:
+def _check_image(path: str) -> tuple[str | None, tuple[int, int] | None]:
+    """(why the image cannot be used or None, its width and height), from its header."""
     from PIL import Image, UnidentifiedImageError
 
     if not os.path.isfile(path):
-        return f"image not found: {path}"
+        return f"image not found: {path}", None
     try:
         with Image.open(path) as im:
-            im.size  # noqa: B018 - reading the header is the check
+            size = im.size
     except (UnidentifiedImageError, OSError) as e:
-        return f"image cannot be opened: {path} ({type(e).__name__})"
-    return None
+        return f"image cannot be opened: {path} ({type(e).__name__})", None
+    return None, size
 
 
-# -- tokens ------------------------------------------------------------------------------------
+# -- messages and tokens -----------------------------------------------------------------------
+
+
+def record_messages(record: Record) -> list[dict[str, Any]]:
+    """A record as chat-template messages, as the model is asked at inference
+    (`llava_pose.vlm.generate.messages`): content parts, an image placeholder first in the first
+    user turn where the record has an image (its ``<image>`` taken out of the text, as LLaVA's
+    preprocess_multimodal moves it to the front)."""
+    out = []
+    for k, (speaker, text) in enumerate(record.turns):
+        parts: list[dict[str, Any]] = []
+        if k == 0 and record.image:
+            parts.append({"type": "image"})
+            text = text.replace(IMAGE_TOKEN, "").strip()
+        role = "user" if speaker == HUMAN else "assistant"
+        out.append({"role": role, "content": [*parts, {"type": "text", "text": text}]})
+    return out
+
+
+def image_token_counter(processor: Any, pad_to_square: bool = False) -> Callable[[Any], int]:
+    """size (width, height) or None -> how many tokens the processor turns one image's
+    placeholder into (the placeholder's own token included). Asked of the processor itself on
+    a blank image: once when three shapes agree (fixed-resolution families), else once per
+    size (Qwen's dynamic resolution, Idefics3's tiles)."""
+    from PIL import Image
+
+    placeholder = processor.image_token
+    cache: dict[tuple[int, int], int] = {}
+
+    def count(size: Any) -> int:
+        w, h = size or (336, 336)
+        if pad_to_square:
+            w = h = max(w, h)
+        if (w, h) not in cache:
+            ids = processor(
+                text=placeholder, images=[Image.new("RGB", (w, h))], add_special_tokens=False
+            )["input_ids"][0]
+            cache[(w, h)] = len(ids)
+        return cache[(w, h)]
+
+    shapes = {count((336, 336)), count((640, 480)), count((480, 640))}
+    if len(shapes) == 1:
+        fixed = shapes.pop()
+        return lambda size: fixed
+    return count
+
+
+def count_image_tokens(processor: Any) -> tuple[int, int]:
+    """(image placeholder token id, tokens one image becomes) of a fixed-resolution processor."""
+    token_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+    return token_id, image_token_counter(processor)(None)
 
 
 @dataclass
@@ -291,77 +350,105 @@ class Encoded:
     input_ids: list[int]
     labels: list[int]
     full_length: int  # before truncation to max_length
+    image_at: int = -1  # where the image tokens start, or -1
 
 
 class Encoder:
-    """Renders and tokenizes records; the one place where labels are made."""
+    """Renders records with the chat template and tokenizes them, the one place besides TRL's
+    collator where labels are made: the answers' tokens (what ``{% generation %}`` marks, found
+    from the tokenizer's offsets of ONE tokenization of the whole text), everything else -100.
+
+    The image placeholder becomes `num_image_tokens` copies of itself (an int, or a function of
+    the image's size: `image_token_counter`). Where the processor repeats the placeholder
+    token (LLaVA, Qwen) the ids are exactly the collator's; where it wraps it in other tokens
+    (Idefics3, Gemma 3) the lengths and positions are, which is what validation needs."""
 
     def __init__(
         self,
         tokenizer: Any,
         *,
         image_token_id: int,
-        num_image_tokens: int,
+        num_image_tokens: int | Callable[[Any], int],
         max_length: int,
-        template: Template | None = None,
+        chat_template: str | None = None,
     ) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise ConfigError(
                 "training needs a fast (tokenizers-backed) tokenizer: it maps labels by character offsets"
             )
+        if chat_template is None:
+            from ..vlm.families import families
+
+            chat_template = families()["llava"].prompt_template()
         self.tokenizer = tokenizer
-        self.template = template or Template.load()
+        self.chat_template = chat_template
         self.image_token_id = image_token_id
         self.num_image_tokens = num_image_tokens
         self.max_length = max_length
 
-    def render(self, record: Record) -> tuple[str, list[tuple[int, int]]]:
-        return self.template.render(record.turns)
+    def image_tokens(self, size: Any = None) -> int:
+        n = self.num_image_tokens
+        return n if isinstance(n, int) else n(size)
 
-    def encode(self, record: Record) -> Encoded:
-        return self.encode_many([record])[0]
+    def render(self, record: Record) -> str:
+        return self.tokenizer.apply_chat_template(
+            record_messages(record), chat_template=self.chat_template, tokenize=False
+        )
 
-    def encode_many(self, records: Sequence[Record]) -> list[Encoded]:
+    def encode(self, record: Record, size: Any = None) -> Encoded:
+        return self.encode_many([record], [size])[0]
+
+    def encode_many(
+        self, records: Sequence[Record], sizes: Sequence[Any] | None = None
+    ) -> list[Encoded]:
         import numpy as np
 
-        rendered = [self.render(r) for r in records]
-        batch = self.tokenizer(
-            [text for text, _ in rendered], return_offsets_mapping=True, add_special_tokens=True
+        if not records:
+            return []
+        done = self.tokenizer.apply_chat_template(
+            [record_messages(r) for r in records],
+            chat_template=self.chat_template,
+            tokenize=True,
+            return_dict=True,
+            return_assistant_tokens_mask=True,
         )
+        sizes = sizes or [None] * len(records)
         out = []
-        for ids, offsets, (_, spans) in zip(
-            batch["input_ids"], batch["offset_mapping"], rendered, strict=True
+        for ids, mask, record, size in zip(
+            done["input_ids"], done["assistant_masks"], records, sizes, strict=True
         ):
             ids_arr = np.asarray(ids, dtype=np.int64)
-            off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-            target = np.zeros(len(ids_arr), dtype=bool)
-            for start, end in spans:
-                target |= (off[:, 0] < end) & (off[:, 1] > start) & (off[:, 1] > off[:, 0])
-            labels = np.where(target, ids_arr, IGNORE_INDEX)
-            where = np.flatnonzero(ids_arr == self.image_token_id)
+            labels = np.where(np.asarray(mask, dtype=bool), ids_arr, IGNORE_INDEX)
+            where = np.flatnonzero(ids_arr == self.image_token_id) if record.image else []
+            at = -1
             if len(where):  # one placeholder -> the model's N image tokens
-                p = int(where[0])
-                fill = np.full(self.num_image_tokens, self.image_token_id, dtype=np.int64)
-                ids_arr = np.concatenate([ids_arr[:p], fill, ids_arr[p + 1 :]])
-                labels = np.concatenate(
-                    [labels[:p], np.full(self.num_image_tokens, IGNORE_INDEX), labels[p + 1 :]]
-                )
+                at = int(where[0])
+                n = self.image_tokens(size)
+                fill = np.full(n, self.image_token_id, dtype=np.int64)
+                ids_arr = np.concatenate([ids_arr[:at], fill, ids_arr[at + 1 :]])
+                labels = np.concatenate([labels[:at], np.full(n, IGNORE_INDEX), labels[at + 1 :]])
             full = len(ids_arr)
             out.append(
                 Encoded(
-                    ids_arr[: self.max_length].tolist(), labels[: self.max_length].tolist(), full
+                    ids_arr[: self.max_length].tolist(),
+                    labels[: self.max_length].tolist(),
+                    full,
+                    at,
                 )
             )
         return out
 
-    def problem(self, record: Record, encoded: Encoded) -> str | None:
+    def problem(self, record: Record, encoded: Encoded, size: Any = None) -> str | None:
         """Why this encoded record must not be trained on, or None."""
         ids, labels = encoded.input_ids, encoded.labels
-        expected = self.num_image_tokens if record.image else 0
-        if ids.count(self.image_token_id) != expected:
-            if encoded.full_length > self.max_length and record.image:
+        if record.image:
+            expected = self.image_tokens(size)
+            if encoded.image_at < 0:
+                return "the chat template put no image placeholder where the image goes"
+            if encoded.image_at + expected > self.max_length:
                 return f"--max-length {self.max_length} cuts into the image tokens"
-            return f"{ids.count(self.image_token_id)} image tokens after tokenization, expected {expected}"
+            if ids.count(self.image_token_id) != expected:
+                return f"{ids.count(self.image_token_id)} image tokens after tokenization, expected {expected}"
         if all(label == IGNORE_INDEX for label in labels):
             return (
                 f"answer truncated away: {encoded.full_length} tokens > --max-length {self.max_length}, "
@@ -429,21 +516,23 @@ def validate(
     report = DataReport(bad=list(structural))
     report.records = len(records) + len(report.bad)
     reasons: dict[int, str] = {}
+    checked: dict[str, tuple[str | None, tuple[int, int] | None]] = {}
     if check_images:
         paths = sorted({r.image for r in records if r.image})
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            image_problem = dict(zip(paths, pool.map(_check_image, paths), strict=True))
+            checked = dict(zip(paths, pool.map(_check_image, paths), strict=True))
         for i, r in enumerate(records):
-            if r.image and image_problem.get(r.image):
-                reasons[i] = image_problem[r.image]  # type: ignore[assignment]
+            if r.image and checked[r.image][0]:
+                reasons[i] = checked[r.image][0]  # type: ignore[assignment]
     kept: list[Record] = []
     for start in range(0, len(records), batch):
         chunk = records[start : start + batch]
-        for offset, (record, encoded) in enumerate(
-            zip(chunk, encoder.encode_many(chunk), strict=True)
+        sizes = [checked.get(r.image, (None, None))[1] if r.image else None for r in chunk]
+        for offset, (record, encoded, size) in enumerate(
+            zip(chunk, encoder.encode_many(chunk, sizes), sizes, strict=True)
         ):
             i = start + offset
-            reason = reasons.get(i) or encoder.problem(record, encoded)
+            reason = reasons.get(i) or encoder.problem(record, encoded, size)
             if reason:
                 report.bad.append(Bad(record.id, record.source, reason, record.index))
                 continue
@@ -459,87 +548,22 @@ def validate(
     return kept, report
 
 
-# -- dataset and collator ----------------------------------------------------------------------
+# -- the dataset TRL trains on -----------------------------------------------------------------
 
 
-class LlavaDataset:
-    """Map-style dataset (what torch's DataLoader needs: __len__ and __getitem__)."""
+def sft_dataset(records: Sequence[Record], pad_colour: tuple[int, int, int] | None) -> Any:
+    """The records as a `datasets.Dataset` in TRL's conversational vision form (``messages``
+    with image placeholders, ``images``), the images opened (and padded to a square with
+    `pad_colour` unless None) only when a batch is made, in the data-loader workers."""
+    from datasets import Dataset
 
-    def __init__(
-        self,
-        records: Sequence[Record],
-        encoder: Encoder,
-        image_processor: Any,
-        *,
-        pad_to_square: bool = True,
-        lengths: Sequence[int] | None = None,
-    ) -> None:
-        self.records = list(records)
-        self.encoder = encoder
-        self.image_processor = image_processor
-        self.pad_colour = mean_colour(image_processor) if pad_to_square else None
-        self.lengths = list(lengths) if lengths is not None else None
+    kept = list(records)
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        import torch
-
-        record = self.records[index]
-        encoded = self.encoder.encode(record)
-        item: dict[str, Any] = {
-            "input_ids": torch.tensor(encoded.input_ids, dtype=torch.long),
-            "labels": torch.tensor(encoded.labels, dtype=torch.long),
+    def rows(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        chosen = [kept[i] for i in batch["index"]]
+        return {
+            "messages": [record_messages(r) for r in chosen],
+            "images": [[load_image(r.image, pad_colour)] if r.image else [] for r in chosen],
         }
-        if record.image:
-            image = load_image(record.image, self.pad_colour)
-            item["pixel_values"] = self.image_processor(images=image, return_tensors="pt")[
-                "pixel_values"
-            ][0]
-        return item
 
-
-class Collator:
-    """Right-pads a batch; image tensors of the samples that have one, in batch order."""
-
-    def __init__(self, pad_token_id: int) -> None:
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
-        longest = max(len(item["input_ids"]) for item in batch)
-        input_ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(batch), longest), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
-        for row, item in enumerate(batch):
-            n = len(item["input_ids"])
-            input_ids[row, :n] = item["input_ids"]
-            labels[row, :n] = item["labels"]
-            attention_mask[row, :n] = 1
-        out: dict[str, Any] = {
-            "input_ids": input_ids,
-            "labels": labels,
-            "attention_mask": attention_mask,
-        }
-        images = [item["pixel_values"] for item in batch if "pixel_values" in item]
-        if images:
-            out["pixel_values"] = torch.stack(images)
-        return out
-
-
-def count_image_tokens(processor: Any) -> tuple[int, int]:
-    """(image token id, tokens one image becomes), asked of the processor itself."""
-    from PIL import Image
-
-    size = getattr(processor.image_processor, "crop_size", None) or {"height": 336, "width": 336}
-    side = (
-        int(size.get("height", 336))
-        if isinstance(size, dict)
-        else int(getattr(size, "height", 336))
-    )
-    token = getattr(processor, "image_token", "<image>")
-    token_id = processor.tokenizer.convert_tokens_to_ids(token)
-    ids = processor(text=token, images=Image.new("RGB", (side, side)))["input_ids"][0]
-    return token_id, sum(1 for t in ids if t == token_id)
+    return Dataset.from_dict({"index": list(range(len(kept)))}).with_transform(rows)

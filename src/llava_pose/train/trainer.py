@@ -1,59 +1,62 @@
-"""`llava-pose train`: validate the data, set up the model, run the transformers Trainer.
+"""What every training method shares (`--method`: train/config.py METHODS; SFT is `sft.py`).
 
-Order matters for DeepSpeed ZeRO-3: the TrainingArguments (which register the DeepSpeed
-config) are built before the model is loaded, so that weights are partitioned while loading.
+A method is a module with `run(cfg) -> int`, built from the pieces here:
 
-What the Trainer does not do by itself, done here:
-* a separate learning rate for the connector (`--projector-lr`, as LLaVA's mm_projector_lr);
-* text-only batches still run the (frozen) vision tower and connector on a blank image with a
-  zero-weighted loss, as LLaVA does, so that every rank makes the same collective calls under
-  ZeRO-3 and the connector always receives a gradient under DDP;
-* throughput (samples/s, tokens/s) in every log line and in OUTPUT/train_log.jsonl;
-* a validation pass before anything heavy, reporting bad records with their reasons.
+* `start`: the output folder (refuse to overwrite; the checkpoint to resume), DeepSpeed,
+  precision, QLoRA's quantization, the seed; the model's family and its processor, loaded first
+  so that the data can be checked before the (slow) weights load.
+* `common_args`: the TrainingArguments of the paper's recipe (batch, schedule, precision,
+  checkpointing, saving, logging); a method adds its own and builds its config class from them
+  BEFORE `load_for_training`: under DeepSpeed ZeRO-3 the arguments register the config, so
+  that weights are partitioned while loading.
+* `load_for_training`: the weights (a preset's start kept in OUTPUT/base-model, so LoRA
+  adapters have a base and a resumed run the same start), the paper's split per family (tower
+  frozen; connector and language model, or LoRA adapters, trained: `model.setup_trainable`).
+* `recipe_trainer(Base)`: a Trainer subclass (any of transformers' or TRL's) with what the
+  recipe adds: the connector's own learning rate (`--projector-lr`, LLaVA's mm_projector_lr);
+  batches without an image still run the (frozen) tower and the connector on a blank image with
+  a zero-weighted loss, as LLaVA does, so that every rank makes the same collective calls under
+  ZeRO-3 and the connector always receives a gradient under DDP; length-grouped sampling from
+  the lengths the validation pass measured.
+* `attach_logging`: samples/s and tokens/s in every log line and in OUTPUT/train_log.jsonl.
+* `finish`: the final model (or adapters) with the processor and its chat template, and
+  OUTPUT/llava_pose_run.json.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import inspect
 import json
 import logging
 import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LlavaPoseError
-from ..io import append_jsonl, write_json, write_jsonl
-from .config import DEEPSPEED_PRESETS, TrainConfig
-from .data import (
-    Collator,
-    DataReport,
-    Encoder,
-    LlavaDataset,
-    count_image_tokens,
-    load_records,
-    validate,
-)
-from .model import (
-    BASE_DIR,
-    CONNECTOR,
-    TINY,
-    build_tiny_processor,
-    load_config,
-    load_model,
-    load_processor,
-    quiet_transformers,
-    setup_trainable,
-)
+from ..io import append_jsonl, write_json
+from ..vlm.families import CONNECTOR, Family, family_for, presets
+from ..vlm.images import mean_colour
+from ..vlm.load import BASE_DIR, RUN_FILE, load_config, load_processor, quiet_transformers
+from ..vlm.tiny import build_tiny_processor
+from .config import DEEPSPEED_PRESETS, METHODS, TrainConfig
+from .model import load_model, quantization_skip, setup_trainable, trainable_summary
 
 log = logging.getLogger("llava_pose.train")
 
 REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
-RUN_FILE = "llava_pose_run.json"
 LOG_FILE = "train_log.jsonl"
 BAD_FILE = "bad_records.jsonl"
+
+
+def run_train(cfg: TrainConfig) -> int:
+    """The whole of `llava-pose train`: the method's `run`."""
+    return int(importlib.import_module(METHODS[cfg.method]).run(cfg))
 
 
 class BadDataError(LlavaPoseError):
@@ -106,7 +109,7 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-def _ensure_single_process_env() -> None:
+def ensure_single_process_env() -> None:
     """DeepSpeed wants a process group even for one process started without a launcher."""
     if "WORLD_SIZE" in os.environ:
         return
@@ -142,12 +145,80 @@ def check_output(cfg: TrainConfig) -> str | None:
     return None
 
 
-def build_training_args(
-    cfg: TrainConfig, *, precision: str, deepspeed: str | None, **overrides: Any
-) -> Any:
-    """TrainingArguments for the recipe; built before the model (ZeRO-3 needs that)."""
+# -- start ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """What `start` resolved, for the method and for `finish`."""
+
+    precision: str
+    deepspeed: str | None
+    resume_from: str | None
+    source: str  # what to load: the model given, or a preset's saved start when resuming
+    family: Family
+    processor: Any  # loaded before the weights, for the data check
+    quantization: Any = None
+    pad_to_square: bool = False
+
+    @property
+    def pad_colour(self) -> tuple[int, int, int] | None:
+        return mean_colour(self.processor.image_processor) if self.pad_to_square else None
+
+
+def processor_and_family(source: str) -> tuple[Any, Family]:
+    """The processor and family of a checkpoint or preset, without its weights."""
+    if source in presets():
+        family = presets()[source]
+        return build_tiny_processor(family=family.name), family
+    config = load_config(source)
+    family = family_for(config, source)
+    return load_processor(source, config), family
+
+
+def start(cfg: TrainConfig, *, check_only: bool = False) -> Setup:
+    """Resolve the run's options and load the processor; `check_only` (--check) resolves only
+    what the data check needs, writing nothing."""
+    if cfg.qlora:
+        cfg.lora = True
+    quiet_transformers()
+    if check_only:
+        processor, family = processor_and_family(cfg.model)
+        pad = family.pad_to_square if cfg.pad_to_square is None else cfg.pad_to_square
+        return Setup("fp32", None, None, cfg.model, family, processor, pad_to_square=pad)
     import torch
-    from transformers import TrainingArguments
+
+    resume_from = check_output(cfg)
+    deepspeed = resolve_deepspeed(cfg.deepspeed)
+    precision = resolve_precision(cfg.precision)
+    source = cfg.model
+    base_dir = Path(cfg.output) / BASE_DIR
+    if cfg.model in presets() and resume_from and base_dir.is_dir():
+        source = str(base_dir)  # the same random start and tokenizer as the first attempt
+    processor, family = processor_and_family(source)
+    quantization = _qlora_config(precision, deepspeed, family) if cfg.qlora else None
+    if torch.cuda.device_count() > 1 and "WORLD_SIZE" not in os.environ and is_main_process():
+        log.warning(
+            "%d GPUs are visible but this is one process: launch with `accelerate launch` or `torchrun` to use them all",
+            torch.cuda.device_count(),
+        )
+    if deepspeed:
+        ensure_single_process_env()
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    pad = family.pad_to_square if cfg.pad_to_square is None else cfg.pad_to_square
+    return Setup(precision, deepspeed, resume_from, source, family, processor, quantization, pad)
+
+
+# -- arguments and the model --------------------------------------------------------------------
+
+
+def common_args(
+    cfg: TrainConfig, *, precision: str, deepspeed: str | None, **overrides: Any
+) -> dict[str, Any]:
+    """The recipe's TrainingArguments fields; a method adds its own and builds its args class."""
+    import torch
 
     kwargs: dict[str, Any] = dict(
         output_dir=cfg.output,
@@ -163,6 +234,7 @@ def build_training_args(
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         activation_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False},
         deepspeed=deepspeed,
         logging_steps=cfg.logging_steps,
@@ -185,33 +257,140 @@ def build_training_args(
         use_cpu=not torch.cuda.is_available(),
     )
     kwargs.update(overrides)
+    return kwargs
+
+
+def build_args(cls: type, kwargs: dict[str, Any]) -> Any:
+    """`cls(**kwargs)` (TrainingArguments or a TRL config); a refused value is one line."""
     try:
-        return TrainingArguments(**kwargs)
+        return cls(**kwargs)
     except ValueError as e:
         raise ConfigError(f"training options: {e}") from None
 
 
-# -- the Trainer --------------------------------------------------------------------------------
+def weights_dtype(cfg: TrainConfig, precision: str, deepspeed: str | None) -> Any:
+    """bf16/fp16 weights where something keeps fp32 master copies (DeepSpeed) or where they
+    stay frozen (LoRA); fp32 otherwise, autocast doing the low-precision compute."""
+    import torch
+
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return low if low is not None and (deepspeed or cfg.lora) else torch.float32
 
 
-def _trainer_cls() -> type:
-    from transformers import Trainer
+def prepare_model(model: Any, cfg: TrainConfig, *, family: Family, deepspeed: str | None) -> Any:
+    """The paper's trainable split on a loaded model, ready for the Trainer."""
+    import torch
 
-    class LlavaPoseTrainer(Trainer):
-        """Trainer + connector learning rate, length-grouped sampling from precomputed lengths,
-        and the vision pass for text-only batches."""
+    model.config.use_cache = False
+    model.config.get_text_config().use_cache = False
+    model = setup_trainable(
+        model, family=family, lora=cfg.lora, qlora=cfg.qlora, r=cfg.lora_r, alpha=cfg.lora_alpha,
+        dropout=cfg.lora_dropout, gradient_checkpointing=cfg.gradient_checkpointing,
+    )  # fmt: skip
+    if not deepspeed:  # DeepSpeed keeps fp32 master weights itself; otherwise trainables are fp32
+        for p in model.parameters():
+            if p.requires_grad and p.dtype != torch.float32:
+                p.data = p.data.float()
+    return model
 
+
+def load_for_training(cfg: TrainConfig, setup: Setup) -> tuple[Any, Any]:
+    """(model with the paper's split, processor); build the method's args before this."""
+    device_map = {"": int(os.environ.get("LOCAL_RANK", "0"))} if cfg.qlora else None
+    model, processor, _ = load_model(
+        setup.source, dtype=weights_dtype(cfg, setup.precision, setup.deepspeed), seed=cfg.seed,
+        attn_implementation=cfg.attn_implementation, quantization_config=setup.quantization,
+        device_map=device_map,
+    )  # fmt: skip
+    base_dir = Path(cfg.output) / BASE_DIR
+    if cfg.model in presets():
+        if is_main_process() and not base_dir.is_dir():
+            # presets exist nowhere else: keep the start so LoRA adapters have a base and runs resume
+            model.save_pretrained(base_dir)
+            processor.save_pretrained(base_dir)
+        model.name_or_path = str(base_dir.resolve())  # what PEFT records as the adapters' base
+    model = prepare_model(model, cfg, family=setup.family, deepspeed=setup.deepspeed)
+    return model, processor
+
+
+def trainable_line(model: Any, family: Family | None = None) -> str:
+    parts = trainable_summary(model, family)
+    return ", ".join(f"{k} {t / 1e6:.2f}M/{n / 1e6:.2f}M trainable" for k, (t, n) in parts.items())
+
+
+# -- the recipe on top of a Trainer -------------------------------------------------------------
+
+
+TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+
+
+def blank_vision_inputs(processor: Any, pad_colour: tuple[int, int, int] | None) -> dict[str, Any]:
+    """The processor's vision inputs for one blank image (pixel values, grid, masks)."""
+    from PIL import Image
+
+    blank = Image.new("RGB", (64, 64), pad_colour or (0, 0, 0))
+    out = processor(text=processor.image_token, images=[blank], return_tensors="pt")
+    return {k: v for k, v in out.items() if k not in TEXT_KEYS}
+
+
+def _tensor_sum(value: Any) -> Any:
+    """The float sum of every floating tensor in a (nested) model output."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.float().sum() if value.is_floating_point() else None
+    items = (
+        value.values()
+        if isinstance(value, dict)
+        else value
+        if isinstance(value, list | tuple)
+        else ()
+    )
+    total = None
+    for item in items:
+        part = _tensor_sum(item)
+        if part is not None:
+            total = part if total is None else total + part
+    return total
+
+
+def recipe_trainer(base: type) -> type:
+    """`base` (a transformers Trainer subclass: Trainer, TRL's SFTTrainer, ...) with what the
+    paper's recipe adds (module docstring). Extra keyword arguments: family, projector_lr,
+    lengths (per sample, for length grouping), blank_inputs (`blank_vision_inputs`)."""
+
+    class RecipeTrainer(base):  # type: ignore[valid-type,misc]
         def __init__(
             self,
             *args: Any,
+            family: Family,
             projector_lr: float | None = None,
             lengths: list[int] | None = None,
+            blank_inputs: dict[str, Any] | None = None,
             **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
+            self.family = family
             self.samples_seen = 0  # this process's training samples, for samples/s
             self.projector_lr = projector_lr
             self.lengths = lengths
+            self.blank_inputs = blank_inputs
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+            """A full model's checkpoint is saved in its hub layout (transformers 5 renames
+            modules in memory: llava's vision_tower is model.vision_tower, Qwen's
+            model.layers model.language_model.layers), which the Trainer's own resume loads by
+            name and so silently skips; loading it as from_pretrained does maps the names."""
+            target = self.model if model is None else model
+            weights = Path(resume_from_checkpoint) / "model.safetensors"
+            plain = not hasattr(target, "get_base_model") and not self.is_deepspeed_enabled
+            if not (plain and weights.is_file() and not self.is_fsdp_enabled):
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            from transformers import AutoModelForImageTextToText
+
+            dtype = next(p for p in target.parameters() if p.is_floating_point()).dtype
+            saved = AutoModelForImageTextToText.from_pretrained(resume_from_checkpoint, dtype=dtype)
+            target.load_state_dict(saved.state_dict(), strict=True)
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             if self.args.train_sampling_strategy == "group_by_length" and self.lengths:
@@ -235,7 +414,8 @@ def _trainer_cls() -> type:
             groups: dict[tuple[bool, bool], list[Any]] = {}
             for name, p in opt_model.named_parameters():
                 if p.requires_grad:
-                    groups.setdefault((CONNECTOR in name, name in decay), []).append(p)
+                    is_connector = self.family.part_of(name) == CONNECTOR
+                    groups.setdefault((is_connector, name in decay), []).append(p)
             param_groups = [
                 {
                     "params": params,
@@ -270,11 +450,12 @@ def _trainer_cls() -> type:
             return_outputs: bool = False,
             num_items_in_batch: Any = None,
         ) -> Any:
-            if model.training:
-                self.samples_seen += len(inputs["input_ids"])
+            ids = inputs.get("input_ids", inputs.get("prompt_ids"))  # SFT's, or GRPO's
+            if model.training and ids is not None:
+                self.samples_seen += len(ids)
             blank = (
                 self._blank_vision_loss(model)
-                if "pixel_values" not in inputs and model.training
+                if "pixel_values" not in inputs and model.training and self.blank_inputs
                 else None
             )
             result = super().compute_loss(
@@ -287,25 +468,24 @@ def _trainer_cls() -> type:
             return result + blank
 
         def _blank_vision_loss(self, model: Any) -> Any:
-            import torch
+            """The tower and connector on a blank image, weighted 0: same calls, zero gradient."""
+            inner = self.accelerator.unwrap_model(model)
+            if hasattr(inner, "get_base_model"):
+                inner = inner.get_base_model()
+            assert self.blank_inputs is not None
+            wanted = inspect.signature(inner.get_image_features).parameters
+            dtype = next(p for p in inner.parameters() if p.is_floating_point()).dtype
+            kwargs = {
+                k: v.to(self.args.device, dtype)
+                if v.is_floating_point()
+                else v.to(self.args.device)
+                for k, v in self.blank_inputs.items()
+                if k in wanted
+            }
+            return _tensor_sum(inner.get_image_features(**kwargs)) * 0.0
 
-            llava = self.accelerator.unwrap_model(model)
-            if hasattr(llava, "get_base_model"):
-                llava = llava.get_base_model()
-            vision = llava.config.vision_config
-            param = next(llava.model.vision_tower.parameters())
-            blank = torch.zeros(
-                1,
-                3,
-                vision.image_size,
-                vision.image_size,
-                dtype=param.dtype,
-                device=self.args.device,
-            )
-            features = llava.model.get_image_features(pixel_values=blank).pooler_output
-            return sum(f.float().sum() for f in features) * 0.0
-
-    return LlavaPoseTrainer
+    RecipeTrainer.__name__ = RecipeTrainer.__qualname__ = f"Recipe{base.__name__}"
+    return RecipeTrainer
 
 
 def _throughput_callback(output: str, samples_seen: Callable[[], int]) -> Any:
@@ -366,225 +546,42 @@ def _throughput_callback(output: str, samples_seen: Callable[[], int]) -> Any:
     return Throughput()
 
 
-def make_trainer(
-    model: Any,
-    processor: Any,
-    dataset: Any,
-    args: Any,
-    *,
-    projector_lr: float | None = None,
-    lengths: list[int] | None = None,
-    pad_token_id: int | None = None,
-) -> Any:
-    """The Trainer with our collator, optimizer groups and throughput logging. The processor
-    is saved with every checkpoint; without one, give the pad token id."""
+def attach_logging(trainer: Any) -> Any:
+    """One readable line per log and OUTPUT/train_log.jsonl, with samples/s and tokens/s."""
     from transformers import PrinterCallback
 
-    pad = pad_token_id if pad_token_id is not None else processor.tokenizer.pad_token_id
-    trainer = _trainer_cls()(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=Collator(pad),
-        processing_class=processor,
-        projector_lr=projector_lr,
-        lengths=lengths,
-    )
-    trainer.remove_callback(PrinterCallback)  # our callback prints one readable line per log
-    throughput = _throughput_callback(args.output_dir, lambda: trainer.samples_seen)
+    trainer.remove_callback(PrinterCallback)
+    throughput = _throughput_callback(trainer.args.output_dir, lambda: trainer.samples_seen)
     trainer.callback_handler.callbacks.insert(0, throughput)  # first: the others see the rates
     return trainer
 
 
-# -- the command --------------------------------------------------------------------------------
-
-
-def prepare_model(model: Any, cfg: TrainConfig, *, deepspeed: str | None) -> Any:
-    """The paper's trainable split on a loaded model, ready for the Trainer."""
-    import torch
-
-    model.config.use_cache = model.config.text_config.use_cache = False
-    model = setup_trainable(
-        model, lora=cfg.lora, qlora=cfg.qlora, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-    )  # fmt: skip
-    if (
-        not deepspeed
-    ):  # DeepSpeed keeps fp32 master weights itself; otherwise trainable ones are fp32
-        for p in model.parameters():
-            if p.requires_grad and p.dtype != torch.float32:
-                p.data = p.data.float()
-    return model
-
-
-def weights_dtype(cfg: TrainConfig, precision: str, deepspeed: str | None) -> Any:
-    """bf16/fp16 weights where something keeps fp32 master copies (DeepSpeed) or where they
-    stay frozen (LoRA); fp32 otherwise, autocast doing the low-precision compute."""
-    import torch
-
-    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return low if low is not None and (deepspeed or cfg.lora) else torch.float32
-
-
-def _processor_only(cfg: TrainConfig, source: str | None = None) -> Any:
-    source = source or cfg.model
-    if source == TINY:
-        return build_tiny_processor()
-    return load_processor(source, load_config(source))
-
-
-def prepare_data(cfg: TrainConfig, processor: Any) -> tuple[list[Any], Encoder, DataReport]:
-    """Read, validate and report; stop with exit 2 on bad records unless --skip-bad."""
-    records, structural = load_records(cfg.data, cfg.image_root, cfg.max_samples)
-    image_token_id, num_image_tokens = count_image_tokens(processor)
-    encoder = Encoder(
-        processor.tokenizer,
-        image_token_id=image_token_id,
-        num_image_tokens=num_image_tokens,
-        max_length=cfg.max_length,
-    )
-    started = time.perf_counter()
-    kept, report = validate(records, encoder, structural=structural)
-    main = is_main_process()
-    if main:
-        log.info("data: %s (checked in %.1fs)", report.summary(), time.perf_counter() - started)
-    if report.bad:
-        bad_file = Path(cfg.output) / BAD_FILE
-        if main:
-            write_jsonl(bad_file, [b.row() for b in report.bad])
-            for b in report.bad[:10]:
-                log.warning("  bad record %s", b)
-            if len(report.bad) > 10:
-                log.warning("  ... %d more", len(report.bad) - 10)
-        if not cfg.skip_bad and not cfg.check:
-            hint = ""
-            with_image = [r for r in records if r.image]
-            if with_image and sum(
-                b.reason.startswith("image not found") for b in report.bad
-            ) == len(with_image):
-                hint = (
-                    f" (no image was found under --image-root {cfg.image_root})"
-                    if cfg.image_root
-                    else " (no image was found: paths are joined to the data file's folder; "
-                    "pass --image-root, e.g. your COCO folder)"
-                )
-            raise BadDataError(
-                f"{len(report.bad)} of {report.records} records are bad (all listed in {bad_file}){hint}: "
-                "fix them, or rerun with --skip-bad to train without them"
-            )
-    if not kept:
-        raise BadDataError("no usable records left to train on")
-    return kept, encoder, report
-
-
-def run_train(cfg: TrainConfig) -> int:
-    """The whole of `llava-pose train`."""
-    if cfg.qlora:
-        cfg.lora = True
-    if cfg.check:
-        _, _, report = prepare_data(cfg, _processor_only(cfg))
-        print(report.summary())
-        return 2 if report.bad else 0
-    import torch
-
-    quiet_transformers()
-    resume_from = check_output(cfg)
-    deepspeed = resolve_deepspeed(cfg.deepspeed)
-    precision = resolve_precision(cfg.precision)
-    quantization = None
-    if cfg.qlora:
-        quantization = _qlora_config(precision, deepspeed)
-    if torch.cuda.device_count() > 1 and "WORLD_SIZE" not in os.environ and is_main_process():
-        log.warning(
-            "%d GPUs are visible but this is one process: launch with `accelerate launch` or `torchrun` to use them all",
-            torch.cuda.device_count(),
-        )
-    if deepspeed:
-        _ensure_single_process_env()
-
-    from transformers import set_seed
-
-    set_seed(cfg.seed)
-    args = build_training_args(cfg, precision=precision, deepspeed=deepspeed)
-
-    dtype = weights_dtype(cfg, precision, deepspeed)
-    source = cfg.model
-    base_dir = Path(cfg.output) / BASE_DIR
-    if cfg.model == TINY and resume_from and base_dir.is_dir():
-        source = str(base_dir)  # the same random start and tokenizer as the first attempt
-    # the data is checked before the (slow) weights load: bad records stop the run in seconds
-    records, encoder, report = prepare_data(cfg, _processor_only(cfg, source))
-    device_map = {"": int(os.environ.get("LOCAL_RANK", "0"))} if cfg.qlora else None
-    model, processor = load_model(
-        source, dtype=dtype, seed=cfg.seed, attn_implementation=cfg.attn_implementation,
-        quantization_config=quantization, device_map=device_map,
-    )  # fmt: skip
-    if cfg.model == TINY and is_main_process() and not base_dir.is_dir():
-        # presets exist nowhere else: keep the start so LoRA adapters have a base and runs resume
-        model.save_pretrained(base_dir)
-        processor.save_pretrained(base_dir)
-    if cfg.model == TINY:
-        model.name_or_path = str(base_dir.resolve())  # what PEFT records as the adapters' base
-    model = prepare_model(model, cfg, deepspeed=deepspeed)
-    summary = _trainable_line(model)
-    dataset = LlavaDataset(
-        records,
-        encoder,
-        processor.image_processor,
-        pad_to_square=cfg.pad_to_square,
-        lengths=report.lengths,
-    )
-    trainer = make_trainer(
-        model, processor, dataset, args, projector_lr=cfg.projector_lr, lengths=report.lengths
-    )
-    if is_main_process():
-        log.info("model: %s", summary)
-        world = args.world_size
-        log.info(
-            "training %s on %d samples: batch %d x %d accumulation x %d process(es) = %d per step, lr %g%s, %s%s",
-            "LoRA adapters + connector" if cfg.lora else "connector + language model",
-            len(dataset), cfg.batch_size, cfg.grad_accum, world, cfg.batch_size * cfg.grad_accum * world, cfg.lr,
-            f" (connector {cfg.projector_lr:g})" if cfg.projector_lr is not None else "", precision,
-            f", DeepSpeed {Path(deepspeed).name}" if deepspeed else "",
-        )  # fmt: skip
-    # the validation pass used the tokenizer's threads; data workers are forked processes
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    trainer.train(resume_from_checkpoint=resume_from)
+def finish(trainer: Any, cfg: TrainConfig, setup: Setup, **record: Any) -> None:
+    """Save the model (or adapters) with its processor and the run's record."""
     trainer.save_model(cfg.output)  # full model or adapters, plus the processor
-    if trainer.is_world_process_zero():
-        write_json(
-            Path(cfg.output) / RUN_FILE,
-            {
-                "config": {k: v for k, v in vars(cfg).items()},
-                "data": {
-                    "records": report.records,
-                    "used": len(dataset),
-                    "bad": len(report.bad),
-                    "truncated": report.truncated,
-                },
-                "trainable": summary,
-                "steps": trainer.state.global_step,
-                "lora": cfg.lora,
-            },
-        )
-        log.info(
-            "saved to %s%s",
-            cfg.output,
-            " (LoRA adapters: chat/bench load them directly; `llava-pose export` merges)"
-            if cfg.lora
-            else "",
-        )
-    return 0
+    if not trainer.is_world_process_zero():
+        return
+    config = {**vars(cfg), "pad_to_square": setup.pad_to_square}
+    write_json(
+        Path(cfg.output) / RUN_FILE,
+        {
+            "config": config,
+            "family": setup.family.name,
+            **record,
+            "steps": trainer.state.global_step,
+            "lora": cfg.lora,
+        },
+    )
+    log.info(
+        "saved to %s%s",
+        cfg.output,
+        " (LoRA adapters: chat/bench load them directly; `llava-pose export` merges)"
+        if cfg.lora
+        else "",
+    )
 
 
-def _trainable_line(model: Any) -> str:
-    from .model import trainable_summary
-
-    parts = trainable_summary(model)
-    return ", ".join(f"{k} {t / 1e6:.2f}M/{n / 1e6:.2f}M trainable" for k, (t, n) in parts.items())
-
-
-def _qlora_config(precision: str, deepspeed: str | None) -> Any:
+def _qlora_config(precision: str, deepspeed: str | None, family: Family | None) -> Any:
     import torch
 
     if not torch.cuda.is_available():
@@ -597,12 +594,10 @@ def _qlora_config(precision: str, deepspeed: str | None) -> Any:
         )
     from transformers import BitsAndBytesConfig
 
-    from .model import QUANT_SKIP
-
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
-        llm_int8_skip_modules=QUANT_SKIP,
+        llm_int8_skip_modules=quantization_skip(family) if family else None,
     )

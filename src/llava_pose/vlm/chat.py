@@ -39,7 +39,8 @@ class ChatConfig:
     )
     template: str = option(
         "auto",
-        "prompt format: vicuna_v1 (LLaVA-1.5's), chat (the processor's chat template); auto: vicuna_v1 for llava models",
+        "prompt: auto (what the model was trained with: a run's own template; llava checkpoints "
+        "LLaVA-1.5's Vicuna v1), vicuna_v1, or chat (the checkpoint's own chat template)",
         choices=TEMPLATES,
     )
     system: str | None = option(None, "replace the template's system line")

@@ -1,10 +1,18 @@
 """Generation shared by `llava-pose chat` and the ``hf:`` answerer (`llava_pose.llm.hf`).
 
 One function, `generate`, renders prompts, batches them (left padding), generates and decodes.
-LLaVA checkpoints are prompted with the exact Vicuna-v1 template used in training (and by
-LLaVA-1.5's own evaluation), their images padded to a square like in training. Any other
-transformers vision-language model is loaded with AutoModelForImageTextToText and prompted
-through its processor's chat template.
+The prompt is the chat template the model was trained with, rendered by its own processor
+exactly as `llava-pose train` renders it (`processor.apply_chat_template`, images inside the
+messages): a run saves the template it trained with as its processor's chat template, so a run
+is always asked as it was taught. ``--template`` picks another for checkpoints from elsewhere:
+
+* ``auto``: the family's prompt when it has one (llava: the paper's Vicuna v1, as LLaVA-1.5
+  trains and evaluates), else the checkpoint's own chat template;
+* ``vicuna_v1``: LLaVA-1.5's Vicuna v1, whatever the model;
+* ``chat``: the checkpoint's own chat template.
+
+Images are padded to a square where the family trains so (LLaVA-1.5's ``pad``), or as the run
+recorded. Answers stop at any of the model's end-of-turn tokens (its generation config's).
 """
 
 from __future__ import annotations
@@ -16,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InputError
+from .families import Family, families, family_of
 from .images import load_image, mean_colour
-from .load import load_pretrained, resolve_device, resolve_dtype
-from .template import GPT, HUMAN, Template, move_image_token_first
+from .load import load_pretrained, resolve_device, resolve_dtype, run_settings
 
 log = logging.getLogger("llava_pose.vlm")
 
@@ -32,9 +40,18 @@ class Loaded:
     name: str
     model: Any
     processor: Any
-    template: str  # "vicuna_v1" or "chat"
-    is_llava: bool
+    template: str  # the jinja chat template prompts are rendered with
+    pad_colour: tuple[int, int, int] | None  # images padded to a square with it, or not
     device: Any
+    family: Family | None = None
+
+    @property
+    def stop_ids(self) -> list[int]:
+        """Every token that ends an answer: the generation config's eos ids and the tokenizer's."""
+        ids = self.model.generation_config.eos_token_id
+        ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+        eos = self.processor.tokenizer.eos_token_id
+        return list(dict.fromkeys([*ids, *([eos] if eos is not None else [])]))
 
 
 @dataclass
@@ -54,47 +71,66 @@ class Generated:
     finish_reason: str  # "stop" or "length"
 
 
+def pick_template(processor: Any, family: Family | None, template: str, name: str) -> str:
+    """The chat template `template` (one of TEMPLATES) names for this model."""
+    if template not in TEMPLATES:
+        raise ConfigError(f"template {template!r}: expected one of {', '.join(TEMPLATES)}")
+    if template == "vicuna_v1":
+        vicuna = families()["llava"].prompt_template()
+        assert vicuna is not None
+        return vicuna
+    own = getattr(processor, "chat_template", None)
+    if isinstance(own, dict):
+        own = own.get("default")
+    if template == "auto" and family is not None and family.template:
+        return family.prompt_template() or ""
+    if not own:
+        hint = "; use --template vicuna_v1" if family is not None and family.name == "llava" else ""
+        raise ConfigError(f"{name}: its processor has no chat template{hint}")
+    return str(own)
+
+
 def load(name: str, *, device: str = "auto", dtype: str = "auto", template: str = "auto") -> Loaded:
     """Load a run, checkpoint, LoRA run, exported model or hub id for generation."""
     if template not in TEMPLATES:
         raise ConfigError(f"template {template!r}: expected one of {', '.join(TEMPLATES)}")
     dev = resolve_device(device)
     model, processor = load_pretrained(name, dtype=resolve_dtype(dtype, dev), device=dev)
-    is_llava = getattr(model.config, "model_type", "") == "llava"
-    if template == "auto":
-        template = "vicuna_v1" if is_llava else "chat"
-    if template == "chat" and not getattr(processor, "chat_template", None):
-        raise ConfigError(f"{name}: its processor has no chat template; use --template vicuna_v1")
+    family = family_of(str(getattr(model.config, "model_type", "")))
+    trained = run_settings(name)
+    if trained.get("pad_to_square") is not None:
+        pad = bool(trained["pad_to_square"])
+    else:
+        pad = family is not None and family.pad_to_square
+    chosen = pick_template(processor, family, template, name)
     processor.tokenizer.padding_side = "left"  # batched generation continues every row at the end
     if processor.tokenizer.pad_token_id is None:
         processor.tokenizer.pad_token = processor.tokenizer.eos_token
-    return Loaded(name, model, processor, template, is_llava, dev)
+    colour = mean_colour(processor.image_processor) if pad else None
+    return Loaded(name, model, processor, chosen, colour, dev, family)
+
+
+def messages(conversation: Conversation, image: Any = None) -> list[dict[str, Any]]:
+    """The conversation as chat-template messages: content parts, the image (a PIL image, or
+    a bare placeholder when None) first in the first user turn, as training builds them."""
+    out: list[dict[str, Any]] = []
+    if conversation.system:
+        out.append({"role": "system", "content": [{"type": "text", "text": conversation.system}]})
+    for i, (role, text) in enumerate(conversation.turns):
+        parts: list[dict[str, Any]] = []
+        if i == 0 and conversation.image is not None:
+            parts.append({"type": "image", **({"image": image} if image is not None else {})})
+        out.append({"role": role, "content": [*parts, {"type": "text", "text": text}]})
+    return out
 
 
 def render_prompt(loaded: Loaded, conversation: Conversation) -> str:
     """The prompt text for the next assistant turn."""
-    has_image = conversation.image is not None
-    if loaded.template == "vicuna_v1":
-        template = Template.load("vicuna_v1")
-        turns: list[tuple[str, str | None]] = []
-        for i, (role, text) in enumerate(conversation.turns):
-            if i == 0 and has_image:
-                text = move_image_token_first(
-                    text if template.image_token in text else f"{template.image_token}\n{text}"
-                )
-            turns.append((HUMAN if role == "user" else GPT, text))
-        turns.append((GPT, None))
-        return template.render(turns, conversation.system)[0]
-    messages: list[dict[str, Any]] = []
-    if conversation.system:
-        messages.append(
-            {"role": "system", "content": [{"type": "text", "text": conversation.system}]}
-        )
-    for i, (role, text) in enumerate(conversation.turns):
-        parts: list[dict[str, Any]] = [{"type": "image"}] if i == 0 and has_image else []
-        messages.append({"role": role, "content": [*parts, {"type": "text", "text": text}]})
     return loaded.processor.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=False
+        messages(conversation),
+        chat_template=loaded.template,
+        add_generation_prompt=True,
+        tokenize=False,
     )
 
 
@@ -103,10 +139,7 @@ def _image(loaded: Loaded, image: Any) -> Any:
         return image
     if not Path(image).is_file():
         raise InputError(image, "image not found")
-    # llava checkpoints saw square-padded images in training (LLaVA-1.5's 'pad'), others did not
-    return load_image(
-        str(image), mean_colour(loaded.processor.image_processor) if loaded.is_llava else None
-    )
+    return load_image(str(image), loaded.pad_colour)
 
 
 def generate(
@@ -122,19 +155,28 @@ def generate(
     temperature > 0). A streamer, if given, sees the tokens of a batch of one as they come."""
     import torch
 
-    prompts = [render_prompt(loaded, c) for c in conversations]
-    images = [_image(loaded, c.image) for c in conversations if c.image is not None]
-    inputs = loaded.processor(
-        text=prompts, images=images or None, padding=True, return_tensors="pt"
+    batch = [
+        messages(c, _image(loaded, c.image) if c.image is not None else None) for c in conversations
+    ]
+    inputs = loaded.processor.apply_chat_template(
+        batch,
+        chat_template=loaded.template,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs={"padding": True, "max_length": None},
     )
     inputs = inputs.to(loaded.device)
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].to(loaded.model.dtype)
+    for key in ("pixel_values", "pixel_values_videos"):
+        if key in inputs and inputs[key].is_floating_point():
+            inputs[key] = inputs[key].to(loaded.model.dtype)
     tokenizer = loaded.processor.tokenizer
+    stops = loaded.stop_ids
     options: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
+        "eos_token_id": stops,
         "do_sample": temperature > 0,
     }
     if temperature > 0:
@@ -150,7 +192,7 @@ def generate(
     new = output[:, inputs["input_ids"].shape[1] :]
     results = []
     for row, prompt_mask in zip(new.tolist(), inputs["attention_mask"].tolist(), strict=True):
-        stop = next((i for i, t in enumerate(row) if t == tokenizer.eos_token_id), None)
+        stop = next((i for i, t in enumerate(row) if t in stops), None)
         tokens = row[:stop] if stop is not None else [t for t in row if t != tokenizer.pad_token_id]
         text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
         finish = "stop" if stop is not None or len(tokens) < max_new_tokens else "length"

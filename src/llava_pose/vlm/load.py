@@ -16,8 +16,8 @@ from typing import Any
 
 from ..errors import ConfigError
 
-TINY = "tiny"
 BASE_DIR = "base-model"  # where a preset's starting weights are written inside a run folder
+RUN_FILE = "llava_pose_run.json"  # what `llava-pose train` wrote into a finished run
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 
 
@@ -44,12 +44,13 @@ def load_error(name: str, error: Exception) -> ConfigError:
 
 
 def load_processor(name: str, config: Any | None = None) -> Any:
-    """AutoProcessor, with a llava processor's image-token settings filled from the model config
-    when an older checkpoint lacks them (otherwise <image> would expand to the wrong count)."""
-    from transformers import AutoProcessor
+    """AutoProcessor (image-only without torchvision: `processors`), with a llava processor's
+    image-token settings filled from the model config when an older checkpoint lacks them
+    (otherwise <image> would expand to the wrong count)."""
+    from . import processors
 
     try:
-        processor = AutoProcessor.from_pretrained(name)
+        processor = processors.load(name)
     except (OSError, ValueError) as e:
         raise load_error(name, e) from None
     if config is not None and getattr(config, "model_type", "") == "llava":
@@ -75,7 +76,7 @@ def _adapter_base(run: Path) -> str:
     config = json.loads((run / "adapter_config.json").read_text("utf-8"))
     base = str(config.get("base_model_name_or_path") or "")
     for candidate in (run / BASE_DIR, run.parent / BASE_DIR):
-        if (not base or not Path(base).is_dir() or base == TINY) and candidate.is_dir():
+        if (not base or not Path(base).is_dir()) and candidate.is_dir():
             return str(candidate)
     if not base:
         raise ConfigError(f"{run}/adapter_config.json names no base model")
@@ -85,9 +86,9 @@ def _adapter_base(run: Path) -> str:
 def load_pretrained(
     name: str, *, dtype: Any = None, device: Any = None, attn_implementation: str | None = None
 ) -> tuple[Any, Any]:
-    """(model, processor) for generation: llava or any AutoModelForImageTextToText checkpoint;
-    a LoRA run (adapter_config.json) is loaded onto its base and merged in memory."""
-    from transformers import AutoModelForImageTextToText, LlavaForConditionalGeneration
+    """(model, processor) for generation: any AutoModelForImageTextToText checkpoint; a LoRA
+    run (adapter_config.json) is loaded onto its base and merged in memory."""
+    from transformers import AutoModelForImageTextToText
 
     quiet_transformers()
     path = Path(name)
@@ -107,16 +108,11 @@ def load_pretrained(
     adapter = path / "adapter_config.json"
     base_name = _adapter_base(path) if adapter.is_file() else name
     config = load_config(base_name)
-    cls = (
-        LlavaForConditionalGeneration
-        if getattr(config, "model_type", "") == "llava"
-        else AutoModelForImageTextToText
-    )
     kwargs: dict[str, Any] = {"dtype": dtype}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        model = cls.from_pretrained(base_name, **kwargs)
+        model = AutoModelForImageTextToText.from_pretrained(base_name, **kwargs)
     except (OSError, ValueError) as e:
         raise load_error(base_name, e) from None
     if adapter.is_file():
@@ -134,6 +130,17 @@ def load_pretrained(
         model = model.to(device)
     model.eval()
     return model, processor
+
+
+def run_settings(name: str) -> dict[str, Any]:
+    """The options a finished run was trained with (its RUN_FILE), or {} for any other model."""
+    path = Path(name) / RUN_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text("utf-8")).get("config") or {})
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def resolve_device(device: str) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from llava_pose import coco
+from llava_pose.coco import columns
 from llava_pose.errors import InputError
 from llava_pose.records import ImageContext
 
@@ -244,12 +245,12 @@ def test_boxes_within_tolerance_are_clamped(coco_annotations_copy: Path, raw: di
 def test_round3_is_round() -> None:
     for size in range(1, 700):
         for value in range(size + 1):
-            assert coco._round3(value / size) == round(value / size, 3)
+            assert columns._round3(value / size) == round(value / size, 3)
     rng = random.Random(0)
     for _ in range(200_000):
         size = rng.randint(1, 4000)
         value = round(rng.uniform(0, size), 2)
-        assert coco._round3(value / size) == round(value / size, 3)
+        assert columns._round3(value / size) == round(value / size, 3)
 
 
 def test_select_images_is_seeded_and_prefix_stable(contexts: dict) -> None:

@@ -3,20 +3,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
-import time
 from pathlib import Path
 
-import pytest
 from tests.conftest import KEY
 from tests.servers import OpenAIServer
 
-from llava_pose import stage as stage_module
 from llava_pose.errors import EXIT_BUDGET, EXIT_OK, EXIT_PENDING, EXIT_SOME_FAILED
-from llava_pose.forked import Forked
 from llava_pose.llm.cache import Cache
 from llava_pose.llm.openai_api import OpenAIBackend
 from llava_pose.llm.pricing import Price
@@ -79,47 +72,3 @@ def test_ask_reasks_until_settled(tmp_path: Path) -> None:
         assert stage.exit_code(1, "one failed") == EXIT_PENDING
         stage.stats.skipped_budget = 1  # ... and the budget before both
         assert stage.exit_code(1, "one failed") == EXIT_BUDGET
-
-
-def test_a_big_estimate_is_counted_in_a_child_while_the_run_starts(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """From `BACKGROUND_ESTIMATE` requests the estimate is counted in a forked child and said
-    when ready: `log_estimate` returns at once, and `open` waits for it, so the lines are
-    said once before the command ends. Below it, or without fork, it is counted here and said
-    at once."""
-    requests = [req(i) for i in range(5)]
-    stage = Stage("generate", "gpt-4o", Price(2.5, 10.0), discount=0.5)
-    counted_in = tmp_path / "pids"
-
-    def expected(_: ChatRequest) -> int:
-        with counted_in.open("a") as f:
-            f.write(f"{os.getpid()}\n")
-        if os.getpid() != parent:
-            time.sleep(0.2)  # a slow count: the run does not wait for it
-        return 50
-
-    parent = os.getpid()
-    lines = ["estimate before the run:", *stage.estimate(requests, lambda _: 50)]
-    caplog.set_level(logging.INFO, logger="llava_pose")
-    said = lambda: [r.getMessage().strip() for r in caplog.records]  # noqa: E731
-
-    stage.log_estimate(requests, expected)  # few requests: here, at once
-    assert said() == lines
-    assert {int(p) for p in counted_in.read_text().split()} == {parent}
-
-    monkeypatch.setattr(stage_module, "BACKGROUND_ESTIMATE", 5)
-    for forks in (True, False):
-        counted_in.unlink()
-        caplog.clear()
-        if not forks:
-            monkeypatch.setattr(Forked, "start", lambda *a, **k: None)
-        started = time.monotonic()
-        stage.log_estimate(requests, expected)
-        if forks:
-            assert time.monotonic() - started < 0.2 and said() == []
-        with stage.open(contextlib.nullcontext(object())):  # type: ignore[arg-type]
-            pass
-        assert said() == lines
-        counted = {int(p) for p in counted_in.read_text().split()}
-        assert (parent not in counted) if forks else counted == {parent}

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gc
 import hashlib
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -252,7 +251,6 @@ def build_requests(
     contexts: list[ImageContext],
     cfg: GenerateConfig,
     model: str,
-    meanwhile: Callable[[], object] | None = None,
     images: TeacherImages | None = None,
 ) -> Built:
     """The teacher requests and their characters (`prompts.build_requests`), each with its
@@ -266,23 +264,16 @@ def build_requests(
         fewshot=cfg.fewshot,
         temperature=cfg.temperature,
         max_tokens=cfg.max_tokens,
-        meanwhile=meanwhile,
     )
     if images is None:
         return built
-    enabled = gc.isenabled()
-    gc.disable()  # as prompts.build_requests: no cycles among the new requests to look for
-    try:
-        return Built([images.attach(r) for r in built.requests], built.chars)
-    finally:
-        if enabled:
-            gc.enable()
+    return Built([images.attach(r) for r in built.requests], built.chars)
 
 
 def warm(teacher: Teacher, cfg: GenerateConfig) -> None:
-    """What this process needs next, done while a second one renders the prompts: the SDK for
-    the first call, and the tokenizer where counting comes first (a dry run's estimate,
-    reservations for --max-cost, --tpm or --batch). An estimate forked later inherits it."""
+    """What the run needs before its first call: the SDK and its client, and the tokenizer
+    where counting comes first (a dry run's estimate, reservations for --max-cost, --tpm or
+    --batch)."""
     if not cfg.dry_run:
         teacher.warm()
     counts = cfg.max_cost is not None or cfg.tpm is not None or cfg.batch
@@ -384,9 +375,8 @@ def run_generate(cfg: GenerateConfig) -> int:
     log.info("teacher: %s", teacher.describe())
     contexts = load_source(cfg, cfg.seed)
     images = teacher_images(cfg, cfg, contexts)
-    built, chars = build_requests(
-        contexts, cfg, teacher.model, functools.partial(warm, teacher, cfg), images
-    )
+    built, chars = build_requests(contexts, cfg, teacher.model, images)
+    warm(teacher, cfg)
     requests, too_long = fit_context_window(built, teacher, cfg.context_window, chars)
     if too_long.skipped:
         chars = prompt_chars(requests)

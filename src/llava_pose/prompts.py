@@ -24,11 +24,9 @@ without it nothing here changes by a byte.
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
-import itertools
 import random
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -36,7 +34,6 @@ import msgspec
 
 from .context import FORMATS, cues_system_note, data_yaml
 from .errors import ConfigError
-from .forked import share
 from .records import ChatRequest, FewShotExample, ImageContext, Message, PromptSet
 from .tasks import TASK_TYPES, TASKS, Query, request_id, task_type
 
@@ -251,24 +248,12 @@ def build_requests(
     fewshot: bool = False,
     temperature: float | None = None,
     max_tokens: int | None = None,
-    meanwhile: Callable[[], object] | None = None,
 ) -> Built:
     """`build_request` for each image and each of `tasks` (image by image, tasks in registry
     order), the same requests as one call per request, with each request's characters
     (`pricing.prompt_chars`: the context-window check and the estimate need them) summed from
-    its parts as they are put together rather than by a walk over 650k messages after.
-    Faster at scale in two ways:
-
-    * Rendering the images is three quarters of the work. From `_PARALLEL_REQUESTS`
-      requests (on Linux) a forked second process renders chunks of images and sends their
-      messages back (`forked.share`: the two meet wherever their speeds put them), and
-      `meanwhile`, this process's own work (warming the teacher), is done while it renders.
-    * Full train2017 makes 163k requests of millions of small objects, none in a cycle: the
-      garbage collector would walk them again and again (a third of the time), so it pauses
-      while they are made, and a big result is moved out of its sight (`gc.freeze`) after;
-      so is whatever `meanwhile` made (an SDK import: ~3,000 classes that live until the
-      exit), which the first collection after the pause would otherwise walk (~0.1 s).
-    """
+    its parts as they are put together rather than by a walk over 650k messages after. An
+    image is rendered once for the tasks that present it alike (detail and reasoning)."""
     contexts = list(contexts)
     wanted = [t for t in TASKS if t in tasks]
     queries = list(dict.fromkeys(task_type(t).query for t in wanted))
@@ -278,89 +263,29 @@ def build_requests(
     examples: dict[str, dict[int, int]] = {t: {} for t in wanted}  # t -> image id -> chars
     if fewshot:
         for task in wanted:
-            for image_id, shown in _example_messages(prompts, task):  # once, before any fork
+            for image_id, shown in _example_messages(prompts, task):
                 examples[task][image_id] = examples[task].get(image_id, 0) + _size(shown)
             fixed[task] += sum(examples[task].values())
     options: dict[str, Any] = {
         "model": model, "prompts": prompts, "seed": seed, "fewshot": fewshot,
         "temperature": temperature, "max_tokens": max_tokens,
     }  # fmt: skip
-
-    def assemble(images: list[ImageContext], rendered: Iterable[_Rendered]) -> Built:
-        requests, chars = [], []
-        for ctx, (shown, instruction, sizes) in zip(images, rendered, strict=True):
-            for task, q, asks in which:
-                requests.append(
-                    _assemble(ctx, task, shown[q], instruction if asks else None, **options)
-                )
-                size = fixed[task] + sizes[q] + (len(instruction) if asks and instruction else 0)
-                chars.append(size - examples[task].get(ctx.image_id, 0))  # its own: left out
-        return Built(requests, chars)
-
-    def here(start: int, end: int) -> Built:
-        images = contexts[start:end]
-        return assemble(images, _render(prompts, images, queries, seed, instructed))
-
-    def there(start: int, end: int) -> bytes:
-        return _render_encoded(prompts, contexts[start:end], queries, seed, instructed)
-
-    def take(start: int, end: int, data: bytes) -> Built:
-        return assemble(contexts[start:end], msgspec.msgpack.decode(data, type=list[_Rendered]))
-
-    parallel = len(contexts) * len(wanted) >= _PARALLEL_REQUESTS
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        parts = share(
-            len(contexts), _CHUNK if parallel else max(1, len(contexts)), here, there, take,
-            meanwhile,
-        )  # fmt: skip
-        requests = list(itertools.chain.from_iterable(p.requests for p in parts))
-        chars = list(itertools.chain.from_iterable(p.chars for p in parts))
-        if len(requests) > _FREEZE_AFTER or meanwhile is not None:
-            gc.freeze()
-    finally:
-        if enabled:
-            gc.enable()
+    requests, chars = [], []
+    for ctx in contexts:
+        shown = [tuple(q(prompts, ctx)) for q in queries]
+        instruction = pick_instruction(prompts, ctx.image_id, seed) if instructed else None
+        sizes = [_size(m) for m in shown]
+        for task, q, asks in which:
+            requests.append(
+                _assemble(ctx, task, shown[q], instruction if asks else None, **options)
+            )
+            size = fixed[task] + sizes[q] + (len(instruction) if asks and instruction else 0)
+            chars.append(size - examples[task].get(ctx.image_id, 0))  # its own: left out
     return Built(requests, chars)
-
-
-_PARALLEL_REQUESTS = 20_000
-_CHUNK = 256  # images a chunk of `build_requests`' shared rendering
-_FREEZE_AFTER = 10_000  # requests past which the built ones are gc-frozen
-# One image rendered: its messages for each query, its Table 4 instruction (or None), and the
-# characters of each query's messages
-_Rendered = tuple[list[tuple[Message, ...]], str | None, list[int]]
 
 
 def _size(messages: Iterable[Message]) -> int:
     return sum(len(m.content) for m in messages)
-
-
-def _render(
-    prompts: PromptSet,
-    contexts: list[ImageContext],
-    queries: list[Query],
-    seed: int,
-    instructed: bool,
-) -> list[_Rendered]:
-    out: list[_Rendered] = []
-    for ctx in contexts:
-        shown = [tuple(q(prompts, ctx)) for q in queries]
-        instruction = pick_instruction(prompts, ctx.image_id, seed) if instructed else None
-        out.append((shown, instruction, [_size(m) for m in shown]))
-    return out
-
-
-def _render_encoded(
-    prompts: PromptSet,
-    contexts: list[ImageContext],
-    queries: list[Query],
-    seed: int,
-    instructed: bool,
-) -> bytes:
-    """In the child: `_render`, as msgpack."""
-    return msgspec.msgpack.encode(_render(prompts, contexts, queries, seed, instructed))
 
 
 _MESSAGES_MAX = 1024

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from typing import Any, Protocol, TypeVar
 
 from . import __version__
 from .errors import EXIT_BUDGET, EXIT_OK, EXIT_PENDING, EXIT_SOME_FAILED, ConfigError
-from .forked import Forked
 from .llm.batch import BATCH_PROVIDERS
 from .llm.pricing import Estimate, Price, PriceTable, estimate
 from .llm.results import Result, RunStats
@@ -36,10 +34,6 @@ from .records import ChatRequest
 log = logging.getLogger("llava_pose")
 
 T = TypeVar("T")
-
-# Requests from which `Stage.log_estimate` counts in the background: below, a run is short
-# enough that its estimate is said first (the count, ~0.5 s of it loading the tokenizer).
-BACKGROUND_ESTIMATE = 1_000
 
 
 def _log_lines(lines: list[str]) -> None:
@@ -101,7 +95,6 @@ class Stage:
     runner: Caller | None = None
     waiting: int = 0  # results still running in a batch
     asked: list[int] = field(default_factory=list)  # requests per round of `ask`
-    _estimating: threading.Thread | None = field(default=None, repr=False)
 
     # -- before the run ---------------------------------------------------------------------
 
@@ -152,26 +145,9 @@ class Stage:
         adjust: Callable[[Estimate], Estimate] | None = None,
         chars: Sequence[int] | None = None,
     ) -> None:
-        """Log the estimate before the run. From `BACKGROUND_ESTIMATE` requests it is counted
-        in a forked child and logged when it is ready, while the run starts: at full COCO the
-        count (a sample's tokens, every request's characters) takes ~2 s that the first call
-        need not wait for, since --max-cost is held by the runner's own reservations, not by
-        the estimate. `open` waits for it, so it is always said before the command ends."""
-        child = None
-        if len(requests) >= BACKGROUND_ESTIMATE:
-            child = Forked.start(self.estimate, requests, expected, adjust, chars, nice=10)
-        if child is None:
-            _log_lines(self.estimate(requests, expected, adjust, chars))
-            return
-
-        def said_when_ready() -> None:
-            lines = child.result()
-            if lines is None:  # the child failed: count here, off the run's thread
-                lines = self.estimate(requests, expected, adjust, chars)
-            _log_lines(lines)
-
-        self._estimating = threading.Thread(target=said_when_ready, name="estimate", daemon=True)
-        self._estimating.start()
+        """Log the estimate before the run (--max-cost is held by the runner's reservations,
+        not by the estimate: it is said, not enforced)."""
+        _log_lines(self.estimate(requests, expected, adjust, chars))
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -180,9 +156,6 @@ class Stage:
         with runner as r:
             self.runner = r
             yield self
-        if self._estimating is not None:  # not after an error: the child ends on its own
-            self._estimating.join()
-            self._estimating = None
 
     def ask(
         self,

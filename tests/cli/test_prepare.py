@@ -400,7 +400,7 @@ def test_out_is_required(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
 def test_subprocess_bad_input_has_no_traceback(coco_annotations_copy: Path, tmp_path: Path) -> None:
     edit(coco_annotations_copy, "person_keypoints", bad_visibility)
     out = tmp_path / "c.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(Path(coco.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(coco.__file__).parents[2])}
     proc = subprocess.run(
         [sys.executable, "-m", "llava_pose", "prepare", "--coco", str(coco_annotations_copy),
          "--split", SPLIT, "--out", str(out)],

@@ -34,9 +34,10 @@ from typing import Any
 
 import msgspec
 
-from ..coco import MAX_IMAGE_SIDE, read_jsonl_numbered
+from ..coco import read_jsonl_numbered
 from ..config import option
 from ..errors import ConfigError, InputError
+from ..images import MAX_IMAGE_SIDE
 from ..io import read_bytes, read_json, read_jsonl
 from ..paths import join_inside, path_problem
 from ..records import NUM_KEYPOINTS, ImageContext, Obj, Person

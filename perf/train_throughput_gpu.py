@@ -18,6 +18,11 @@ Variants:
   full-offload  full fine-tuning (connector + language model) with DeepSpeed ZeRO-3, parameters
                 and optimizer offloaded to CPU (configs/deepspeed/zero3_offload.json); needs
                 `pip install deepspeed` and ~100 GB of host memory
+  grpo          one GRPO step of `llava-pose train --method grpo` (LoRA as above, beta 0.04): a
+                PoseQA question with one image, `--generations` answers of exactly
+                `--completion-len` tokens sampled by the model's own `generate`, scored by the
+                real exact-match reward, then the policy update; generation, scoring (rewards,
+                the reference model's log-probs) and the update are timed apart
   all           each variant in its own process, one after the other (and each --model)
 
 Prints samples/s, tokens/s (the tokens the batches held, padding excluded), peak GPU memory
@@ -30,6 +35,7 @@ gradients are not adjusted for. The first `--warmup` steps are not timed.
     python perf/train_throughput_gpu.py --model all --variant all --seq-len 1024
     python perf/train_throughput_gpu.py --variant lora --data out/llava_pose_all.json \\
         --image-root /data/coco --processor llava-hf/llava-1.5-7b-hf
+    python perf/train_throughput_gpu.py --model qwen2.5-vl-7b --variant grpo     # < 10 min on an H100
     python perf/train_throughput_gpu.py --dry-run      # CPU: small models, the same code path
 """
 
@@ -46,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("lora", "full-offload")
+VARIANTS = ("lora", "full-offload", "grpo")
 MODELS = {"llava-1.5-7b": "llava", "qwen2.5-vl-7b": "qwen2_5_vl"}  # name -> family
 IMAGE_TOKEN, PAD_TOKEN, BOS = 32000, 32001, 1  # llava-hf's
 
@@ -342,6 +348,143 @@ def report(result: dict[str, Any]) -> None:
     )
 
 
+def run_grpo(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One GRPO configuration of `name`, through `llava-pose train --method grpo`'s code: the
+    dataset (`grpo_dataset`), GRPOConfig (`grpo_args`) and the trainer (`make_trainer`: TRL's
+    GRPOTrainer, the recipe, the rewards); each step's generation, scoring and update timed."""
+    from collections import defaultdict
+
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, TrainerCallback
+
+    from llava_pose.poseqa.build import question_text
+    from llava_pose.train.config import TrainConfig
+    from llava_pose.train.grpo import Prompt, grpo_args, grpo_dataset, make_trainer
+    from llava_pose.train.model import quiet_transformers, trainable_summary
+    from llava_pose.train.rewards import PromptTask
+    from llava_pose.train.sft import training_template
+    from llava_pose.train.trainer import prepare_model
+    from llava_pose.vlm.families import families
+    from llava_pose.vlm.images import mean_colour
+
+    quiet_transformers()
+    dry = args.dry_run
+    config, processor, family_name = model_and_processor_setup(name, dry)
+    family = families()[family_name]
+    steps = args.warmup + args.steps
+    cuda = torch.cuda.is_available()
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = TrainConfig(
+            output=out, lora=True, lr=1e-5, batch_size=args.batch_size, grad_accum=1, max_steps=steps,
+            num_workers=0, warmup_ratio=0.0, group_by_length=False, logging_steps=1,
+            num_generations=args.generations, max_completion_length=args.completion_len, beta=0.04,
+        )  # fmt: skip
+        training_args = grpo_args(
+            cfg, precision="fp32" if dry else "bf16", deepspeed=None, save_strategy="no",
+            report_to=[], generation_kwargs={"min_new_tokens": args.completion_len},
+        )  # fmt: skip
+        with torch.device("cpu" if dry else "cuda"):
+            model = AutoModelForImageTextToText.from_config(
+                config, dtype=torch.float32 if dry else torch.bfloat16, attn_implementation="sdpa"
+            )
+        model = prepare_model(model, cfg, family=family, deepspeed=None)
+        summary = trainable_summary(model, family)
+        size = tuple(int(x) for x in args.image_size.split("x"))
+        image = str(Path(out) / "image.png")
+        Image.new("RGB", size, (120, 110, 100)).save(image)
+        options = ["towards the camera", "away from the camera", "towards the left side of the picture",
+                   "towards the right side of the picture"]  # fmt: skip
+        text = question_text("Which way is the person on the left facing?", "choice", options)
+        question = {"answer": "A", "answer_type": "choice", "choices": options, "text": text}
+        prompts = [
+            Prompt(f"q{i}", "synthetic", image, "image.png", text, PromptTask("facing", question))
+            for i in range(max(steps * args.batch_size // args.generations, 2))
+        ]
+        colour = mean_colour(processor.image_processor) if family.pad_to_square else None
+        trainer = make_trainer(
+            model, processor, grpo_dataset(prompts, colour), training_args, family=family,
+            kinds={"exact_match"}, pad_colour=colour, chat_template=training_template(processor, family),
+        )  # fmt: skip
+        timings: dict[str, list[float]] = defaultdict(list)
+
+        def timed(key: str, fn: Any) -> Any:
+            def wrapper(*a: Any, **k: Any) -> Any:
+                sync()
+                started = time.perf_counter()
+                result = fn(*a, **k)
+                sync()
+                timings[key].append(time.perf_counter() - started)
+                return result
+
+            return wrapper
+
+        trainer._generate_single_turn = timed("generate", trainer._generate_single_turn)
+        trainer._generate_and_score_completions = timed(
+            "rollout", trainer._generate_and_score_completions
+        )
+        logged: list[dict[str, Any]] = []
+
+        class Clock(TrainerCallback):
+            def on_step_begin(self, a: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                sync()
+                timings["begin"].append(time.perf_counter())
+
+            def on_step_end(self, a: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                sync()
+                timings["step"].append(time.perf_counter() - timings["begin"][-1])
+
+            def on_log(self, a: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+                if logs and "completions/mean_length" in logs:
+                    logged.append(dict(logs))
+
+        trainer.add_callback(Clock())
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        trainer.train()
+    timed_steps = slice(args.warmup, steps)
+    mean = lambda key: sum(timings[key][timed_steps]) / args.steps  # noqa: E731
+    step, rollout, generate = mean("step"), mean("rollout"), mean("generate")
+    answers = args.batch_size  # completions per optimizer step (one process, no accumulation)
+    tokens_seen = logged[-1]["num_tokens"] - logged[-2]["num_tokens"] if len(logged) > 1 else 0.0
+    suffix = " (dry run)" if dry else ""
+    return {
+        "variant": f"{name} grpo{suffix}",
+        "parameters": sum(total for _, total in summary.values()),
+        "trainable": sum(t for t, _ in summary.values()),
+        "answers": answers,
+        "generations": args.generations,
+        "completion_len": logged[-1]["completions/mean_length"],
+        "prompt_tokens": tokens_seen / answers - logged[-1]["completions/mean_length"]
+        if tokens_seen
+        else None,
+        "step_s": step,
+        "generation_s": generate,
+        "scoring_s": rollout - generate,
+        "update_s": step - rollout,
+        "generated_tokens_per_s": answers * logged[-1]["completions/mean_length"] / generate,
+        "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+    }
+
+
+def report_grpo(r: dict[str, Any]) -> None:
+    memory = f"{r['peak_memory_gb']:.1f} GiB" if r["peak_memory_gb"] is not None else "n/a"
+    prompt = f"{r['prompt_tokens']:.0f}-token prompts" if r["prompt_tokens"] else "prompts"
+    print(
+        f"{r['variant']}: {r['parameters'] / 1e9:.3f}B parameters ({r['trainable'] / 1e6:.1f}M trainable), "
+        f"{r['answers']} answers of {r['completion_len']:.0f} tokens per step ({r['generations']} per prompt, "
+        f"{prompt}): step {r['step_s']:.3g}s = generation {r['generation_s']:.3g}s "
+        f"({r['generated_tokens_per_s']:.0f} tokens/s) + scoring {r['scoring_s']:.3g}s (rewards, "
+        f"reference log-probs) + update {r['update_s']:.3g}s; peak GPU memory {memory}",
+        flush=True,
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -366,8 +509,12 @@ def main() -> int:
         help="with --data: whose tokenizer and template count",
     )
     ap.add_argument("--batch-size", type=int, default=8, help="per-device batch (the paper's 8)")
-    ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    ap.add_argument("--steps", type=int, help="timed optimizer steps (default: 10; grpo: 3)")
+    ap.add_argument("--warmup", type=int, help="untimed steps first (default: 3; grpo: 1)")
+    ap.add_argument("--generations", type=int, default=8, help="grpo: answers sampled per prompt")
+    ap.add_argument(
+        "--completion-len", type=int, default=128, help="grpo: tokens of every sampled answer"
+    )
     ap.add_argument(
         "--workers", type=int, default=4, help="data-loader workers (collation, images)"
     )
@@ -390,10 +537,16 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
+    grpo_only = args.variant == "grpo"
+    if args.steps is None:
+        args.steps = 3 if grpo_only else 10
+    if args.warmup is None:
+        args.warmup = 1 if grpo_only else 3
     if args.dry_run:
         args.seq_len, args.image_size = min(args.seq_len, 192), "64x48"
-        args.steps, args.warmup = min(args.steps, 3), min(args.warmup, 1)
+        args.steps, args.warmup = min(args.steps, 3 if not grpo_only else 2), min(args.warmup, 1)
         args.batch_size, args.workers = min(args.batch_size, 2), 0
+        args.generations, args.completion_len = 2, min(args.completion_len, 8)
     device = (
         torch.cuda.get_device_name()
         if torch.cuda.is_available()
@@ -424,7 +577,10 @@ def main() -> int:
             code = code or done.returncode
         return code
     for model, variant in runs:
-        report(run_variant(model, variant, args, seq_len))
+        if variant == "grpo":
+            report_grpo(run_grpo(model, args))
+        else:
+            report(run_variant(model, variant, args, seq_len))
     return 0
 
 

@@ -32,6 +32,14 @@ TRAIN_EXAMPLES = """
   llava-pose train --model Qwen/Qwen3-VL-8B-Instruct --lora --data out/llava_pose_all.json \\
       --image-root /data/coco --output runs/qwen3-vl-pose
 
+  # reinforcement from verifiable pose rewards (GRPO) after SFT: PoseQA questions of the
+  # training split (exact match) and the detail/reasoning prompts (verify's claims); a prompt
+  # about an image of an --eval-bench folder refuses the run
+  llava-pose poseqa build --coco /data/coco --split train2017 --out poseqa-train
+  llava-pose train --method grpo --model runs/llava-pose --poseqa poseqa-train \
+      --data out/detail.json out/reasoning.json --image-root /data/coco --eval-bench poseqa/ ehpaub/ \
+      --lr 1e-6 --output runs/llava-pose-grpo
+
   # a tiny random model on the CPU: the whole path in a minute (tiny is LLaVA; tiny-qwen2_5_vl,
   # tiny-qwen3_vl, tiny-idefics3, tiny-gemma3 the other families)
   llava-pose train --model tiny --data out/llava_pose_all.json --image-root /data/coco \\
@@ -87,7 +95,9 @@ def register(subparsers: Any) -> None:
             "Vicuna-v1 prompt; Qwen2.5-VL, Qwen3-VL, Idefics3/SmolVLM and Gemma 3 (which modules "
             "are which: data/vlm/families.yaml) with their own chat template, which the run keeps "
             "for chat and hf:. Every record is checked first; bad ones are listed and stop the "
-            "run (exit 2) unless --skip-bad. Defaults are the paper's recipe."
+            "run (exit 2) unless --skip-bad. Defaults are the paper's recipe. --method grpo "
+            "then reinforces answers the keypoints prove right (PoseQA's exact match, verify's "
+            "claims), never on an evaluation split's images."
         ),
         examples=TRAIN_EXAMPLES,
     )

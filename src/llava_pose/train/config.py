@@ -14,7 +14,7 @@ from ..config import option
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
 # Training methods, each a module of llava_pose.train with a `run(cfg)` (train/trainer.py).
-METHODS = {"sft": "llava_pose.train.sft"}
+METHODS = {"sft": "llava_pose.train.sft", "grpo": "llava_pose.train.grpo"}
 
 
 @dataclass
@@ -23,7 +23,8 @@ class TrainConfig:
 
     data: list[str] = option(
         [],
-        "LLaVA JSON file(s) to train on, mixed (the generator's output, llava_v1_5_mix665k.json, ...)",
+        "LLaVA JSON file(s) to train on, mixed (the generator's output, llava_v1_5_mix665k.json, "
+        "...); grpo: their detail and reasoning records' questions are prompts",
         nargs="+",
         metavar="FILE.json",
     )
@@ -40,7 +41,11 @@ class TrainConfig:
         "tiny (LLaVA), tiny-qwen2_5_vl, tiny-qwen3_vl, tiny-idefics3, tiny-gemma3",
     )
     method: str = option(
-        "sft", "training method: sft (supervised fine-tuning)", choices=tuple(METHODS)
+        "sft",
+        "training method: sft (supervised fine-tuning on --data), grpo (reinforcement from "
+        "verifiable pose rewards: PoseQA questions of --poseqa scored by exact match, the "
+        "detail and reasoning prompts of --data by the claims verify checks)",
+        choices=tuple(METHODS),
     )
     output: str = option(
         "runs/llava-pose",
@@ -125,3 +130,40 @@ class TrainConfig:
         False, "only validate the data (images, turns, lengths), print statistics and exit"
     )
     max_samples: int | None = option(None, "use only the first N records (quick runs)", at_least=1)
+    # -- GRPO (--method grpo; train/grpo.py) ---------------------------------------------------
+    poseqa: list[str] = option(
+        [],
+        "grpo: PoseQA folder(s) built from a training split (`poseqa build --split train2017`, "
+        "or --contexts/--images) whose questions are prompts, rewarded by exact match",
+        nargs="+",
+        metavar="DIR",
+    )
+    contexts: str | None = option(
+        None,
+        "grpo with --data: the image contexts (`prepare`'s JSONL) that the claims reward checks "
+        "the answers against (default: the keypoints of --split under --image-root)",
+        metavar="FILE",
+    )
+    split: str = option(
+        "train2017",
+        "grpo with --data and no --contexts: the COCO split under --image-root whose keypoints "
+        "check the answers",
+        metavar="NAME",
+    )
+    eval_bench: list[str] = option(
+        [],
+        "grpo: PoseQA or E-HPAUB folder(s) you evaluate on: a training prompt about any of "
+        "their images refuses the run",
+        nargs="+",
+        metavar="DIR",
+    )
+    num_generations: int = option(
+        8, "grpo: answers sampled per prompt (the group its rewards are compared in)", at_least=2
+    )
+    max_completion_length: int = option(256, "grpo: tokens per sampled answer at most", at_least=1)
+    temperature: float = option(1.0, "grpo: sampling temperature", more_than=0)
+    beta: float = option(
+        0.04,
+        "grpo: weight of the KL term to the starting model (0: no reference model, no KL)",
+        at_least=0,
+    )

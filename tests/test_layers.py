@@ -20,7 +20,7 @@ LAYERS: list[list[str]] = [
     ["llava_pose.errors"],
     [
         "llava_pose.records", "llava_pose.paths", "llava_pose.io", "llava_pose.images",
-        "llava_pose.config", "llava_pose.progress", "llava_pose.lock",
+        "llava_pose.config", "llava_pose.progress", "llava_pose.lock", "llava_pose.forked",
         "llava_pose.extras", "llava_pose.skeleton", "llava_pose.lifetime",
         "llava_pose.confidence",
     ],

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -251,6 +251,7 @@ def build_requests(
     contexts: list[ImageContext],
     cfg: GenerateConfig,
     model: str,
+    meanwhile: Callable[[], object] | None = None,
     images: TeacherImages | None = None,
 ) -> Built:
     """The teacher requests and their characters (`prompts.build_requests`), each with its
@@ -264,6 +265,7 @@ def build_requests(
         fewshot=cfg.fewshot,
         temperature=cfg.temperature,
         max_tokens=cfg.max_tokens,
+        meanwhile=meanwhile,
     )
     if images is None:
         return built
@@ -271,9 +273,9 @@ def build_requests(
 
 
 def warm(teacher: Teacher, cfg: GenerateConfig) -> None:
-    """What the run needs before its first call: the SDK and its client, and the tokenizer
-    where counting comes first (a dry run's estimate, reservations for --max-cost, --tpm or
-    --batch)."""
+    """What this process needs next, done while a second one renders the prompts: the SDK for
+    the first call, and the tokenizer where counting comes first (a dry run's estimate,
+    reservations for --max-cost, --tpm or --batch). An estimate forked later inherits it."""
     if not cfg.dry_run:
         teacher.warm()
     counts = cfg.max_cost is not None or cfg.tpm is not None or cfg.batch
@@ -375,8 +377,9 @@ def run_generate(cfg: GenerateConfig) -> int:
     log.info("teacher: %s", teacher.describe())
     contexts = load_source(cfg, cfg.seed)
     images = teacher_images(cfg, cfg, contexts)
-    built, chars = build_requests(contexts, cfg, teacher.model, images)
-    warm(teacher, cfg)
+    built, chars = build_requests(
+        contexts, cfg, teacher.model, functools.partial(warm, teacher, cfg), images
+    )
     requests, too_long = fit_context_window(built, teacher, cfg.context_window, chars)
     if too_long.skipped:
         chars = prompt_chars(requests)

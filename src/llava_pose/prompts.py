@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -34,6 +35,7 @@ import msgspec
 
 from .context import FORMATS, cues_system_note, data_yaml
 from .errors import ConfigError
+from .forked import share
 from .records import ChatRequest, FewShotExample, ImageContext, Message, PromptSet
 from .tasks import TASK_TYPES, TASKS, Query, request_id, task_type
 
@@ -248,12 +250,17 @@ def build_requests(
     fewshot: bool = False,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Built:
     """`build_request` for each image and each of `tasks` (image by image, tasks in registry
     order), the same requests as one call per request, with each request's characters
     (`pricing.prompt_chars`: the context-window check and the estimate need them) summed from
-    its parts as they are put together rather than by a walk over 650k messages after. An
-    image is rendered once for the tasks that present it alike (detail and reasoning)."""
+    its parts as they are put together rather than by a walk over 650k messages after.
+    Rendering the images is three quarters of the work: from `_PARALLEL_REQUESTS` requests
+    (on Linux) a forked second process renders chunks of images and sends their messages back
+    (`forked.share`: the two meet wherever their speeds put them), and `meanwhile`, this
+    process's own work (warming the teacher), is done while it renders: ~1 s of a train2017
+    dry run (7.0 s against 8.1 s, measured alone; README "How it is built")."""
     contexts = list(contexts)
     wanted = [t for t in TASKS if t in tasks]
     queries = list(dict.fromkeys(task_type(t).query for t in wanted))
@@ -263,29 +270,80 @@ def build_requests(
     examples: dict[str, dict[int, int]] = {t: {} for t in wanted}  # t -> image id -> chars
     if fewshot:
         for task in wanted:
-            for image_id, shown in _example_messages(prompts, task):
+            for image_id, shown in _example_messages(prompts, task):  # once, before any fork
                 examples[task][image_id] = examples[task].get(image_id, 0) + _size(shown)
             fixed[task] += sum(examples[task].values())
     options: dict[str, Any] = {
         "model": model, "prompts": prompts, "seed": seed, "fewshot": fewshot,
         "temperature": temperature, "max_tokens": max_tokens,
     }  # fmt: skip
-    requests, chars = [], []
-    for ctx in contexts:
-        shown = [tuple(q(prompts, ctx)) for q in queries]
-        instruction = pick_instruction(prompts, ctx.image_id, seed) if instructed else None
-        sizes = [_size(m) for m in shown]
-        for task, q, asks in which:
-            requests.append(
-                _assemble(ctx, task, shown[q], instruction if asks else None, **options)
-            )
-            size = fixed[task] + sizes[q] + (len(instruction) if asks and instruction else 0)
-            chars.append(size - examples[task].get(ctx.image_id, 0))  # its own: left out
+
+    def assemble(images: list[ImageContext], rendered: Iterable[_Rendered]) -> Built:
+        requests, chars = [], []
+        for ctx, (shown, instruction, sizes) in zip(images, rendered, strict=True):
+            for task, q, asks in which:
+                requests.append(
+                    _assemble(ctx, task, shown[q], instruction if asks else None, **options)
+                )
+                size = fixed[task] + sizes[q] + (len(instruction) if asks and instruction else 0)
+                chars.append(size - examples[task].get(ctx.image_id, 0))  # its own: left out
+        return Built(requests, chars)
+
+    def here(start: int, end: int) -> Built:
+        images = contexts[start:end]
+        return assemble(images, _render(prompts, images, queries, seed, instructed))
+
+    def there(start: int, end: int) -> bytes:
+        return _render_encoded(prompts, contexts[start:end], queries, seed, instructed)
+
+    def take(start: int, end: int, data: bytes) -> Built:
+        return assemble(contexts[start:end], msgspec.msgpack.decode(data, type=list[_Rendered]))
+
+    parallel = len(contexts) * len(wanted) >= _PARALLEL_REQUESTS
+    parts = share(
+        len(contexts), _CHUNK if parallel else max(1, len(contexts)), here, there, take,
+        meanwhile,
+    )  # fmt: skip
+    requests = list(itertools.chain.from_iterable(p.requests for p in parts))
+    chars = list(itertools.chain.from_iterable(p.chars for p in parts))
     return Built(requests, chars)
+
+
+_PARALLEL_REQUESTS = 20_000
+_CHUNK = 256  # images a chunk of `build_requests`' shared rendering
+# One image rendered: its messages for each query, its Table 4 instruction (or None), and the
+# characters of each query's messages
+_Rendered = tuple[list[tuple[Message, ...]], str | None, list[int]]
 
 
 def _size(messages: Iterable[Message]) -> int:
     return sum(len(m.content) for m in messages)
+
+
+def _render(
+    prompts: PromptSet,
+    contexts: list[ImageContext],
+    queries: list[Query],
+    seed: int,
+    instructed: bool,
+) -> list[_Rendered]:
+    out: list[_Rendered] = []
+    for ctx in contexts:
+        shown = [tuple(q(prompts, ctx)) for q in queries]
+        instruction = pick_instruction(prompts, ctx.image_id, seed) if instructed else None
+        out.append((shown, instruction, [_size(m) for m in shown]))
+    return out
+
+
+def _render_encoded(
+    prompts: PromptSet,
+    contexts: list[ImageContext],
+    queries: list[Query],
+    seed: int,
+    instructed: bool,
+) -> bytes:
+    """In the child: `_render`, as msgpack."""
+    return msgspec.msgpack.encode(_render(prompts, contexts, queries, seed, instructed))
 
 
 _MESSAGES_MAX = 1024

@@ -14,9 +14,8 @@ import pytest
 from tests.conftest import one_line_error
 from tests.servers import OpenAIServer
 
-from llava_pose import coco
+from llava_pose import coco, images
 from llava_pose.cli import main
-from llava_pose.images import MAX_IMAGE_SIDE
 
 SPLIT = "val2017"
 Edit = Callable[[dict[str, Any]], str]  # changes a file's data, returns the field to name
@@ -119,7 +118,7 @@ def test_the_largest_side_allowed_is_still_read(
 ) -> None:
     path = coco_annotations_copy / "annotations" / f"instances_{SPLIT}.json"
     data = json.loads(path.read_text())
-    data["images"][2]["width"] = MAX_IMAGE_SIDE
+    data["images"][2]["width"] = images.MAX_IMAGE_SIDE
     path.write_text(json.dumps(data))
     out = tmp_path / "c.jsonl"
     assert cli("prepare", "--coco", coco_annotations_copy, "--split", SPLIT, "--out", out,

@@ -89,8 +89,6 @@ __all__ = [
     "TOLERANCE_PX",
     "LoadStats",
     "SplitLoad",
-    "T",
-    "T_Row",
     "context_problem",
     "filter_rule",
     "image_id_of",

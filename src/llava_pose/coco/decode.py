@@ -66,6 +66,20 @@ class _KeypointsFile(msgspec.Struct):
     annotations: list[_PersonAnnotation]
 
 
+class _SizedImage(msgspec.Struct, gc=False):
+    id: int
+    width: int
+    height: int
+
+
+class _KeypointsFileWithImages(msgspec.Struct):
+    """The keypoints file and its own copy of the split's images (the official files carry
+    one): their sizes let persons be read while another process reads the instances file."""
+
+    annotations: list[_PersonAnnotation]
+    images: list[_SizedImage] = []
+
+
 class _CaptionsFile(msgspec.Struct):
     annotations: list[_Caption]
 
@@ -89,6 +103,7 @@ _DECODERS = {
     "person_keypoints": msgspec.json.Decoder(_KeypointsFile),
     "captions": msgspec.json.Decoder(_CaptionsFile),
 }
+_KEYPOINTS_WITH_IMAGES = msgspec.json.Decoder(_KeypointsFileWithImages)
 _TYPED_DECODERS = {**_DECODERS, "person_keypoints": msgspec.json.Decoder(_TypedKeypointsFile)}
 _FLOATS = msgspec.json.Decoder(list[float])
 # ints stay ints (half the time of floats), and a bool is refused: Python's True == 1

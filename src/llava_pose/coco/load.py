@@ -1,5 +1,6 @@
-"""Load a COCO split (see the package docstring): the three files read and checked in order,
-the kept images joined with their persons, objects and captions."""
+"""Load a COCO split (see the package docstring): the three files read and checked in order, the
+instances file in a second process where it is big (`forked.Forked`), the kept images joined
+with their persons, objects and captions."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from ..errors import ConfigError, InputError
+from ..forked import Forked
 from ..images import MAX_IMAGE_SIDE
 from ..paths import path_problem
 from ..progress import progress_bar
@@ -36,6 +39,7 @@ from .columns import (
     _Table,
 )
 from .decode import (
+    _KEYPOINTS_WITH_IMAGES,
     _PLAIN_NAME,
     _Bad,
     _Caption,
@@ -45,6 +49,7 @@ from .decode import (
     _Instance,
     _InstancesFile,
     _KeypointsFile,
+    _map,
     _PersonAnnotation,
 )
 from .filenames import (
@@ -200,10 +205,24 @@ def _load(
     inst_path, kp_path, cap_path = paths["instances"], paths["person_keypoints"], paths["captions"]
     lap = _Lap(split)
     folder = root / split
-    inst = _read_instances(inst_path, folder)
-    lap("instances")
-    persons = _read_persons(kp_path, inst_path, inst.sizes(), min_keypoints, inst.table)
-    lap("persons")
+    # The instances file (~450 MB at train2017) is read in a second process while this one
+    # reads the persons; errors still come in the order a one-process load finds them.
+    job = _InstancesJob.start(inst_path, folder, cap_path if _CAPTIONS_ASIDE else None)
+    try:
+        if job is None:
+            inst = _read_instances(inst_path, folder)
+            lap("instances")
+            persons = _read_persons(kp_path, inst_path, inst.sizes(), min_keypoints, inst.table)
+            lap("persons")
+        else:
+            early = _persons_early(kp_path, inst_path, min_keypoints)
+            lap("persons")
+            inst = job.result()
+            lap("instances")
+            persons = early.check(inst, kp_path, inst_path, min_keypoints)
+    finally:
+        if job is not None:
+            job.close()
     images, image_index = inst.images, inst.image_index
     stats.images = len(images)
     qualified = persons[2]
@@ -287,13 +306,17 @@ def _contexts(
 @dataclass
 class _Instances:
     """What a load takes from the instances file: the images (checked), the categories, and
-    the objects, as `_ObjectColumns` or, when one annotation is wrong, the decoded file."""
+    the objects, as `_ObjectColumns` or, when one annotation is wrong, the decoded file (or,
+    from the second process, the error that names it)."""
 
     images: dict[int, _Image]
     image_index: dict[int, int]  # image id -> its index in the file's images
     categories: dict[int, str]
     columns: _ObjectColumns | None = None
     data: _InstancesFile | None = None
+    error: InputError | None = None
+    # Read by the second process too: every caption as (image ids, texts), or the error
+    found_captions: tuple[Any, list[str]] | InputError | None = None
 
     @functools.cached_property
     def table(self) -> _Table | None:
@@ -303,13 +326,29 @@ class _Instances:
         return _sizes((im.id, im.width, im.height) for im in self.images.values())
 
     def objects(self, path: Path, kept: set[int]) -> tuple[dict[int, list[Obj]], dict[int, int]]:
+        if self.error is not None:
+            raise self.error
         if self.columns is not None:
             return self.columns.select(kept, self.categories)
         data = self.data if self.data is not None else _decode(path, "instances")
         return _read_objects(path, data, self.sizes(), self.categories, kept)
 
     def captions(self, path: Path, inst_path: Path, kept: set[int]) -> dict[int, list[str]]:
-        return _read_captions(path, inst_path, self.images, kept)
+        """`_read_captions`' result: from what the second process read, or read now."""
+        found = self.found_captions
+        if found is None:
+            return _read_captions(path, inst_path, self.images, kept)
+        if isinstance(found, InputError):
+            raise found
+        captions: dict[int, list[str]] = {}
+        for image_id, text in zip(*found, strict=True):
+            if image_id in kept:
+                texts = captions.get(image_id)
+                if texts is None:
+                    captions[image_id] = [text]
+                else:
+                    texts.append(text)
+        return captions
 
 
 def _sizes(images: Iterable[tuple[int, int, int]]) -> dict[int, _Size]:
@@ -336,6 +375,139 @@ def _read_instances(path: Path, folder: Path) -> _Instances:
     if inst.columns is None:
         inst.data = instances  # the one-at-a-time path finds what is wrong
     return inst
+
+
+# Instances files from this size are read in a second process (Linux): train2017's 450 MB
+# take seconds of decoding that the persons, read meanwhile, would otherwise wait for.
+_PARALLEL_BYTES = 64 << 20
+_CAPTIONS_ASIDE = True  # the second process reads the captions file too
+
+
+class _InstancesJob:
+    """`_read_instances` in a `Forked` child; it sends the images, the categories and the
+    object columns as arrays (not millions of Python objects)."""
+
+    def __init__(self, path: Path, folder: Path, child: Forked) -> None:
+        self.path, self.folder, self.child = path, folder, child
+
+    @classmethod
+    def start(cls, path: Path, folder: Path, captions: Path | None = None) -> _InstancesJob | None:
+        try:
+            if path.stat().st_size < _PARALLEL_BYTES:
+                return None
+        except OSError:
+            return None
+        import numpy  # noqa: F401  -- imported once, before the fork
+
+        child = Forked.start(_child_result, path, folder, captions)
+        return cls(path, folder, child) if child is not None else None
+
+    def result(self) -> _Instances:
+        """The child's `_Instances` (raising the instances file's own errors, as a
+        one-process load would before any in the keypoints file)."""
+        found = self.child.result()
+        if found is None:
+            log.debug("the instances reader process failed; reading in this one")
+            return _read_instances(self.path, self.folder)
+        if "error" in found:
+            raise InputError(*found["error"])
+        images = msgspec.msgpack.decode(found["images"], type=list[_Image])
+        inst = _Instances(
+            {im.id: im for im in images},
+            {im.id: i for i, im in enumerate(images)},
+            found["categories"],
+            found["columns"],
+        )
+        if found["objects_error"] is not None:
+            inst.error = InputError(*found["objects_error"])
+        captions = found["captions"]
+        if captions is not None and "error" in captions:
+            inst.found_captions = InputError(*captions["error"])
+        elif captions is not None:
+            texts = msgspec.msgpack.decode(captions["texts"], type=list[str])
+            inst.found_captions = (captions["image_ids"], texts)
+        return inst
+
+    def close(self) -> None:
+        self.child.close()
+
+
+def _child_result(path: Path, folder: Path, captions: Path | None = None) -> dict[str, Any]:
+    """What `_InstancesJob`'s child sends: plain data, arrays and error tuples; with
+    `captions`, that file read too (the persons, read meanwhile, take longer)."""
+    try:
+        inst = _read_instances(path, folder)
+    except InputError as e:
+        return {"error": (e.path, e.problem, e.field)}
+    error = None
+    if inst.columns is None:  # find the wrong annotation now: the parent has no decoded file
+        try:
+            _read_objects(path, inst.data, inst.sizes(), inst.categories, set())  # type: ignore[arg-type]
+        except InputError as e:
+            error = (e.path, e.problem, e.field)
+    found: dict[str, Any] | None = None
+    if captions is not None:
+        try:
+            ids, texts = _caption_columns(captions, path, inst.images)
+            found = {"image_ids": ids, "texts": msgspec.msgpack.encode(texts)}
+        except InputError as e:
+            found = {"error": (e.path, e.problem, e.field)}
+    return {
+        "images": msgspec.msgpack.encode(list(inst.images.values())),
+        "categories": inst.categories,
+        "columns": inst.columns,
+        "objects_error": error,
+        "captions": found,
+    }
+
+
+@dataclass
+class _EarlyPersons:
+    """Persons read with the keypoints file's own image sizes, before the instances file's are
+    known; `check` keeps them only when both files give every image the same size."""
+
+    sizes: dict[int, tuple[int, int]] | None
+    result: _Persons | None = None
+    error: InputError | None = None
+
+    def check(self, inst: _Instances, path: Path, inst_path: Path, min_keypoints: int) -> _Persons:
+        same = self.sizes is not None and self.sizes == {
+            i: (im.width, im.height) for i, im in inst.images.items()
+        }
+        if not same:  # read again by the instances file's sizes, as a one-process load does
+            return _read_persons(path, inst_path, inst.sizes(), min_keypoints, inst.table)
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def _persons_early(path: Path, inst_path: Path, min_keypoints: int) -> _EarlyPersons:
+    try:
+        data = _KEYPOINTS_WITH_IMAGES.decode(_map(path))
+    except (msgspec.DecodeError, InputError):
+        return _EarlyPersons(None)  # read (and its error said) again in order, later
+    sizes: dict[int, tuple[int, int]] = {}
+    for im in data.images:
+        if (
+            im.id in sizes
+            or not 0 < im.width <= MAX_IMAGE_SIDE
+            or not 0 < im.height <= MAX_IMAGE_SIDE
+        ):
+            return _EarlyPersons(None)
+        sizes[im.id] = (im.width, im.height)
+    if not sizes:
+        return _EarlyPersons(None)
+    table = _Table.of({i: _Image(i, w, h) for i, (w, h) in sizes.items()})
+    persons = _KeypointsFile(data.annotations)
+    try:
+        result = _read_persons(
+            path, inst_path, _sizes((i, w, h) for i, (w, h) in sizes.items()), min_keypoints,
+            table, persons,
+        )  # fmt: skip
+    except InputError as e:
+        return _EarlyPersons(sizes, error=e)
+    return _EarlyPersons(sizes, result)
 
 
 def _check_image(im: _Image, index: int, inst_path: Path, folder: Path) -> None:
@@ -399,10 +571,12 @@ def _read_persons(
     sizes: dict[int, _Size],
     min_keypoints: int,
     table: _Table | None = None,
+    data: _KeypointsFile | None = None,
 ) -> _Persons:
     """By image: persons, crowd regions, persons with enough keypoints, persons with none."""
-    data: _KeypointsFile = _decode(path, "person_keypoints")
-    log.debug("decoded person keypoints")
+    if data is None:
+        data = _decode(path, "person_keypoints")
+        log.debug("decoded person keypoints")
     # Every box at once when none is wrong; else each on its own, which says where.
     boxes = table.person_boxes(data.annotations) if table is not None else None
     persons: dict[int, list[Person]] = {}
@@ -525,6 +699,27 @@ def _read_captions(
         elif image_id not in images:
             raise _unknown_image(path, inst_path, i, image_id)
     return captions
+
+
+def _caption_columns(
+    path: Path, inst_path: Path, images: dict[int, _Image]
+) -> tuple[list[int], list[str]]:
+    """Every caption of the file as `_read_captions` keeps it (whitespace collapsed, empty
+    ones out), in id order, with its image id: for all images, as the kept ones are not known
+    yet where this runs (the second process)."""
+    data: _CaptionsFile = _decode(path, "captions")
+    ids: list[int] = []
+    texts: list[str] = []
+    annotations = data.annotations
+    for i in _id_order(annotations):
+        a = annotations[i]
+        if a.image_id not in images:
+            raise _unknown_image(path, inst_path, i, a.image_id)
+        text = " ".join(a.caption.split())
+        if text:
+            ids.append(a.image_id)
+            texts.append(text)
+    return ids, texts
 
 
 def _unknown_image(path: Path, inst_path: Path, index: int, image_id: int) -> InputError:

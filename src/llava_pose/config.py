@@ -38,12 +38,14 @@ def option(
     more_than: float | None = None,
     at_most: float | None = None,
     path: str | None = None,
+    hint: str | None = None,
 ) -> Any:
     """Declare a config field: default, help, its command-line spelling, and the values it
     takes (`choices`, each item for a list; numeric bounds; `path` ``"dir"`` or ``"file"``
     for an output, so ``--out result.json`` is not made a folder nor ``--out answers/`` a
     file). Values are checked in `load_config`, from the command line and the YAML file
-    alike, before any work."""
+    alike, before any work. `hint` is added to argparse's "invalid value" line, for a flag
+    that a newcomer is likely to give the wrong kind of value."""
     meta = {
         "path": path,
         "at_least": at_least,
@@ -57,6 +59,7 @@ def option(
         "choices": choices,
         "metavar": metavar,
         "cli": cli,
+        "hint": hint,
     }
     if isinstance(default, list | dict | set):
         value = default
@@ -131,6 +134,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, config_flag: bool
                     kwargs["type"] = _comma_list(_scalar(tp))
             else:
                 kwargs["type"] = _scalar(tp) if _scalar(tp) in (int, float) else str
+                if meta.get("hint") and kwargs["type"] is not str:
+                    kwargs["type"] = _hinted(kwargs["type"], meta["hint"])
             if meta.get("choices") and not _is_list(tp):
                 kwargs["choices"] = meta["choices"]
             if meta.get("metavar"):
@@ -153,6 +158,19 @@ def _groups(parser: argparse.ArgumentParser, cls: type) -> dict[str, Any]:
         group = parser.add_argument_group(doc.splitlines()[0].split(". ")[0].rstrip("."))
         out.update(dict.fromkeys(own, group))
     return out
+
+
+def _hinted(convert: Any, hint: str) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            return convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid {convert.__name__} value: {text!r}; {hint}"
+            ) from None
+
+    parse.__name__ = convert.__name__
+    return parse
 
 
 def _comma_list(item: Any) -> Any:

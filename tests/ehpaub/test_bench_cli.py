@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from tests.ehpaub.helpers import KEY, read_jsonl
 
 from llava_pose.cli import main
@@ -169,3 +170,14 @@ def test_the_cli_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_folder_given_to_images_says_where_a_folder_goes(tmp_path, capsys) -> None:
+    # --images is the benchmark's size here, the folder source of the other commands is
+    # --image-folder: a newcomer who types the other commands' spelling is told so
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "build", "--images", str(tmp_path), "--out", str(tmp_path / "b")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "invalid int value" in err and "--image-folder DIR" in err
+    assert not (tmp_path / "b").exists()

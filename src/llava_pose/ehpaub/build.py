@@ -98,7 +98,10 @@ class BuildConfig(SourceOptions, ModelOptions, TeacherImageOptions):
         short="-t",
     )
     images: int = option(  # here --images is the size; the folder source is --image-folder
-        90, "images in the benchmark; each gives one question of each type", at_least=1
+        90,
+        "images in the benchmark; each gives one question of each type",
+        at_least=1,
+        hint="here --images is the benchmark's size; a folder of images is --image-folder DIR",
     )
     image_folder: str | None = option(
         None,

@@ -163,7 +163,7 @@ def main() -> int:
     )
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
-        f"{'preset':18}{'variant':9}{'ours steps/s':>14}{'bare steps/s':>14}{'ratio':>8}{'samples/s':>11}",
+        f"{'preset':22}{'variant':9}{'ours steps/s':>14}{'bare steps/s':>14}{'ratio':>8}{'samples/s':>11}",
         flush=True,
     )
     chosen = list(presets()) if args.preset == "all" else [args.preset]
@@ -180,7 +180,7 @@ def main() -> int:
                 )
             best, best_base = max(mine), max(base)
             print(
-                f"{preset:18}{variant:9}{best:14.2f}{best_base:14.2f}{best / best_base:8.2f}"
+                f"{preset:22}{variant:9}{best:14.2f}{best_base:14.2f}{best / best_base:8.2f}"
                 f"{best * args.batch_size:11.1f}",
                 flush=True,
             )

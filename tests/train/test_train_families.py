@@ -224,7 +224,8 @@ def test_validation_measures_what_trl_batches(preset: str, coco_mini: Path, tmp_
 @pytest.mark.parametrize("name", list(families()))
 def test_every_registry_entry_splits_its_tiny_model(name: str) -> None:
     """check_trainable asserts the paper's split for every family, full and LoRA: every
-    parameter in a part, the tower frozen, the connector trained in full."""
+    parameter in a part, the tower frozen, the connector trained in full (under LoRA, less
+    the bare parameters the entry leaves as they are: LLaVA-OneVision's image_newline)."""
     from llava_pose.train.model import (
         build_tiny,
         check_trainable,
@@ -237,9 +238,18 @@ def test_every_registry_entry_splits_its_tiny_model(name: str) -> None:
         model, _ = build_tiny(family=name)
         model = setup_trainable(model, family=family, lora=lora, r=4, alpha=8)
         summary = check_trainable(model, lora=lora, family=family)
+        held = {n: p for n, p in model.named_parameters() if family.frozen_under_lora(n)}
+        assert not lora or not any(p.requires_grad for p in held.values())
+        left = sum(p.numel() for p in held.values()) if lora else 0
         assert summary["vision"][0] == 0 < summary["vision"][1]
-        assert summary["connector"][0] == summary["connector"][1] > 0
+        assert summary["connector"][0] == summary["connector"][1] - left > 0
         assert "other" not in trainable_summary(model, family)
+    if family.frozen_with_lora:  # and a full fine-tune trains them
+        model, _ = build_tiny(family=name)
+        model = setup_trainable(model, family=family)
+        trained = [p.requires_grad for n, p in model.named_parameters()]
+        assert all(trained[i] for i, (n, _) in enumerate(model.named_parameters())
+                   if family.frozen_under_lora(n))  # fmt: skip
 
 
 def test_smolvlm_checkpoints_are_the_idefics3_entry() -> None:

@@ -136,9 +136,16 @@ def check_trainable(
         problems.append(
             f"{vision[0]} vision-tower parameters are trainable (the tower must be frozen)"
         )
-    if not connector[1] or connector[0] != connector[1]:
+    held = 0  # connector parameters LoRA leaves as they are (the entry's frozen_with_lora)
+    if lora and family.frozen_with_lora:
+        for name, p in model.named_parameters():
+            if family.frozen_under_lora(name) and ".original_module." not in name:
+                if p.requires_grad:
+                    problems.append(f"LoRA: {name} is trainable (frozen_with_lora)")
+                held += _numel(p)
+    if not connector[1] or connector[0] != connector[1] - held:
         problems.append(
-            f"connector: {connector[0]} of {connector[1]} parameters trainable (all must be)"
+            f"connector: {connector[0]} of {connector[1] - held} parameters trainable (all must be)"
         )
     if not language[1]:
         problems.append(f"no language-model parameters found ({family.name})")
@@ -175,6 +182,8 @@ def connector_modules(model: Any, family: Family) -> list[str]:
     modules = dict(model.named_modules())
     names = []
     for path in family.connector:
+        if path in family.frozen_with_lora:
+            continue
         module = modules.get(path)
         if isinstance(module, torch.nn.ModuleList | torch.nn.ModuleDict):
             names += [f"{path}.{child}" for child, _ in module.named_children()]

@@ -36,6 +36,9 @@ class Family:
     language: tuple[str, ...]
     template: str | None = None  # package data path of the prompt, {% generation %} marked
     pad_to_square: bool = False
+    # connector parameters LoRA leaves as the checkpoint has them (bare parameters, which
+    # PEFT's modules_to_save cannot hold); a full fine-tune trains them
+    frozen_with_lora: tuple[str, ...] = ()
     tiny: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -61,6 +64,11 @@ class Family:
                 if f".{path}." in dotted and len(path) > depth:
                     best, depth = part, len(path)
         return best
+
+    def frozen_under_lora(self, name: str) -> bool:
+        """Whether LoRA leaves parameter `name` (a connector's bare parameter) untrained."""
+        dotted = f".{name}."
+        return any(f".{path}." in dotted for path in self.frozen_with_lora)
 
     def lora_targets(self, linear_names: list[str]) -> str:
         """PEFT's target_modules: every nn.Linear (given by module name) of the language model,
@@ -107,6 +115,7 @@ def families() -> dict[str, Family]:
             language=tuple(entry["language"]),
             template=entry.get("template"),
             pad_to_square=bool(entry.get("pad_to_square", False)),
+            frozen_with_lora=tuple(entry.get("frozen_with_lora") or ()),
             tiny=entry.get("tiny") or {},
         )
     return out

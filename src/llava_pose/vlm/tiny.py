@@ -428,6 +428,58 @@ def _gemma3_config(spec: TinySpec, tokenizer: Any) -> Any:
     )
 
 
+# -- LLaVA-OneVision ----------------------------------------------------------------------------
+
+
+def _onevision_pinpoints(spec: TinySpec) -> list[list[int]]:
+    """AnyRes grids of up to 2x2 tiles (the real checkpoints go to 6x6 of 384 px)."""
+    side = spec.image_size
+    return [[side * h, side * w] for h in (1, 2) for w in (1, 2)]
+
+
+def _onevision_processor(spec: TinySpec, tokenizer: Any, template: str) -> Any:
+    side = spec.image_size
+    image_processor = _pil("LlavaOnevisionImageProcessor")(
+        size={"height": side, "width": side}, image_grid_pinpoints=_onevision_pinpoints(spec)
+    )
+    return _processor(
+        "LlavaOnevisionProcessor",
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        num_image_tokens=(side // spec.patch_size) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=template,
+        image_token="<image>",
+        video_token="<video>",
+    )
+
+
+def _onevision_config(spec: TinySpec, tokenizer: Any) -> Any:
+    """LLaVA-OneVision in miniature: SigLIP tower, 2-layer MLP connector with image_newline,
+    Qwen2, AnyRes tiles."""
+    from transformers import LlavaOnevisionConfig
+
+    return LlavaOnevisionConfig(
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": spec.vision_hidden,
+            "intermediate_size": spec.vision_hidden * 2,
+            "num_hidden_layers": spec.vision_layers,
+            "num_attention_heads": 2,
+            "image_size": spec.image_size,
+            "patch_size": spec.patch_size,
+            "vision_use_head": False,
+        },
+        text_config={"model_type": "qwen2", **_text(spec, tokenizer, tie_word_embeddings=False)},
+        image_grid_pinpoints=_onevision_pinpoints(spec),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        vision_aspect_ratio="anyres_max_9",
+        tie_word_embeddings=False,
+        **_ids(tokenizer, image_token_index="<image>", video_token_index="<video>"),
+    )
+
+
 # family -> (processor builder, config builder)
 _CONFIGS: dict[str, tuple[Callable[[TinySpec, Any, str], Any], Callable[[TinySpec, Any], Any]]] = {
     "llava": (_llava_processor, tiny_config),
@@ -438,4 +490,5 @@ _CONFIGS: dict[str, tuple[Callable[[TinySpec, Any, str], Any], Callable[[TinySpe
     "qwen3_vl": (_qwen_processor("Qwen3VLProcessor", "Qwen3VLVideoProcessor"), _qwen3_vl_config),
     "idefics3": (_idefics3_processor, _idefics3_config),
     "gemma3": (_gemma3_processor, _gemma3_config),
+    "llava_onevision": (_onevision_processor, _onevision_config),
 }

@@ -41,7 +41,7 @@ TRAIN_EXAMPLES = """
       --lr 1e-6 --output runs/llava-pose-grpo
 
   # a tiny random model on the CPU: the whole path in a minute (tiny is LLaVA; tiny-qwen2_5_vl,
-  # tiny-qwen3_vl, tiny-idefics3, tiny-gemma3, tiny-llava_onevision the other families)
+  # tiny-qwen3_vl, tiny-idefics3, tiny-gemma3, tiny-llava_onevision, tiny-internvl the others)
   llava-pose train --model tiny --data out/llava_pose_all.json --image-root /data/coco \\
       --output runs/tiny --max-steps 20 --batch-size 2 --grad-accum 1 --lr 1e-3
 """
@@ -92,7 +92,8 @@ def register(subparsers: Any) -> None:
             "Fine-tune a vision-language model on LLaVA-format data as the LLaVA-Pose paper does: "
             "vision tower frozen, connector and language model trained, loss on the answers only. "
             "llava-hf checkpoints (the default, the paper's recipe) train with LLaVA-1.5's "
-            "Vicuna-v1 prompt; Qwen2.5-VL, Qwen3-VL, Idefics3/SmolVLM, Gemma 3 and LLaVA-OneVision "
+            "Vicuna-v1 prompt; Qwen2.5-VL, Qwen3-VL, Idefics3/SmolVLM, Gemma 3, LLaVA-OneVision and "
+            "InternVL "
             "(which modules are which: data/vlm/families.yaml) with their own chat template (or "
             "training prompt), which the run keeps "
             "for chat and hf:. Every record is checked first; bad ones are listed and stop the "

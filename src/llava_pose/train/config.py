@@ -37,9 +37,9 @@ class TrainConfig:
         "llava-hf/llava-1.5-7b-hf",
         "checkpoint to start from, a local folder or hub id: llava-hf (the paper's), or any "
         "image-text-to-text model of data/vlm/families.yaml (Qwen2.5-VL, Qwen3-VL, "
-        "Idefics3/SmolVLM, Gemma 3, LLaVA-OneVision); or a preset, a small random model for CPU "
-        "tests and demos: tiny (LLaVA), tiny-qwen2_5_vl, tiny-qwen3_vl, tiny-idefics3, "
-        "tiny-gemma3, tiny-llava_onevision",
+        "Idefics3/SmolVLM, Gemma 3, LLaVA-OneVision, InternVL); or a preset, a small random model "
+        "for CPU tests and demos: tiny (LLaVA), tiny-qwen2_5_vl, tiny-qwen3_vl, tiny-idefics3, "
+        "tiny-gemma3, tiny-llava_onevision, tiny-internvl",
     )
     method: str = option(
         "sft",

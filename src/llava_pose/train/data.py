@@ -314,8 +314,10 @@ def record_messages(record: Record) -> list[dict[str, Any]]:
 def image_token_counter(processor: Any, pad_to_square: bool = False) -> Callable[[Any], int]:
     """size (width, height) or None -> how many tokens the processor turns one image's
     placeholder into (the placeholder's own token included). Asked of the processor itself on
-    a blank image: once when three shapes agree (fixed-resolution families), else once per
-    size (Qwen's dynamic resolution, Idefics3's tiles)."""
+    a blank image: once when every probe agrees (fixed-resolution families), else once per
+    size (Qwen's dynamic resolution, Idefics3's and InternVL's tiles, OneVision's AnyRes). The
+    probes span sizes and aspect ratios, since a tiler can give common shapes the same grid
+    (InternVL gives 336x336, 640x480 and 480x640 alike four tiles and a thumbnail)."""
     from PIL import Image
 
     placeholder = processor.image_token
@@ -332,7 +334,8 @@ def image_token_counter(processor: Any, pad_to_square: bool = False) -> Callable
             cache[(w, h)] = len(ids)
         return cache[(w, h)]
 
-    shapes = {count((336, 336)), count((640, 480)), count((480, 640))}
+    probes = ((336, 336), (640, 480), (480, 640), (640, 424), (1000, 200), (48, 48))
+    shapes = {count(size) for size in probes}
     if len(shapes) == 1:
         fixed = shapes.pop()
         return lambda size: fixed

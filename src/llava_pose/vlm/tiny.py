@@ -480,6 +480,45 @@ def _onevision_config(spec: TinySpec, tokenizer: Any) -> Any:
     )
 
 
+# -- InternVL -----------------------------------------------------------------------------------
+
+
+def _internvl_processor(spec: TinySpec, tokenizer: Any, template: str) -> Any:
+    side = spec.image_size
+    image_processor = _pil("GotOcr2ImageProcessor")(
+        size={"height": side, "width": side}, crop_to_patches=True, max_patches=4
+    )
+    return _processor(
+        "InternVLProcessor",
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_length=(side // spec.patch_size // 2) ** 2,  # pixel shuffle: 1/4 the patches
+        chat_template=template,
+    )
+
+
+def _internvl_config(spec: TinySpec, tokenizer: Any) -> Any:
+    """InternVL in miniature: InternViT tower, pixel shuffle and MLP connector, Qwen2, tiles."""
+    from transformers import InternVLConfig
+
+    side = spec.image_size
+    return InternVLConfig(
+        vision_config={
+            "hidden_size": spec.vision_hidden,
+            "intermediate_size": spec.vision_hidden * 2,
+            "num_hidden_layers": spec.vision_layers,
+            "num_attention_heads": 2,
+            "image_size": [side, side],
+            "patch_size": [spec.patch_size, spec.patch_size],
+        },
+        text_config={"model_type": "qwen2", **_text(spec, tokenizer, tie_word_embeddings=False)},
+        image_seq_length=(side // spec.patch_size // 2) ** 2,
+        downsample_ratio=0.5,
+        tie_word_embeddings=False,
+        **_ids(tokenizer, image_token_id="<IMG_CONTEXT>"),
+    )
+
+
 # family -> (processor builder, config builder)
 _CONFIGS: dict[str, tuple[Callable[[TinySpec, Any, str], Any], Callable[[TinySpec, Any], Any]]] = {
     "llava": (_llava_processor, tiny_config),
@@ -491,4 +530,5 @@ _CONFIGS: dict[str, tuple[Callable[[TinySpec, Any, str], Any], Callable[[TinySpe
     "idefics3": (_idefics3_processor, _idefics3_config),
     "gemma3": (_gemma3_processor, _gemma3_config),
     "llava_onevision": (_onevision_processor, _onevision_config),
+    "internvl": (_internvl_processor, _internvl_config),
 }

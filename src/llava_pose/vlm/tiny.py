@@ -360,18 +360,29 @@ def _idefics3_processor(spec: TinySpec, tokenizer: Any, template: str) -> Any:
     )
 
 
+def _vision(spec: TinySpec, **extra: Any) -> dict[str, Any]:
+    """The vision tower's config, ViT-shaped, as the families share it."""
+    return {
+        "hidden_size": spec.vision_hidden,
+        "intermediate_size": spec.vision_hidden * 2,
+        "num_hidden_layers": spec.vision_layers,
+        "num_attention_heads": 2,
+        "image_size": spec.image_size,
+        "patch_size": spec.patch_size,
+        **extra,
+    }
+
+
+def _siglip(spec: TinySpec) -> dict[str, Any]:
+    """A SigLIP tower without its pooling head (Gemma 3's and LLaVA-OneVision's)."""
+    return _vision(spec, model_type="siglip_vision_model", vision_use_head=False)
+
+
 def _idefics3_config(spec: TinySpec, tokenizer: Any) -> Any:
     from transformers import Idefics3Config
 
     return Idefics3Config(
-        vision_config={
-            "hidden_size": spec.vision_hidden,
-            "intermediate_size": spec.vision_hidden * 2,
-            "num_hidden_layers": spec.vision_layers,
-            "num_attention_heads": 2,
-            "image_size": spec.image_size,
-            "patch_size": spec.patch_size,
-        },
+        vision_config=_vision(spec),
         text_config={"model_type": "llama", **_text(spec, tokenizer)},
         scale_factor=2,
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
@@ -401,16 +412,7 @@ def _gemma3_config(spec: TinySpec, tokenizer: Any) -> Any:
 
     head_dim = spec.hidden // spec.heads
     return Gemma3Config(
-        vision_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": spec.vision_hidden,
-            "intermediate_size": spec.vision_hidden * 2,
-            "num_hidden_layers": spec.vision_layers,
-            "num_attention_heads": 2,
-            "image_size": spec.image_size,
-            "patch_size": spec.patch_size,
-            "vision_use_head": False,
-        },
+        vision_config=_siglip(spec),
         text_config=_text(
             spec,
             tokenizer,
@@ -460,16 +462,7 @@ def _onevision_config(spec: TinySpec, tokenizer: Any) -> Any:
     from transformers import LlavaOnevisionConfig
 
     return LlavaOnevisionConfig(
-        vision_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": spec.vision_hidden,
-            "intermediate_size": spec.vision_hidden * 2,
-            "num_hidden_layers": spec.vision_layers,
-            "num_attention_heads": 2,
-            "image_size": spec.image_size,
-            "patch_size": spec.patch_size,
-            "vision_use_head": False,
-        },
+        vision_config=_siglip(spec),
         text_config={"model_type": "qwen2", **_text(spec, tokenizer, tie_word_embeddings=False)},
         image_grid_pinpoints=_onevision_pinpoints(spec),
         vision_feature_select_strategy="full",
@@ -503,14 +496,9 @@ def _internvl_config(spec: TinySpec, tokenizer: Any) -> Any:
 
     side = spec.image_size
     return InternVLConfig(
-        vision_config={
-            "hidden_size": spec.vision_hidden,
-            "intermediate_size": spec.vision_hidden * 2,
-            "num_hidden_layers": spec.vision_layers,
-            "num_attention_heads": 2,
-            "image_size": [side, side],
-            "patch_size": [spec.patch_size, spec.patch_size],
-        },
+        vision_config=_vision(
+            spec, image_size=[side, side], patch_size=[spec.patch_size, spec.patch_size]
+        ),
         text_config={"model_type": "qwen2", **_text(spec, tokenizer, tie_word_embeddings=False)},
         image_seq_length=(side // spec.patch_size // 2) ** 2,
         downsample_ratio=0.5,

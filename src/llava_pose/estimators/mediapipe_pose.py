@@ -55,7 +55,7 @@ def _import() -> Any:
         import mediapipe
     except ImportError as e:
         raise ConfigError(
-            f'--pose mediapipe: needs mediapipe==0.10.14 ({e}); pip install -e ".[pose]"'
+            f'--pose mediapipe: needs mediapipe==0.10.14 ({e}); pip install -e ".[mediapipe]"'
         ) from None
     return mediapipe
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..config import option
@@ -176,14 +176,15 @@ def run(config: VerifyConfig) -> int:
             )
         ),
     }
-    write_jsonl(f"{config.out}/claims.jsonl", lines)
-    write_json(f"{config.out}/summary.json", summary)
+    out = Path(config.out)
+    write_jsonl(out / "claims.jsonl", lines)
+    write_json(out / "summary.json", summary)
     print(
         f"{records} records ({without} without a context), {counts['claims']} pose claims: "
         f"{counts['supported']} supported, {counts['contradicted']} contradicted "
         f"({counts['contradicted_share']:.1%}), {counts['unverifiable']} unverifiable"
     )
-    print(f"wrote {config.out}/claims.jsonl and {config.out}/summary.json")
+    print(f"wrote {out / 'claims.jsonl'} and {out / 'summary.json'}")
     return 0
 
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
+from .pricing import _data_yaml, model_key
+
 Detail = Literal["auto", "low", "high"]
 DETAILS: tuple[str, ...] = ("auto", "low", "high")
-# What may follow a listed name for a model to share its rule (as prices.yaml matches).
-_SNAPSHOT = re.compile(r"([-@](\d+|latest|preview))+")
 
 
 @dataclass(frozen=True)
@@ -39,18 +38,8 @@ class Rule:
 
 @functools.cache
 def _table() -> dict[str, Any]:
-    import yaml
-
     text = resources.files("llava_pose").joinpath("data/image_tokens.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
-
-
-def _match(name: str, names: list[str]) -> str | None:
-    """`name` itself, or the longest of `names` it extends with a snapshot suffix."""
-    if name in names:
-        return name
-    found = [k for k in names if name.startswith(k) and _SNAPSHOT.fullmatch(name[len(k) :])]
-    return max(found, key=len) if found else None
+    return _data_yaml(text)
 
 
 @functools.cache
@@ -67,9 +56,8 @@ def rule_for(provider: str, model: str) -> Rule:
             pixels_per_token=float(a["pixels_per_token"]),
         )
     o = data["openai"]
-    name = model.split("/")[-1].lower()
     tiles, patches = o["tiles"], o["patches"]["multipliers"]
-    best = _match(name, [*tiles, *patches])
+    best = model_key(model, [*tiles, *patches])
     if best in patches:
         return Rule(
             "patches",

@@ -10,7 +10,7 @@ import itertools
 import operator
 import random
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
@@ -117,13 +117,20 @@ class PriceTable:
         return Price(0.0, 0.0) if backend.free else self.get(backend.model)
 
     def get(self, model: str) -> Price | None:
-        name = model.split("/")[-1].lower()
-        if name in self.prices:
-            return self.prices[name]
-        matches = [
-            k for k in self.prices if name.startswith(k) and _SNAPSHOT.fullmatch(name[len(k) :])
-        ]
-        return self.prices[max(matches, key=len)] if matches else None
+        key = model_key(model, self.prices)
+        return self.prices[key] if key is not None else None
+
+
+def model_key(model: str, names: Collection[str]) -> str | None:
+    """The entry of `names` that `model` is listed under: its own name (the last part of a
+    hub path, lower case), else the longest listed name it extends with a snapshot suffix
+    (``gpt-4o-2024-08-06`` is ``gpt-4o``); None when neither. Prices, context windows, prompt
+    cache minimums and image rules all match models this way."""
+    name = model.split("/")[-1].lower()
+    if name in names:
+        return name
+    found = [k for k in names if name.startswith(k) and _SNAPSHOT.fullmatch(name[len(k) :])]
+    return max(found, key=len) if found else None
 
 
 def _data_yaml(text: str) -> Any:
@@ -506,16 +513,19 @@ def _overhead(requests: Sequence[ChatRequest]) -> int:
 
 
 @functools.cache
-def _context_windows() -> tuple[int, dict[str, int]]:
+def _models() -> dict[str, Any]:
     text = resources.files("llava_pose").joinpath("data/models.yaml").read_text("utf-8")
-    data = _data_yaml(text)["context_window"]
-    return int(data["default"]), {str(k).lower(): int(v) for k, v in data["models"].items()}
+    return _data_yaml(text)
 
 
 @functools.cache
+def _context_windows() -> tuple[int, dict[str, int]]:
+    data = _models()["context_window"]
+    return int(data["default"]), {str(k).lower(): int(v) for k, v in data["models"].items()}
+
+
 def _prompt_cache(provider: str) -> dict[str, Any]:
-    text = resources.files("llava_pose").joinpath("data/models.yaml").read_text("utf-8")
-    return _data_yaml(text).get("prompt_cache", {}).get(provider) or {}
+    return _models().get("prompt_cache", {}).get(provider) or {}
 
 
 def cacheable(provider: str, model: str, prefix_tokens: int) -> int:
@@ -524,14 +534,9 @@ def cacheable(provider: str, model: str, prefix_tokens: int) -> int:
     policy = _prompt_cache(provider)
     if not policy:
         return 0
-    name = model.split("/")[-1].lower()
     minimums = {str(k).lower(): int(v) for k, v in (policy.get("models") or {}).items()}
-    found = [
-        k
-        for k in minimums
-        if name == k or (name.startswith(k) and _SNAPSHOT.fullmatch(name[len(k) :]))
-    ]
-    minimum = minimums[max(found, key=len)] if found else int(policy["min_tokens"])
+    key = model_key(model, minimums)
+    minimum = minimums[key] if key is not None else int(policy["min_tokens"])
     if prefix_tokens < minimum:
         return 0
     step = int(policy.get("step", 1))
@@ -543,11 +548,8 @@ def context_window(model: str) -> int:
     ``data/models.yaml``, matched like a price (exact, or a snapshot of a listed name), else
     the file's documented default."""
     default, windows = _context_windows()
-    name = model.split("/")[-1].lower()
-    if name in windows:
-        return windows[name]
-    matches = [k for k in windows if name.startswith(k) and _SNAPSHOT.fullmatch(name[len(k) :])]
-    return windows[max(matches, key=len)] if matches else default
+    key = model_key(model, windows)
+    return windows[key] if key is not None else default
 
 
 def over_context(

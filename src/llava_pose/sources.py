@@ -246,7 +246,7 @@ def human_centric(
 
 def load(
     cfg: ImageSource,
-    pose: PoseOptions | None = None,
+    pose: PoseOptions,
     *,
     seed: int = 0,
     max_images: int | None = None,
@@ -254,23 +254,25 @@ def load(
     min_persons: int = DEFAULT_MIN_PERSONS,
     human_only: bool = True,
     check_images: bool = True,
+    only: Collection[str] | None = None,
 ) -> list[ImageContext]:
     """Contexts of the configured images: --contexts as written, --coco (or the bundled
-    sample) read and filtered, --images estimated and filtered alike; then `max_images` of
-    them, a seeded sample."""
+    sample) read and filtered, --images estimated (only those named in `only`, when given)
+    and filtered alike; then `max_images` of them, a seeded sample."""
     check(cfg)
     rule = filter_rule(min_keypoints, min_persons, human_only)
     if cfg.contexts:
         contexts = read_contexts(cfg.contexts)
     elif cfg.folder_source():
-        if pose is None:
-            raise ConfigError("--images: this command reads contexts; give --contexts or --coco")
-        contexts = estimate_images(cfg, pose, max_images=max_images, seed=seed)
-        kept = human_centric(contexts, min_keypoints, min_persons) if human_only else contexts
+        estimated = estimate_images(cfg, pose, only, max_images=max_images, seed=seed)
+        contexts = human_centric(estimated, min_keypoints, min_persons) if human_only else estimated
         log.info(
-            "%s: kept %d of %d images (%s)", cfg.folder_source(), len(kept), len(contexts), rule
+            "%s: kept %d of %d images (%s)",
+            cfg.folder_source(),
+            len(contexts),
+            len(estimated),
+            rule,
         )
-        return select_images(kept, max_images, seed) if max_images is not None else kept
     else:
         root = Path(cfg.coco) if cfg.coco else sample_root()
         if not cfg.coco:

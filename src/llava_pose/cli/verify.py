@@ -10,16 +10,13 @@ id in its file name (2014 and 2017 names alike), checks the model's turns ("gpt"
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..config import option
 from ..errors import ConfigError, InputError
-from ..sources import ImageSource, PoseOptions
-
-log = logging.getLogger(__name__)
+from ..sources import ImageSource, PoseOptions, load
 
 
 @dataclasses.dataclass
@@ -39,19 +36,8 @@ class VerifyConfig(ImageSource, PoseOptions):
 
 def _contexts(config: VerifyConfig, images: set[str]) -> list[Any]:
     """The contexts to check against: --contexts, --images (estimated now, only the `images`
-    the records name), or a COCO split (the bundled sample without any source)."""
-    from .. import coco
-    from ..sources import check, estimate_images
-
-    check(config)
-    if config.contexts:
-        return coco.read_contexts(config.contexts)
-    if config.images:
-        return estimate_images(config, config, only=images)
-    root = config.coco or coco.sample_root()
-    if config.coco is None:
-        log.info("no --coco or --contexts given: using the bundled sample at %s", root)
-    return coco.load_split(root, config.split, human_only=False, check_images=False)
+    the records name), or a COCO split (the bundled sample without any source), unfiltered."""
+    return load(config, config, human_only=False, check_images=False, only=images)
 
 
 def _source(config: VerifyConfig) -> str:

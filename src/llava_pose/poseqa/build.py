@@ -406,7 +406,6 @@ def run_build(cfg: PoseQABuildConfig) -> int:
             "--coco: required (the COCO root holding annotations/ and the images), or "
             "--contexts FILE, or --images DIR"
         )
-    check(cfg)
     root = image_root(cfg)
     if cfg.contexts or cfg.images:  # no crowd regions: an estimated image is never counted
         loaded_contexts = load(
@@ -414,14 +413,16 @@ def run_build(cfg: PoseQABuildConfig) -> int:
         )
         crowd: set[int] = set()
         source = Path(cfg.contexts or cfg.images or "")
+        contexts = loaded_contexts  # `load` has sampled them
     else:
+        check(cfg)
         assert root is not None
         loaded_contexts = read_split(
             root, cfg.split, min_keypoints=MIN_KEYPOINTS, check_images=cfg.check_images
         ).contexts
         crowd = crowd_images(root, cfg.split)
         source = root / "annotations" / f"person_keypoints_{cfg.split}.json"
-    contexts = select_images(loaded_contexts, cfg.max_images, cfg.seed)
+        contexts = select_images(loaded_contexts, cfg.max_images, cfg.seed)
     contexts = sorted(contexts, key=lambda c: c.image_id)
     items = [(c, image_drafts(c, c.image_id in crowd)) for c in contexts]
     asked = question_rows(items, cfg.seed)

@@ -102,13 +102,12 @@ class Contexts:
 
 
 def _stats_source(folder: Path, stats: dict[str, Any]) -> tuple[str, str | None]:
-    """("coco", ROOT) / ("contexts", FILE) / ("sample", None) from a stats.json ``source``."""
+    """("coco", ROOT) / ("contexts", FILE) / ("sample", None) from a stats.json ``source``; a
+    ROOT of plain images (`generate --images DIR`) is told apart by `load_contexts`."""
     source = stats.get("source")
     if not source or source == "bundled sample":
         return "sample", None
     for candidate in (Path(source), folder / source):
-        if candidate.is_dir() and not (candidate / "annotations").is_dir():
-            return "images", str(candidate)  # `generate --images DIR`: a folder of images
         if candidate.is_dir():
             return "coco", str(candidate)
         if candidate.is_file():

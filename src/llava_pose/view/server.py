@@ -194,10 +194,8 @@ class ViewServer(ThreadingHTTPServer):
             key = "/".join(parts[1:])
             if key not in self.images or self.image_root is None:
                 return None
-            from .site import IMAGE_SUFFIXES, image_file
+            from .site import image_file
 
-            if not key.lower().endswith(IMAGE_SUFFIXES):
-                return None
             path = image_file(self.image_root, key)
             return (path, True) if path is not None else None
         path = contained(self.site, parts)

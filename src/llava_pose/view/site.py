@@ -61,12 +61,13 @@ def bucket_of(key: str, buckets: int) -> int:
 def image_file(root: Path, key: str) -> Path | None:
     """The file of image `key` under `root`, or None when there is none to show.
 
-    The key must stay inside the root lexically (`paths`: folded, so no ``..`` reaches the
+    The key must name an image (`IMAGE_SUFFIXES`: what a browser draws; a record naming any
+    other file gets nothing served or thumbnailed) and stay inside the root lexically (`paths`: folded, so no ``..`` reaches the
     OS). Folders on the way may be links (``val2017`` on another disk is the user's choice, as
     `paths` allows), but the file itself must be a regular file or a link that resolves inside
     the real root or its own real folder: a file linked out of its folder is refused, so the
     server and the export never read what the data merely points at."""
-    if not key or path_problem(key) is not None:
+    if not key.lower().endswith(IMAGE_SUFFIXES) or path_problem(key) is not None:
         return None
     path = root / fold(key)
     try:
@@ -228,9 +229,7 @@ def served_src(root: Path | None) -> tuple[Callable[[str], str | None], set[str]
     served: set[str] = set()
 
     def src(key: str) -> str | None:
-        if root is None or not key.lower().endswith(IMAGE_SUFFIXES):
-            return None
-        if image_file(root, key) is None:
+        if root is None or image_file(root, key) is None:
             return None
         rel = fold(key)
         served.add(rel)
@@ -288,7 +287,7 @@ def make_thumbs(
     jobs: list[tuple[str, str, int, int, int]] = []
     pending: list[tuple[str, str]] = []
     for key, (width, height) in sizes.items():
-        if root is None or not key.lower().endswith(IMAGE_SUFFIXES):
+        if root is None:
             continue
         path = image_file(root, key)
         if path is None:

@@ -42,7 +42,7 @@ from .errors import ConfigError, InputError
 from .images import probe
 from .io import append_jsonl, read_bytes, write_jsonl
 from .llm import make_backend
-from .llm.image_tokens import DETAILS
+from .llm.image_tokens import DETAILS, check_detail
 from .llm.pricing import PriceTable
 from .llm.results import Result
 from .llm.runner import ModelOptions
@@ -228,9 +228,8 @@ def run_answer(cfg: AnswerConfig) -> int:
     if not cfg.out:
         raise ConfigError("--out: required, e.g. answers/MODEL.jsonl")
     backend = make_backend(cfg.model, "answerer", "--model", **cfg.backend_options())
-    provider = getattr(backend, "provider", "")
-    if cfg.image_detail and provider != "openai":
-        raise ConfigError(f"--image-detail: {provider}: models do not take it (openai: only)")
+    provider = backend.provider
+    check_detail("--image-detail", provider, cfg.image_detail)
     if cfg.image_max_side and provider not in ("openai", "anthropic"):
         raise ConfigError(
             f"--image-max-side: {provider}: models read the image themselves (API models only)"

@@ -25,6 +25,7 @@ single-machine output, byte for byte.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import hashlib
 import logging
@@ -103,9 +104,9 @@ def _read_list(path: Path) -> list[str]:
                 path, f"{problem}; paths are relative to the list's folder", f"line {n}"
             )
         out.append(PurePosixPath(line.replace("\\", "/")).as_posix())
-    if len(set(out)) != len(out):
-        twice = sorted({p for p in out if out.count(p) > 1})[0]
-        raise InputError(path, f"{twice} is listed more than once")
+    repeated = [p for p, n in collections.Counter(out).items() if n > 1]
+    if repeated:  # one pass: a 100k-frame list must not take minutes to refuse
+        raise InputError(path, f"{min(repeated)} is listed more than once")
     return sorted(out)
 
 
@@ -212,14 +213,13 @@ def estimate(
     rels: Sequence[str],
     estimator: Any,
     batch_size: int,
-    progress: str | None = "estimating keypoints",
 ) -> Iterator[list[Outcome]]:
     """The outcomes of `rels`, one list per batch, in order. Each batch is read from disk in a
     worker thread while the model works on the one before."""
     from .estimators import to_object, to_person
 
     batches = [list(rels[i : i + batch_size]) for i in range(0, len(rels), batch_size)]
-    bar = progress_bar(len(rels), progress, unit="img")
+    bar = progress_bar(len(rels), "estimating keypoints", unit="img")
     started = time.monotonic()
     done = 0
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="read") as pool:

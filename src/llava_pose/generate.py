@@ -30,10 +30,10 @@ from .config import option
 from .context import FORMATS
 from .dataset import Assembly, assemble, write_dataset, write_extras
 from .errors import ConfigError, InputError
-from .images import probe
+from .images import size_of
 from .io import append_jsonl, file_set
 from .lifetime import keep_until_exit
-from .llm.image_tokens import DETAILS
+from .llm.image_tokens import DETAILS, check_detail
 from .llm.pricing import (
     Estimate,
     PriceTable,
@@ -197,10 +197,7 @@ def check_teacher_image(cfg: TeacherImageOptions, teacher: Teacher, previewing: 
             "LLM teacher (with --dry-run --show N, see what one would be sent)"
         )
     provider = getattr(getattr(teacher, "backend", None), "provider", "openai")
-    if cfg.teacher_image_detail and provider != "openai":
-        raise ConfigError(
-            f"--teacher-image-detail: {provider}: models do not take it (openai: only)"
-        )
+    check_detail("--teacher-image-detail", provider, cfg.teacher_image_detail)
 
 
 def teacher_image_root(cfg: ImageSource) -> Path:
@@ -219,7 +216,7 @@ def teacher_images(
     cfg: TeacherImageOptions, source: ImageSource, contexts: Sequence[ImageContext]
 ) -> TeacherImages | None:
     """Each context's image file under the root (`paths.join_inside`: a path from data never
-    leads out of it), all checked up front to be images of a sane size (`images.probe`), so a
+    leads out of it), all checked up front to be images of a sane size (`images.size_of`), so a
     bad one is one line before any call, not a failure among paid ones. None when off."""
     if not cfg.teacher_image:
         return None
@@ -239,7 +236,7 @@ def teacher_images(
                 field=field,
             )
         try:
-            probe(path)
+            size_of(path)  # the header, checked; remembered for the estimate and the reservation
         except InputError as e:
             raise InputError(where, f"{path}: {e.problem}", field=field) from None
         files[ctx.image_id] = str(path)

@@ -5,7 +5,6 @@ the one-at-a-time path finds and names what is."""
 from __future__ import annotations
 
 import itertools
-import logging
 import operator
 import re
 from collections.abc import Iterable, Sequence
@@ -30,8 +29,6 @@ from .decode import (
     _PersonAnnotation,
     _split_validation,
 )
-
-log = logging.getLogger("llava_pose.coco")
 
 # An image's size and its two caches of divisions: (width, height, x cache, y cache).
 _Size = tuple[int, int, dict[float, float], dict[float, float]]

@@ -7,7 +7,6 @@ import gc
 import hashlib
 import itertools
 import json
-import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -35,8 +34,6 @@ from .decode import (
     _json_problem,
     _split_validation,
 )
-
-log = logging.getLogger("llava_pose.coco")
 
 # -- selection, files, the bundled sample ----------------------------------------------------
 

@@ -3,7 +3,6 @@ record names by path or id."""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -21,8 +20,6 @@ from .decode import (
     _PLAIN_NAME,
     _Image,
 )
-
-log = logging.getLogger("llava_pose.coco")
 
 
 def match_context(

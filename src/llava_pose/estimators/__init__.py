@@ -145,10 +145,6 @@ def registry() -> dict[str, Spec]:
     return {**_registry(), **_EXTRA}
 
 
-def names() -> tuple[str, ...]:
-    return tuple(registry())
-
-
 def register_estimator(spec: Spec) -> None:
     """Add a backend (e.g. rtmlib's ONNX models: a class whose `estimate` returns
     `Detections`); its name then works wherever ``--pose`` does."""

@@ -16,10 +16,18 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
+from ..errors import ConfigError
 from .pricing import _data_yaml, model_key
 
 Detail = Literal["auto", "low", "high"]
 DETAILS: tuple[str, ...] = ("auto", "low", "high")
+
+
+def check_detail(flag: str, provider: str, detail: str | None) -> None:
+    """A `detail` is OpenAI's alone: given for another provider's model, one line naming the
+    command's flag."""
+    if detail and provider != "openai":
+        raise ConfigError(f"{flag}: {provider}: models do not take it (openai: only)")
 
 
 @dataclass(frozen=True)

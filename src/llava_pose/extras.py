@@ -17,9 +17,10 @@ def _installed(module: str) -> bool:
         return False
 
 
-def require_train(what: str) -> None:
-    """Stop before any work when the [train] extra is missing, naming the install command."""
-    missing = [m for m in TRAIN_MODULES if not _installed(m)]
+def require_train(what: str, *more: str) -> None:
+    """Stop before any work when the [train] extra is missing, naming the install command;
+    `more`: modules of the extra that only this command needs (training: trl)."""
+    missing = [m for m in (*TRAIN_MODULES, *more) if not _installed(m)]
     if missing:
         raise ConfigError(
             f"{what} needs the [train] extra ({', '.join(missing)} not installed): "

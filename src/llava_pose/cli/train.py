@@ -64,7 +64,7 @@ EXPORT_EXAMPLES = """
 
 
 def _train(config: Any) -> int:
-    require_train("llava-pose train")
+    require_train("llava-pose train", "trl")
     from ..train.trainer import run_train
 
     return run_train(config)

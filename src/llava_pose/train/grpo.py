@@ -31,7 +31,6 @@ template as its chat template, as SFT does, so it is asked as it was trained.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import re
@@ -379,13 +378,13 @@ def make_trainer(
     kinds: set[str],
     projector_lr: float | None = None,
     pad_colour: tuple[int, int, int] | None = None,
-    chat_template: str | None = None,
+    chat_template: str,
 ) -> Any:
     """GRPOTrainer with the recipe (`trainer.recipe_trainer`), the rewards of the prompts'
     `kinds` and the logging; the processor is saved with its training chat template."""
     from trl import GRPOTrainer
 
-    processor.chat_template = chat_template or training_template(processor, family)
+    processor.chat_template = chat_template
     processor.tokenizer.padding_side = "left"  # the prompts of a group end where answers begin
     trainer = recipe_trainer(GRPOTrainer)(
         model=model,
@@ -410,8 +409,6 @@ def make_trainer(
 
 def run(cfg: TrainConfig) -> int:
     """`llava-pose train --method grpo`."""
-    if importlib.util.find_spec("trl") is None:
-        raise ConfigError("llava-pose train needs TRL: pip install -e '.[train]'")
     setup = start(cfg, check_only=cfg.check)
     template = training_template(setup.processor, setup.family, cfg.chat_template)
     prompts = read_prompts(cfg)  # before anything loads: a leak or a bad image stops here

@@ -28,7 +28,6 @@ from ..vlm.families import (
     family_of,
     presets,
 )
-from ..vlm.load import BASE_DIR as BASE_DIR
 from ..vlm.load import load_config, load_error, load_pretrained, load_processor
 from ..vlm.load import quiet_transformers as quiet_transformers
 from ..vlm.tiny import build_tiny as build_tiny
@@ -49,11 +48,13 @@ def load_model(
     attn_implementation: str | None = "sdpa",
     quantization_config: Any = None,
     device_map: Any = None,
+    processor: Any = None,
 ) -> tuple[Any, Any, Family]:
-    """(model, processor, family) of a checkpoint of a registered family, or of a preset."""
+    """(model, processor, family) of a checkpoint of a registered family, or of a preset;
+    `processor`: the one already loaded from `name` (training's data check), not loaded again."""
     if name in presets():
         family = presets()[name]
-        model, processor = build_tiny(seed, family=family.name)
+        model, processor = build_tiny(seed, family=family.name, processor=processor)
         if dtype is not None:
             model = model.to(dtype)
         return model, processor, family
@@ -70,7 +71,7 @@ def load_model(
         model = AutoModelForImageTextToText.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as e:
         raise load_error(name, e) from None
-    return model, load_processor(name, config), family
+    return model, load_processor(name, config) if processor is None else processor, family
 
 
 def family_of_model(model: Any) -> Family:

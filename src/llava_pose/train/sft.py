@@ -20,7 +20,6 @@ Records are checked first (`data.validate`: images, turns, lengths with the temp
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import re
@@ -31,6 +30,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..io import write_jsonl
 from ..vlm.families import Family
+from ..vlm.processors import own_chat_template
 from .config import TrainConfig
 from .data import DataReport, Encoder, image_token_counter, load_records, sft_dataset, validate
 from .trainer import (
@@ -70,9 +70,7 @@ def training_template(processor: Any, family: Family, given: str | None = None) 
     own = family.prompt_template()
     if own:
         return own
-    current = getattr(processor, "chat_template", None)
-    if isinstance(current, dict):
-        current = current.get("default")
+    current = own_chat_template(processor)
     if not current:
         raise ConfigError(
             f"the {family.name} checkpoint has no chat template: give --chat-template FILE.jinja"
@@ -186,8 +184,6 @@ def prepare_data(cfg: TrainConfig, setup: Setup, template: str) -> tuple[list[An
 
 def run(cfg: TrainConfig) -> int:
     """`llava-pose train --method sft`."""
-    if importlib.util.find_spec("trl") is None:
-        raise ConfigError("llava-pose train needs TRL: pip install -e '.[train]'")
     setup = start(cfg, check_only=cfg.check)
     template = training_template(setup.processor, setup.family, cfg.chat_template)
     if cfg.check:

@@ -214,9 +214,7 @@ def start(cfg: TrainConfig, *, check_only: bool = False) -> Setup:
 # -- arguments and the model --------------------------------------------------------------------
 
 
-def common_args(
-    cfg: TrainConfig, *, precision: str, deepspeed: str | None, **overrides: Any
-) -> dict[str, Any]:
+def common_args(cfg: TrainConfig, *, precision: str, deepspeed: str | None) -> dict[str, Any]:
     """The recipe's TrainingArguments fields; a method adds its own and builds its args class."""
     import torch
 
@@ -256,7 +254,6 @@ def common_args(
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
     )
-    kwargs.update(overrides)
     return kwargs
 
 
@@ -295,12 +292,13 @@ def prepare_model(model: Any, cfg: TrainConfig, *, family: Family, deepspeed: st
 
 
 def load_for_training(cfg: TrainConfig, setup: Setup) -> tuple[Any, Any]:
-    """(model with the paper's split, processor); build the method's args before this."""
+    """(model with the paper's split, the processor `start` loaded); build the method's args
+    before this."""
     device_map = {"": int(os.environ.get("LOCAL_RANK", "0"))} if cfg.qlora else None
     model, processor, _ = load_model(
         setup.source, dtype=weights_dtype(cfg, setup.precision, setup.deepspeed), seed=cfg.seed,
         attn_implementation=cfg.attn_implementation, quantization_config=setup.quantization,
-        device_map=device_map,
+        device_map=device_map, processor=setup.processor,
     )  # fmt: skip
     base_dir = Path(cfg.output) / BASE_DIR
     if cfg.model in presets():

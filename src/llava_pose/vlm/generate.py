@@ -27,6 +27,7 @@ from ..errors import ConfigError, InputError
 from .families import Family, families, family_of
 from .images import load_image, mean_colour
 from .load import load_pretrained, resolve_device, resolve_dtype, run_settings
+from .processors import own_chat_template
 
 log = logging.getLogger("llava_pose.vlm")
 
@@ -72,22 +73,19 @@ class Generated:
 
 
 def pick_template(processor: Any, family: Family | None, template: str, name: str) -> str:
-    """The chat template `template` (one of TEMPLATES) names for this model."""
-    if template not in TEMPLATES:
-        raise ConfigError(f"template {template!r}: expected one of {', '.join(TEMPLATES)}")
+    """The chat template `template` (one of TEMPLATES, as `load` checked) names for this
+    model."""
     if template == "vicuna_v1":
         vicuna = families()["llava"].prompt_template()
         assert vicuna is not None
         return vicuna
-    own = getattr(processor, "chat_template", None)
-    if isinstance(own, dict):
-        own = own.get("default")
+    own = own_chat_template(processor)
     if template == "auto" and family is not None and family.template:
         return family.prompt_template() or ""
     if not own:
         hint = "; use --template vicuna_v1" if family is not None and family.name == "llava" else ""
         raise ConfigError(f"{name}: its processor has no chat template{hint}")
-    return str(own)
+    return own
 
 
 def load(name: str, *, device: str = "auto", dtype: str = "auto", template: str = "auto") -> Loaded:

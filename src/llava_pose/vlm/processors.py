@@ -52,6 +52,15 @@ def image_only(cls: type) -> type:
     )
 
 
+def own_chat_template(processor: Any) -> str | None:
+    """The processor's own chat template (a checkpoint may save several: its "default"), or
+    None."""
+    own = getattr(processor, "chat_template", None)
+    if isinstance(own, dict):
+        own = own.get("default")
+    return str(own) if own else None
+
+
 def needs_image_only(cls: type) -> bool:
     """Whether `cls` cannot be built here as it is."""
     return not has_torchvision() and any("video" in a for a in cls.get_attributes())

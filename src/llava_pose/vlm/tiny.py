@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from ..errors import ConfigError
-from .families import Family, families, presets, read_template
-from .processors import has_torchvision, image_only
+from .families import families, read_template
+from .processors import has_torchvision, image_only, needs_image_only
 
 # Prompt words the templates add around the corpus's captions, so the tiny tokenizers merge them.
 PROMPT_LINES = (
@@ -52,14 +51,6 @@ def _corpus() -> list[str]:
         line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
     ]
     return [*lines, *PROMPT_LINES, *KEYPOINT_NAMES]
-
-
-def preset_family(name: str) -> Family:
-    """The family of a preset name (``tiny``, ``tiny-qwen2_5_vl``, ...)."""
-    found = presets().get(name)
-    if found is None:
-        raise ConfigError(f"--model {name}: no such preset (presets: {', '.join(presets())})")
-    return found
 
 
 # -- tokenizers -----------------------------------------------------------------------------------
@@ -133,7 +124,7 @@ def _processor(cls_name: str, **parts: Any) -> Any:
     import transformers
 
     cls = getattr(transformers, cls_name)
-    if not has_torchvision() and any("video" in a for a in cls.get_attributes()):
+    if needs_image_only(cls):
         cls = image_only(cls)
     return cls(**parts)
 
@@ -148,14 +139,16 @@ def build_tiny_processor(spec: TinySpec | None = None, family: str = "llava") ->
 
 
 def build_tiny(
-    seed: int = 0, spec: TinySpec | None = None, family: str = "llava"
+    seed: int = 0, spec: TinySpec | None = None, family: str = "llava", processor: Any = None
 ) -> tuple[Any, Any]:
-    """(model, processor) of the family's preset, weights drawn from `seed`."""
+    """(model, processor) of the family's preset, weights drawn from `seed`; `processor`: the
+    preset's processor already built (`build_tiny_processor`), not trained again."""
     import torch
     from transformers import AutoModelForImageTextToText
 
     spec = spec or TinySpec()
-    processor = build_tiny_processor(spec, family)
+    if processor is None:
+        processor = build_tiny_processor(spec, family)
     tokenizer = processor.tokenizer
     config = _CONFIGS[family][1](spec, tokenizer)
     torch.manual_seed(seed)

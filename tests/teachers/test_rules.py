@@ -26,14 +26,12 @@ from llava_pose.prompts import build_request, load_prompts
 from llava_pose.records import ChatRequest, ImageContext, Message, Person
 from llava_pose.tasks import TASKS
 from llava_pose.teachers import make_teacher
-from llava_pose.teachers.captions import known_word
+from llava_pose.teachers.captions import caption_activity, clean_caption, known_word
 from llava_pose.teachers.llm import LLMTeacher
 from llava_pose.teachers.rules import (
     DESCRIPTION,
     RulesTeacher,
     _counted,
-    caption_activity,
-    clean_caption,
     number_word,
     person_names,
     write,

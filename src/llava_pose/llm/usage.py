@@ -32,7 +32,7 @@ def request_image_tokens(request: ChatRequest, provider: str, model: str) -> int
     return total
 
 
-def prompt_tokens(request: ChatRequest, model: str, provider: str = "openai") -> int:
+def prompt_tokens(request: ChatRequest, model: str, provider: str) -> int:
     """Offline prompt tokens of a request: its text (o200k_base) and its images."""
     text = count_message_tokens(request.messages, model)
     return text + (request_image_tokens(request, provider, model) if request.images else 0)
@@ -44,14 +44,12 @@ def worst_case(prompt: float, request: ChatRequest) -> tuple[int, int]:
     return int(prompt * 1.05) + 8, request.max_tokens or DEFAULT_MAX_OUTPUT
 
 
-def worst_tokens(request: ChatRequest, model: str, provider: str = "openai") -> tuple[int, int]:
+def worst_tokens(request: ChatRequest, model: str, provider: str) -> tuple[int, int]:
     """`worst_case` of a request, counted now."""
     return worst_case(prompt_tokens(request, model, provider), request)
 
 
-def check_usage(
-    request: ChatRequest, completion: Completion, provider: str = "openai", model: str = ""
-) -> None:
+def check_usage(request: ChatRequest, completion: Completion, provider: str, model: str) -> None:
     """Raise UsageError when the reported usage cannot be true of this request."""
     limit = request.max_tokens
     if limit is not None and completion.output_tokens > limit:
@@ -65,7 +63,7 @@ def check_usage(
         )
     # No tokenizer makes more tokens than bytes; chars bound that within a factor of 4.
     chars = sum(len(m.content) + 16 for m in request.messages)
-    images = request_image_tokens(request, provider, model or request.model)
+    images = request_image_tokens(request, provider, model)
     ceiling = PROMPT_SANITY_FACTOR * chars + PROMPT_SANITY_SLACK
     ceiling += int(IMAGE_SANITY_FACTOR * images) + IMAGE_SANITY_SLACK * len(request.images)
     if completion.input_tokens > ceiling:

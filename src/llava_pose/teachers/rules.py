@@ -60,15 +60,12 @@ from ..records import ChatRequest, Completion, ImageContext
 from ..tasks import BY_NAME, task_type
 from ..verify import check_text as check_claims
 from . import captions, wording
-from .captions import caption_activity, clean_caption
 from .wording import Pronouns
 
 __all__ = [
     "DESCRIPTION",
     "SPEC",
     "RulesTeacher",
-    "caption_activity",
-    "clean_caption",
     "person_names",
     "write",
 ]
@@ -307,14 +304,15 @@ def _lone_noun(context: ImageContext) -> str:
     return "person"
 
 
-def person_names(context: ImageContext) -> list[str | None]:
+def person_names(context: ImageContext, noun: str | None = None) -> list[str | None]:
     """Each person's name, by PoseQA's rule (`llava_pose.names`): one a vision model can follow
     ("the person on the left", "the largest person", "the person holding the kite"), or None
     for someone it cannot single out, who is then only described with the others. A lone
-    person is named by the noun most descriptions agree on ("the skier")."""
+    person is named by the noun most descriptions agree on ("the skier"; `noun`, when the
+    caller has it)."""
     n = len(context.persons)
     if n == 1:
-        return [_t()["names"]["only"].format(noun=_lone_noun(context))]
+        return [_t()["names"]["only"].format(noun=noun or _lone_noun(context))]
     found = name_people(context)
     return [found.best(i) for i in range(n)]
 
@@ -354,12 +352,13 @@ class Scene:
                 k.verdict == "contradicted" for k in check_claims(c, context)
             ),
         )
-        names = person_names(context)
-        noun = _lone_noun(context)
-        prons = [
-            captions.pronouns_for(noun, read.sex) if len(names) == 1 else wording.THEY
-            for _ in names
-        ]
+        if len(context.persons) == 1:
+            noun = _lone_noun(context)
+            names = person_names(context, noun)
+            prons = [captions.pronouns_for(noun, read.sex)]
+        else:
+            names = person_names(context)
+            prons = [wording.THEY] * len(names)
         return cls(
             context,
             pose.scene_facts(context),

@@ -96,7 +96,7 @@ def _context(config: OverlayConfig, image_id: int, name: str | None) -> tuple[An
         if not found:
             raise InputError(root / name, "not an image of --images that could be read")
         return found[0], root
-    root = Path(config.coco) if config.coco else coco.sample_root()
+    assert root is not None  # --coco, or the bundled sample
     if config.coco is None:
         log.info("no --coco or --contexts given: using the bundled sample at %s", root)
     found = coco.load_split(
@@ -107,7 +107,7 @@ def _context(config: OverlayConfig, image_id: int, name: str | None) -> tuple[An
 
 def _folder_path(text: str) -> str:
     """An image's path in an --images folder, as contexts store it (posix, no ``./``)."""
-    return PurePosixPath(text.strip().replace("\\", "/")).as_posix().removeprefix("./")
+    return PurePosixPath(text.strip().replace("\\", "/")).as_posix()
 
 
 def run(config: OverlayConfig) -> int:

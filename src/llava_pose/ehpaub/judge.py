@@ -299,16 +299,19 @@ def _request(
 # -- the run ----------------------------------------------------------------------------------
 
 
-def _check(cfg: JudgeConfig) -> None:
+def _check(cfg: JudgeConfig) -> list[Path]:
+    """The answers files (`answer_files`), checked before any work."""
     if not cfg.answers:
         raise ConfigError("--answers: give at least one answers file")
-    stems = [a.stem for a in answer_files(cfg.answers)]
+    paths = answer_files(cfg.answers)
+    stems = [a.stem for a in paths]
     dup = next((s for s in stems if stems.count(s) > 1), None)
     if dup:
         raise ConfigError(
             f"--answers: two files are named {dup}.jsonl; their reviews would share "
             f"{cfg.out}/{dup}.jsonl: rename one"
         )
+    return paths
 
 
 def _check_categories(bench: Bench, rules: dict[str, Rule], rules_name: str) -> None:
@@ -337,7 +340,7 @@ def _judge_meta(out: Path, spec: str) -> dict[str, Any]:
 
 def run_judge(cfg: JudgeConfig) -> int:
     check_role(cfg.judge, "judge", "--judge")
-    _check(cfg)
+    paths = _check(cfg)
     system = system_message(cfg.system)
     bench = load_bench(
         cfg.bench,
@@ -348,7 +351,7 @@ def run_judge(cfg: JudgeConfig) -> int:
     )
     rules_name, rules = load_rules(cfg.rules, bench.contexts)
     _check_categories(bench, rules, rules_name)
-    sets = [load_answers(path, bench) for path in answer_files(cfg.answers)]
+    sets = [load_answers(path, bench) for path in paths]
     out = Path(cfg.out)
     backend = make_backend(
         cfg.judge, "judge", "--judge", dry_run=cfg.dry_run, **cfg.backend_options()

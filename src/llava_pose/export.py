@@ -46,7 +46,6 @@ STATS_FILE = "stats.json"
 CARD_FILE = "README.md"
 TEMPLATE_FILE = "llava_1_5_vicuna_v1.jinja"
 LF_INFO_FILE = "dataset_info.json"
-IMAGE_TOKEN = "<image>"
 ROLES = {"human": "user", "gpt": "assistant"}  # LLaVA's speakers -> chat roles
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _TITLES = {
@@ -124,16 +123,11 @@ def hf_row(rid: str, image: str | None, turns: tuple[tuple[str, str], ...]) -> d
 
 
 def trl_row(rid: str, image: str | None, turns: tuple[tuple[str, str], ...]) -> dict:
-    """TRL's vision-language messages: content parts, the image part first in the first user
-    turn, the literal ``<image>`` (and the newline after it) gone from the text."""
-    messages = []
-    for k, (who, text) in enumerate(turns):
-        parts: list[dict[str, Any]] = []
-        if k == 0 and image is not None:
-            parts.append({"type": "image"})
-            text = text.replace(IMAGE_TOKEN, "").strip()
-        parts.append({"type": "text", "text": text})
-        messages.append({"role": ROLES[who], "content": parts})
+    """TRL's vision-language messages, as training builds them (`train.data.chat_messages`):
+    the image part first in the first user turn, the literal ``<image>`` gone from the text."""
+    from .train.data import chat_messages
+
+    messages = chat_messages(turns, has_image=image is not None)
     return {"id": rid, "messages": messages, "images": [] if image is None else [image]}
 
 

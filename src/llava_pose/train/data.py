@@ -296,14 +296,20 @@ def _check_image(path: str) -> tuple[str | None, tuple[int, int] | None]:
 
 
 def record_messages(record: Record) -> list[dict[str, Any]]:
-    """A record as chat-template messages, as the model is asked at inference
-    (`llava_pose.vlm.generate.messages`): content parts, an image placeholder first in the first
-    user turn where the record has an image (its ``<image>`` taken out of the text, as LLaVA's
-    preprocess_multimodal moves it to the front)."""
+    """A record as chat-template messages (`chat_messages`)."""
+    return chat_messages(record.turns, has_image=bool(record.image))
+
+
+def chat_messages(turns: Iterable[tuple[str, str]], *, has_image: bool) -> list[dict[str, Any]]:
+    """LLaVA turns (human/gpt, checked by `load_records`) as chat-template messages, as the
+    model is asked at inference (`llava_pose.vlm.generate.messages`) and as TRL's exports hold
+    them: content parts, an image placeholder first in the first user turn where the record
+    has an image (its ``<image>`` taken out of the text, as LLaVA's preprocess_multimodal
+    moves it to the front)."""
     out = []
-    for k, (speaker, text) in enumerate(record.turns):
+    for k, (speaker, text) in enumerate(turns):
         parts: list[dict[str, Any]] = []
-        if k == 0 and record.image:
+        if k == 0 and has_image:
             parts.append({"type": "image"})
             text = text.replace(IMAGE_TOKEN, "").strip()
         role = "user" if speaker == HUMAN else "assistant"

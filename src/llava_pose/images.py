@@ -132,14 +132,23 @@ def decode(im: Image.Image, where: Path) -> None:
         ImageFile.LOAD_TRUNCATED_IMAGES = lenient
 
 
-def _head(path: Path) -> bytes:
+def _head(path: Path, size: int = 16) -> bytes:
+    """The first `size` bytes of the file at `path`; a missing file or a folder is one line."""
     try:
         with open(path, "rb") as f:
-            return f.read(16)
+            return f.read(size)
     except FileNotFoundError:
         raise InputError(path, "image file not found") from None
     except IsADirectoryError:
         raise InputError(path, "is a directory, expected an image file") from None
+
+
+def _image_bytes(path: Path) -> bytes:
+    """The whole file, within MAX_BYTES."""
+    data = _head(path, MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise InputError(path, f"image file larger than {MAX_BYTES // 1_000_000} MB")
+    return data
 
 
 def probe(path: str | Path) -> ImageInfo:
@@ -152,19 +161,7 @@ def probe(path: str | Path) -> ImageInfo:
 def read_image(path: str | Path) -> tuple[bytes, ImageInfo]:
     """The bytes of the image at `path`, after checking that they are an accepted image of a
     sane size and that their pixels decode: what may be sent to a provider."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(path, "image file not found") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a directory, expected an image file") from None
-    if len(data) > MAX_BYTES:
-        raise InputError(path, f"image file larger than {MAX_BYTES // 1_000_000} MB")
-    with open_header(data, path) as im:
-        decode(im, path)
-        return data, ImageInfo(str(im.format), im.width, im.height)
+    return upload_bytes(path)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -194,19 +191,21 @@ def scaled(width: int, height: int, max_side: int | None) -> tuple[int, int]:
 
 def upload_bytes(path: str | Path, max_side: int | None = None) -> tuple[bytes, ImageInfo]:
     """`read_image`, then scaled down to `max_side` (`scaled`) and encoded again in its own
-    format when larger: what a backend sends."""
-    data, info = read_image(path)
-    width, height = scaled(info.width, info.height, max_side)
-    if (width, height) == (info.width, info.height):
-        return data, info
-    from PIL import Image
+    format when larger: what a backend sends. The file is read and decoded once."""
+    path = Path(path)
+    data = _image_bytes(path)
+    with open_header(data, path) as im:
+        decode(im, path)
+        info = ImageInfo(str(im.format), im.width, im.height)
+        width, height = scaled(info.width, info.height, max_side)
+        if (width, height) == (info.width, info.height):
+            return data, info
+        from PIL import Image
 
-    with open_header(data, Path(path)) as im:
-        decode(im, Path(path))
         small = im.resize((width, height), Image.Resampling.LANCZOS)
-        out = io.BytesIO()
-        if info.format == "JPEG":
-            small.convert("RGB").save(out, "JPEG", quality=95)
-        else:
-            small.save(out, info.format)
+    out = io.BytesIO()
+    if info.format == "JPEG":
+        small.convert("RGB").save(out, "JPEG", quality=95)
+    else:
+        small.save(out, info.format)
     return out.getvalue(), ImageInfo(info.format, width, height)

@@ -163,11 +163,17 @@ def _judge(
             return claim(
                 "unverifiable", b.why or f"'{b.text}' is not one known person", subj.persons
             )
-        got, why = order_truth(scene, subj.persons[0], b.persons[0], found.args["side"])
-        verdict = verdict_of(got, negated)
-        if verdict == "contradicted" and reading.loose:
-            verdict, why = "unverifiable", f"{why}; the negation may be on the words after it"
-        return claim(verdict, why, subj.persons)
+        got, reason = order_truth(scene, subj.persons[0], b.persons[0], found.args["side"])
+        verdict: Verdict = verdict_of(got, negated)
+    else:
+        verdict, reason = _joint(scene, found, subj, negated)
+    if verdict == "contradicted" and reading.loose:
+        verdict, reason = "unverifiable", f"{reason}; the negation may be on the words after it"
+    return claim(verdict, reason, subj.persons)
+
+
+def _joint(scene: Scene, found: Found, subj: Mention, negated: bool) -> tuple[Verdict, str]:
+    """One claim about each of the subject's persons, as one verdict and its reasons."""
     verdicts = []
     reasons = []
     for i in subj.persons:
@@ -184,7 +190,4 @@ def _judge(
         verdict = "supported"
     else:
         verdict = "unverifiable"
-    reason = "; ".join(reasons)
-    if verdict == "contradicted" and reading.loose:
-        verdict, reason = "unverifiable", f"{reason}; the negation may be on the words after it"
-    return claim(verdict, reason, subj.persons)
+    return verdict, "; ".join(reasons)

@@ -175,8 +175,7 @@ def _check_images(
     images of a sane size (`images.probe`), so nothing else is ever sent. `confined` (a root
     taken from the folder itself): every file must also resolve inside it, so a link placed
     in a shared folder cannot lead out of it."""
-    fields = [(q.image, f"question_id {q.question_id!r}: image") for q in questions]
-    paths = existing_images(root, fields, questions_path)
+    paths = existing_images(root, questions, questions_path)
     seen: set[Path] = set()
     for q, path in zip(questions, paths, strict=True):
         if path in seen:

@@ -242,11 +242,7 @@ def _ehpaub(cfg: ExportConfig, folder: Path) -> tuple[dict[str, Any], list[dict[
                 f"category {c!r} has no judge rule in {rules_name} (rules for: {', '.join(rules)})",
             )
     root = _image_root(cfg, folder, bench.manifest)
-    existing_images(
-        root,
-        [(q.image, f"question_id {q.question_id!r}: image") for q in bench.questions],
-        bench.questions_path,
-    )
+    existing_images(root, bench.questions, bench.questions_path)
     docs = []
     for q in bench.questions:
         captions, boxes = context_text(bench.contexts[q.image])
@@ -287,9 +283,7 @@ def _poseqa(
     categories = list(dict.fromkeys(q.category for q in questions))
     _check_categories(categories, path)
     root = _image_root(cfg, folder, manifest)
-    existing_images(
-        root, [(q.image, f"question_id {q.question_id!r}: image") for q in questions], path
-    )
+    existing_images(root, questions, path)
     docs = [
         {
             "question_id": qid_key(q.question_id),

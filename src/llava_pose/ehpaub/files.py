@@ -27,7 +27,7 @@ import hashlib
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,18 +255,22 @@ def image_root(given: str | None, folder: Path | None, manifest: dict[str, Any])
     return resolved
 
 
-def existing_images(root: Path, images: list[tuple[str, str]], source: Path) -> list[Path]:
-    """The file of each (image, field) of `source` under `root` (`paths.join_inside`: inside
-    it, folded); a missing one is an input error naming the first and how many more, before
-    any model is asked (or lmms-eval finds out later)."""
-    paths = [join_inside(root, image, source=source, field=field) for image, field in images]
+def existing_images(root: Path, questions: Sequence[Any], source: Path) -> list[Path]:
+    """The image file of each question (`.image`, `.question_id`) of `source` under `root`
+    (`paths.join_inside`: inside it, folded); a missing one is an input error naming the
+    first and how many more, before any model is asked (or lmms-eval finds out later)."""
+    fields = [f"question_id {q.question_id!r}: image" for q in questions]
+    paths = [
+        join_inside(root, q.image, source=source, field=field)
+        for q, field in zip(questions, fields, strict=True)
+    ]
     missing = [k for k, path in enumerate(paths) if not path.is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise InputError(
             source,
             f"image file not found: {paths[missing[0]]}{more}; is --image-root {root} right?",
-            field=images[missing[0]][1],
+            field=fields[missing[0]],
         )
     return paths
 

@@ -250,15 +250,22 @@ def check_disjoint(prompts: list[Prompt], benchmarks: list[str]) -> None:
 
 
 def check_images(prompts: list[Prompt], cfg: TrainConfig) -> list[Prompt]:
-    """Every prompt's image, checked by its header; bad ones stop the run unless --skip-bad."""
+    """Every prompt's image, checked by its header (once an image: a PoseQA folder asks several
+    questions of each); bad ones stop the run unless --skip-bad."""
+    problems: dict[str, str | None] = {}
+    for image in dict.fromkeys(p.image for p in prompts):
+        try:
+            probe(image)
+            problems[image] = None
+        except InputError as e:
+            problems[image] = e.problem
     kept, bad = [], []
     for p in prompts:
-        try:
-            probe(p.image)
-        except InputError as e:
-            bad.append({"id": p.id, "file": p.source, "image": p.image, "reason": e.problem})
-            continue
-        kept.append(p)
+        problem = problems[p.image]
+        if problem is not None:
+            bad.append({"id": p.id, "file": p.source, "image": p.image, "reason": problem})
+        else:
+            kept.append(p)
     if bad:
         bad_file = Path(cfg.output) / BAD_FILE
         if is_main_process() and not cfg.check:

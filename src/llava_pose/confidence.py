@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .records import NUM_KEYPOINTS, Estimate, ImageContext, Keypoint, Person
-
-_UNLABELLED: Keypoint = (0.0, 0.0, 0)
-_NONE: tuple[Keypoint, ...] = (_UNLABELLED,) * NUM_KEYPOINTS
+from .records import NO_KEYPOINTS, NUM_KEYPOINTS, UNLABELLED, Estimate, ImageContext, Person
 
 
 def estimate_problem(est: Estimate) -> tuple[str, str] | None:
@@ -52,10 +49,10 @@ def confident(person: Person, min_keypoint: float = 0.0, min_person: float = 0.0
     if est is None:
         return person
     if est.score < min_person:
-        return msgspec.structs.replace(person, keypoints=_NONE)
+        return msgspec.structs.replace(person, keypoints=NO_KEYPOINTS)
     floor = max(est.thresholds[1], min_keypoint)
     points = tuple(
-        point if score >= floor else _UNLABELLED
+        point if score >= floor else UNLABELLED
         for point, score in zip(person.keypoints, est.keypoint_scores, strict=True)
     )
     if points == person.keypoints:

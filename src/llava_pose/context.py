@@ -44,17 +44,23 @@ from typing import Any
 
 import yaml
 
-from .records import KEYPOINT_NAMES, NUM_KEYPOINTS, Box, ImageContext, Keypoint, Obj, Person
+from .records import (
+    KEYPOINT_NAMES,
+    NO_KEYPOINTS,
+    UNLABELLED,
+    Box,
+    ImageContext,
+    Keypoint,
+    Obj,
+    Person,
+)
 
 FORMATS = ("paper", "compact")
 
 
 # -- paper ----------------------------------------------------------------------------------
 
-# An unlabelled keypoint, and a person with none labelled. `llava_pose.coco` gives every such
-# keypoint and person these very tuples, which render without a look at their numbers.
-UNLABELLED: Keypoint = (0.0, 0.0, 0)
-NO_KEYPOINTS: tuple[Keypoint, ...] = (UNLABELLED,) * NUM_KEYPOINTS
+# `records.UNLABELLED` and `records.NO_KEYPOINTS` render without a look at their numbers.
 _UNLABELLED_TEXT = "[0.0, 0.0, 0]"
 # Formatting caches: a split holds a few thousand distinct numbers (3-decimal values in
 # [0, 1]), so 118k images format each once instead of millions of times. Zero is never a key
@@ -196,7 +202,7 @@ def parse_paper(messages: list[str]) -> tuple[list[str], list[Obj], list[Person]
                 raw = ast.literal_eval(rest[len("keypoints: ") :])
                 keypoints = tuple((float(x), float(y), int(v)) for x, y, v in raw)
             else:
-                keypoints = ((0.0, 0.0, 0),) * NUM_KEYPOINTS
+                keypoints = NO_KEYPOINTS
             persons.append(Person(box=box, keypoints=keypoints))  # type: ignore[arg-type]
         else:
             objects.append(Obj(category=category, box=box))  # type: ignore[arg-type]
@@ -292,7 +298,7 @@ def parse_compact(text: str) -> tuple[list[str], list[Obj], list[Person]]:
             if points:
                 keypoints = tuple(_parse_point(t) for t in points.split(" "))
             else:
-                keypoints = ((0.0, 0.0, 0),) * NUM_KEYPOINTS
+                keypoints = NO_KEYPOINTS
             persons.append(Person(box=box, keypoints=keypoints))
     return captions, objects, persons
 
@@ -304,7 +310,7 @@ def _unmilli_box(values: tuple[str, ...]) -> Box:
 
 def _parse_point(token: str) -> Keypoint:
     if token == "-":
-        return (0.0, 0.0, 0)
+        return UNLABELLED
     v = 1 if token.endswith("?") else 2
     x, y = token.rstrip("?").split(",")
     return (int(x) / 1000, int(y) / 1000, v)

@@ -40,6 +40,10 @@ NUM_KEYPOINTS = len(KEYPOINT_NAMES)
 
 Box = tuple[float, float, float, float]
 Keypoint = tuple[float, float, int]
+# An unlabelled keypoint, and a person with none labelled: every reader (COCO, estimates,
+# confidence) gives such keypoints these very tuples, which `context` renders on sight.
+UNLABELLED: Keypoint = (0.0, 0.0, 0)
+NO_KEYPOINTS: tuple[Keypoint, ...] = (UNLABELLED,) * NUM_KEYPOINTS
 
 
 class Obj(msgspec.Struct, frozen=True):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..context import NO_KEYPOINTS, UNLABELLED
-from ..records import Keypoint
+from ..records import NO_KEYPOINTS, UNLABELLED, Keypoint
 
 ANNOTATION_KINDS = ("captions", "instances", "person_keypoints")
 DEFAULT_MIN_KEYPOINTS = 5

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..records import NUM_KEYPOINTS, Box, Estimate, Obj, Person
+from ..records import NUM_KEYPOINTS, UNLABELLED, Box, Estimate, Obj, Person
 
 # (x, y, score) in pixels of the image, one per COCO keypoint
 PixelPoint = tuple[float, float, float]
@@ -203,7 +203,7 @@ def to_person(found: FoundPerson, width: int, height: int, estimator: Estimator)
     points = []
     for x, y, score in found.keypoints:
         v = visibility(_score(score), estimator.thresholds)  # the score as the file keeps it
-        points.append((_unit(x, width), _unit(y, height), v) if v else (0.0, 0.0, 0))
+        points.append((_unit(x, width), _unit(y, height), v) if v else UNLABELLED)
     return Person(
         box=to_box(found.box, width, height),
         keypoints=tuple(points),

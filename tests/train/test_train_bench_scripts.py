@@ -1,8 +1,10 @@
 """The GPU throughput script cannot run here: prove its code path on the CPU (--dry-run), its
-refusal without CUDA, and that its configurations are LLaVA-1.5-7B's and Qwen2.5-VL-7B's size."""
+refusal without CUDA, and that its configurations are LLaVA-1.5-7B's and Qwen2.5-VL-7B's size;
+its GRPO step (generation, scoring and update timed apart) runs in the same dry run."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +17,23 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "perf" / "train_throughput_gpu.py"
 
 
-def test_dry_run_trains_every_model_and_variant_through_the_real_code() -> None:
+@pytest.fixture(scope="module")
+def dry_run() -> subprocess.CompletedProcess[str]:
+    """Every model and variant in one run (the slow part: torch and two models' setups)."""
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--dry-run", "--variant", "all"],
+        [sys.executable, str(SCRIPT), "--dry-run", "--variant", "all", "--completion-len", "6"],
         capture_output=True,
         text=True,
         cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_dry_run_trains_every_model_and_variant_through_the_real_code(
+    dry_run: subprocess.CompletedProcess[str],
+) -> None:
+    done = dry_run
     lines = {line.split(":")[0]: line for line in done.stdout.splitlines()}
     for model in ("llava-1.5-7b", "qwen2.5-vl-7b"):
         for variant in ("lora (dry run)", "full-offload (dry run, no DeepSpeed)"):
@@ -31,6 +42,29 @@ def test_dry_run_trains_every_model_and_variant_through_the_real_code() -> None:
             # the synthetic samples are as long as asked, as the template and processor make them
             assert 180 <= int(line.split(" tokens/sample")[0].rsplit(" ", 1)[1]) <= 200, line
     assert "0.0M trainable" not in done.stdout
+
+
+def test_dry_run_times_generation_and_update_of_a_grpo_step(
+    dry_run: subprocess.CompletedProcess[str],
+) -> None:
+    """Both models, one GRPO step through `llava-pose train --method grpo`'s trainer,
+    generation and update timed apart, the answers as long as asked."""
+    done = dry_run
+    lines = {line.split(":")[0]: line for line in done.stdout.splitlines()}
+    for model in ("llava-1.5-7b", "qwen2.5-vl-7b"):
+        line = lines.get(f"{model} grpo (dry run)", "")
+        assert "answers of 6 tokens per step" in line, done.stdout  # min_new_tokens held
+        parts = re.search(
+            r"step ([\d.]+)s = generation ([\d.]+)s \((\d+) tokens/s\) \+ scoring ([\d.]+)s .* "
+            r"\+ update ([\d.]+)s",
+            line,
+        )
+        assert parts, line
+        _, generation, tokens_per_s, scoring, update = map(float, parts.groups())
+        # the rollout (generation, then scoring) lies inside the step, the update after it
+        assert generation > 0 and scoring > 0 and update > 0 and tokens_per_s > 0
+        assert "M trainable" in line and "(0.0M trainable)" not in line
+        assert re.search(r"\d+-token prompts", line), line
 
 
 def test_without_a_gpu_it_says_so() -> None:

@@ -67,6 +67,21 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
         yield s
 
 
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> Path:
+    """`llava-pose generate` on COCO-MINI val2017 with the offline teacher: its output folder."""
+    out = tmp_path_factory.mktemp("generated") / "out"
+    assert cli("generate", "--coco", coco_mini, "--split", "val2017", "--out", out) == 0
+    return out
+
+
+def cli(*args: object) -> int:
+    """`llava-pose ARGS...` in this process, quiet, each argument as a string."""
+    from llava_pose.cli import main
+
+    return main(["-q", *map(str, args)])
+
+
 def one_line_error(capsys: pytest.CaptureFixture[str], rc: int, *needles: str) -> str:
     """The CLI failed with exit 2 and one `llava-pose: error:` line holding every needle."""
     err = capsys.readouterr().err

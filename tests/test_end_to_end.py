@@ -6,16 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.conftest import cli
 from tests.servers import OpenAIServer
-
-from llava_pose.cli import main
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 KEY = "sk-test-e2e-123456"
-
-
-def cli(*args: object) -> int:
-    return main(["-q", *[str(a) for a in args]])
 
 
 def judge_reply(body: dict) -> str:

@@ -22,12 +22,11 @@ from typing import Any
 import msgspec
 import pytest
 from PIL import Image
-from tests.conftest import KEY, find_coco_mini, generate_args, one_line_error
+from tests.conftest import KEY, cli, find_coco_mini, generate_args, one_line_error
 from tests.ehpaub.replies import teacher_reply
 from tests.servers import AnthropicServer, OpenAIServer
 from tests.servers.vision import anthropic_image_tokens, openai_image_tokens
 
-from llava_pose.cli import main
 from llava_pose.coco import read_split
 from llava_pose.errors import EXIT_BUDGET, EXIT_OK, EXIT_PENDING
 from llava_pose.generate import GenerateConfig, build_requests, teacher_images
@@ -59,10 +58,6 @@ def anthropic_server(monkeypatch: pytest.MonkeyPatch):
         yield server
 
 
-def run(*args: object) -> int:
-    return main(["-q", *map(str, args)])
-
-
 def gen(
     server: OpenAIServer | AnthropicServer,
     out: Path,
@@ -73,7 +68,7 @@ def gen(
     """`generate` on COCO-MINI val2017 (`images` of them) with `spec` at `server`."""
     args = generate_args(server.url, out, *extra, images=images)
     args[args.index("--teacher") + 1] = spec
-    return run(*args)
+    return cli(*args)
 
 
 def bodies(server: OpenAIServer | AnthropicServer) -> list[dict[str, Any]]:
@@ -331,15 +326,15 @@ def test_a_rerun_pays_nothing_and_a_changed_image_is_asked_again(openai_server, 
     out = tmp_path / "out"
     args = ["generate", "--coco", coco, "--split", "val2017", "--max-images", 2, "--out", out,
             "--teacher", OPENAI, "--base-url", openai_server.url, "--teacher-image"]  # fmt: skip
-    assert run(*args) == EXIT_OK
+    assert cli(*args) == EXIT_OK
     assert len(openai_server.requests) == 6
-    assert run(*args) == EXIT_OK
+    assert cli(*args) == EXIT_OK
     assert len(openai_server.requests) == 6  # all from the cache
     # the root moved: the images are the same bytes, so the replies are still the cache's
     moved = tmp_path / "moved"
     coco.rename(moved)
     args[args.index(coco)] = moved
-    assert run(*args) == EXIT_OK
+    assert cli(*args) == EXIT_OK
     assert len(openai_server.requests) == 6
     # one image changed in place (same path): its three requests are asked again
     data = json.loads((out / "llava_pose_all.json").read_text())
@@ -348,7 +343,7 @@ def test_a_rerun_pays_nothing_and_a_changed_image_is_asked_again(openai_server, 
     target = moved / used[0]
     with Image.open(target) as im:
         im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(target, "JPEG")
-    assert run(*args) == EXIT_OK
+    assert cli(*args) == EXIT_OK
     assert len(openai_server.requests) == 9
     again = [image_of(r.body, val_contexts()) for r in openai_server.requests[6:]]
     assert {c.image for c in again} == {used[0]}
@@ -363,9 +358,9 @@ def test_the_estimate_counts_image_tokens_by_the_providers_rules(tmp_path, capsy
     ):
         base = ["generate", "--coco", find_coco_mini(), "--split", "val2017", "--teacher", spec,
                 "--out", tmp_path / "o", "--dry-run"]  # fmt: skip
-        assert run(*base) == EXIT_OK
+        assert cli(*base) == EXIT_OK
         plain = capsys.readouterr().out
-        assert run(*base, "--teacher-image") == EXIT_OK
+        assert cli(*base, "--teacher-image") == EXIT_OK
         seen = capsys.readouterr().out
         assert "for images" not in plain
         found = re.search(r"prompt tokens: ([\d,]+), ([\d,]+) of them for images", seen)
@@ -411,9 +406,9 @@ def test_the_context_window_counts_the_image(tmp_path, capsys) -> None:
     base = ["generate", "--coco", find_coco_mini(), "--split", "val2017", "--max-images", 2,
             "--teacher", "openai:gpt-4o-mini", "--out", tmp_path / "o", "--dry-run",
             "--context-window", 8000]  # fmt: skip
-    assert run(*base) == EXIT_OK
+    assert cli(*base) == EXIT_OK
     assert "skipped" not in capsys.readouterr().out
-    assert run(*base, "--teacher-image") == EXIT_OK  # +14,167 tokens an image: none fits
+    assert cli(*base, "--teacher-image") == EXIT_OK  # +14,167 tokens an image: none fits
     assert "skipped: 6 requests of 2 images" in capsys.readouterr().out
 
 
@@ -452,7 +447,7 @@ def test_the_pose_filter_applies_unchanged(openai_server, tmp_path) -> None:
 
 
 def test_show_with_the_offline_teacher_previews_the_image(tmp_path, capsys) -> None:
-    rc = run("generate", "--coco", find_coco_mini(), "--split", "val2017", "--max-images", 1,
+    rc = cli("generate", "--coco", find_coco_mini(), "--split", "val2017", "--max-images", 1,
              "--out", tmp_path / "o", "--dry-run", "--show", 1, "--teacher-image",
              "--tasks", "detail")  # fmt: skip
     assert rc == EXIT_OK
@@ -463,7 +458,7 @@ def test_show_with_the_offline_teacher_previews_the_image(tmp_path, capsys) -> N
 
 def test_bench_build_with_the_image(openai_server, tmp_path) -> None:
     bench = tmp_path / "bench"
-    rc = run("bench", "build", "--coco", find_coco_mini(), "--split", "val2017", "--images", 2,
+    rc = cli("bench", "build", "--coco", find_coco_mini(), "--split", "val2017", "--images", 2,
              "--out", bench, "--teacher", OPENAI, "--base-url", openai_server.url,
              "--teacher-image", "--teacher-image-detail", "high")  # fmt: skip
     assert rc == EXIT_OK
@@ -479,11 +474,11 @@ def test_bench_build_with_the_image(openai_server, tmp_path) -> None:
 
 
 def test_the_offline_teacher_refuses_it(tmp_path, capsys) -> None:
-    rc = run("generate", "--out", tmp_path / "o", "--teacher-image")
+    rc = cli("generate", "--out", tmp_path / "o", "--teacher-image")
     one_line_error(capsys, rc, "--teacher-image", "offline teacher (rules) reads no prompt")
-    rc = run("generate", "--out", tmp_path / "o", "--teacher-image", "--dry-run")
+    rc = cli("generate", "--out", tmp_path / "o", "--teacher-image", "--dry-run")
     one_line_error(capsys, rc, "--teacher-image", "--show")
-    rc = run("bench", "build", "--coco", find_coco_mini(), "--teacher", "rules", "--out",
+    rc = cli("bench", "build", "--coco", find_coco_mini(), "--teacher", "rules", "--out",
              tmp_path / "b", "--teacher-image")  # fmt: skip
     one_line_error(capsys, rc, "--teacher-image", "rules")
 
@@ -492,7 +487,7 @@ def test_its_settings_need_it_and_a_provider_that_takes_them(
     anthropic_server, tmp_path, capsys
 ) -> None:
     for flag, value in (("--teacher-image-detail", "low"), ("--teacher-image-max-side", 256)):
-        rc = run("generate", "--out", tmp_path / "o", flag, value)
+        rc = cli("generate", "--out", tmp_path / "o", flag, value)
         one_line_error(capsys, rc, flag, "only with --teacher-image")
     rc = gen(anthropic_server, tmp_path / "o", "--teacher-image", "--teacher-image-detail",
              "low", spec=ANTHROPIC)  # fmt: skip
@@ -504,18 +499,18 @@ def test_contexts_need_to_say_where_the_images_are(openai_server, tmp_path, caps
     """With --contexts the image files are under --coco (or --images), as `prepare`'s
     contexts say their paths are relative to it; a root without them is one line."""
     contexts = tmp_path / "contexts.jsonl"
-    assert run("prepare", "--coco", find_coco_mini(), "--split", "val2017", "--out",
+    assert cli("prepare", "--coco", find_coco_mini(), "--split", "val2017", "--out",
                contexts) == EXIT_OK  # fmt: skip
     capsys.readouterr()
     base = ["generate", "--contexts", contexts, "--max-images", 1, "--out", tmp_path / "o",
             "--teacher", OPENAI, "--base-url", openai_server.url, "--teacher-image",
             "--tasks", "detail"]  # fmt: skip
-    one_line_error(capsys, run(*base), "--teacher-image", "--contexts", "--coco ROOT")
+    one_line_error(capsys, cli(*base), "--teacher-image", "--contexts", "--coco ROOT")
     (tmp_path / "empty").mkdir()
-    rc = run(*base, "--coco", tmp_path / "empty")
+    rc = cli(*base, "--coco", tmp_path / "empty")
     one_line_error(capsys, rc, str(contexts), "image_id", "image file not found")
     assert openai_server.requests == []
-    assert run(*base, "--coco", find_coco_mini()) == EXIT_OK
+    assert cli(*base, "--coco", find_coco_mini()) == EXIT_OK
     [body] = bodies(openai_server)
     [(_, part)] = without_image(body)[1]
     ctx = image_of(body, val_contexts())
@@ -530,7 +525,7 @@ def test_a_file_that_is_no_image_stops_the_run_before_any_call(
     shutil.copytree(find_coco_mini() / "val2017", coco / "val2017")
     victim = sorted((coco / "val2017").iterdir())[-1]
     victim.write_text("not a picture")
-    rc = run("generate", "--coco", coco, "--split", "val2017", "--out", tmp_path / "o",
+    rc = cli("generate", "--coco", coco, "--split", "val2017", "--out", tmp_path / "o",
              "--teacher", OPENAI, "--base-url", openai_server.url, "--teacher-image")  # fmt: skip
     one_line_error(capsys, rc, str(victim), "image_id", "not an image")
     assert openai_server.requests == [] and not (tmp_path / "o").exists()

@@ -11,18 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import one_line_error
+from tests.conftest import cli, one_line_error
 from tests.servers import OpenAIServer
 
 from llava_pose import coco, images
-from llava_pose.cli import main
 
 SPLIT = "val2017"
 Edit = Callable[[dict[str, Any]], str]  # changes a file's data, returns the field to name
-
-
-def cli(*args: object) -> int:
-    return main(["-q", *map(str, args)])
 
 
 def person(d: dict[str, Any]) -> int:

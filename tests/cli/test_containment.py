@@ -10,18 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import one_line_error
+from tests.conftest import cli, one_line_error
 from tests.servers import OpenAIServer
 from tests.test_paths import ESCAPES
 
 from llava_pose import coco
-from llava_pose.cli import main
 
 SPLIT = "val2017"
-
-
-def cli(*args: object) -> int:
-    return main(["-q", *map(str, args)])
 
 
 def instances(root: Path) -> Path:

@@ -7,20 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import one_line_error
-
-from llava_pose.cli import main
-
-
-def cli(*args: object) -> int:
-    return main(["-q", *map(str, args)])
-
-
-@pytest.fixture(scope="module")
-def generated(coco_mini: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("generated")
-    assert cli("generate", "--coco", coco_mini, "--split", "val2017", "--out", out) == 0
-    return out
+from tests.conftest import cli, one_line_error
 
 
 def test_verify_on_the_wrong_split_says_which_split_the_images_are_in(

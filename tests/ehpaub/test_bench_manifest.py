@@ -8,14 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import one_line_error
+from tests.conftest import cli, one_line_error
 from tests.ehpaub.helpers import model_answers, read_jsonl, write_jsonl
-
-from llava_pose.cli import main
-
-
-def cli(*args: object) -> int:
-    return main(["-q", *map(str, args)])
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from tests.conftest import find_coco_mini, one_line_error
+from tests.conftest import cli, find_coco_mini, one_line_error
 from tests.ehpaub.helpers import KEY, read_jsonl, write_jsonl
 from tests.servers import OpenAIServer
 
-from llava_pose.cli import main
 from llava_pose.ehpaub.files import load_bench, qid_key
 from llava_pose.ehpaub.judge import judge_system, load_rules, review_content
 from llava_pose.lmms_export import (
@@ -29,10 +28,6 @@ from llava_pose.lmms_export import (
     render_yaml,
     standalone_source,
 )
-
-
-def cli(*args: object) -> int:
-    return main(["-q", *map(str, args)])
 
 
 def export_benches(root: Path, coco_mini: Path) -> dict[str, Path]:

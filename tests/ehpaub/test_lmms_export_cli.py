@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import cli
 from tests.ehpaub.helpers import KEY, read_jsonl
 from tests.ehpaub.replies import last_user
 from tests.ehpaub.test_lmms_export import export_benches, right_reply, wrong_reply
 from tests.servers import OpenAIServer
-
-from llava_pose.cli import main
 
 pytestmark = [pytest.mark.lmms, pytest.mark.slow]
 
@@ -37,10 +36,6 @@ HEDGE = "It could be either; I cannot tell from the picture."
 SHY = "SHY"  # no scores on the first ask, scores on the next: a re-ask mends it
 GARBLED = "GARBLED"  # never any scores: unscored after every attempt
 _MODEL_ANSWER = re.compile(r"\[Assistant 2\]\n(.*?)\n\n\[End of Assistant 2\]", re.S)
-
-
-def cli(*args: object) -> int:
-    return main(["-q", *map(str, args)])
 
 
 def model_replies(benches: dict[str, Path]) -> dict[str, str]:

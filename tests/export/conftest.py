@@ -1,24 +1,11 @@
-"""A real generated dataset of COCO-MINI (offline teacher), made once and exported by the tests."""
+"""Exports of the generated COCO-MINI dataset (`generated` in tests/conftest.py), made once a format."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-from llava_pose.cli import main
-
-
-def cli(*args: object) -> int:
-    return main(["-q", *map(str, args)])
-
-
-@pytest.fixture(scope="session")
-def generated(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> Path:
-    """`llava-pose generate` on COCO-MINI val2017 with the offline teacher: its output folder."""
-    out = tmp_path_factory.mktemp("generated") / "out"
-    assert cli("generate", "--coco", coco_mini, "--split", "val2017", "--out", out) == 0
-    return out
+from tests.conftest import cli
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import generate_args, one_line_error
-from tests.export.conftest import cli
+from tests.conftest import cli, generate_args, one_line_error
 
 from llava_pose.export import (
     dataset_info,

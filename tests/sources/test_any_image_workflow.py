@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from tests.conftest import KEY
+from tests.conftest import KEY, cli
 from tests.servers import OpenAIServer
 from tests.sources.helpers import photo_folder
 from tests.view.helpers import built
 
-from llava_pose.cli import main
 from llava_pose.coco import read_contexts
 from llava_pose.context import missing_captions
 
@@ -24,10 +23,6 @@ pytest.importorskip("mediapipe", reason="needs the [pose] extra's mediapipe (.ci
 pytestmark = pytest.mark.pose
 
 MEDIAPIPE = ("--pose", "mediapipe")
-
-
-def cli(*args: object) -> int:
-    return main(["-q", *map(str, args)])
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from tests.servers import OpenAIServer
@@ -73,6 +74,18 @@ def generated(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> Path
     out = tmp_path_factory.mktemp("generated") / "out"
     assert cli("generate", "--coco", coco_mini, "--split", "val2017", "--out", out) == 0
     return out
+
+
+def perf_script(name: str) -> ModuleType:
+    """perf/NAME.py, imported as a module (the scripts are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "perf" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def cli(*args: object) -> int:

@@ -5,10 +5,10 @@ about real COCO-MINI images."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
+from tests.conftest import perf_script
 from tests.test_pose import FRONT, SEATED, SEATED_FRONT, H, W, moved, person, without
 from tests.test_pose import LYING as POSE_LYING
 
@@ -406,23 +406,8 @@ def test_only_a_clearly_straight_body_is_not_seated(
 
 
 def _calls(text: str, ctx: ImageContext) -> int:
-    """Python function calls (and generator resumptions) made checking `text`: a measure of
-    work that, unlike time, does not vary between runs."""
-    import sys
-
-    n = 0
-
-    def count(frame: object, event: str, arg: object) -> None:
-        nonlocal n
-        if event in ("call", "c_call"):
-            n += 1
-
-    sys.setprofile(count)
-    try:
-        check_text(text, ctx)
-    finally:
-        sys.setprofile(None)
-    return n
+    """Python function calls made checking `text` (perf/verify_speed.py's measure)."""
+    return perf_script("verify_speed").calls(text, ctx)
 
 
 @pytest.mark.parametrize(
@@ -524,21 +509,10 @@ def test_phrase_match_is_the_plain_slice_comparison() -> None:
 # -- the bench scripts --------------------------------------------------------------------------
 
 
-def _script(name: str) -> ModuleType:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "perf" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_precision_script_scores_the_whole_set_and_each_tag(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert _script("verify_precision").main([]) == 0
+    assert perf_script("verify_precision").main([]) == 0
     out = capsys.readouterr().out
     for title in ("all", *TAGS):
         assert f"\n{title}: " in "\n" + out
@@ -546,7 +520,7 @@ def test_precision_script_scores_the_whole_set_and_each_tag(
 
 
 def test_speed_script_prints_the_ratio(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = _script("verify_speed").main(["--sentences", "20", "--repeat", "1"])
+    rc = perf_script("verify_speed").main(["--sentences", "20", "--repeat", "1"])
     out = capsys.readouterr().out
     assert rc in (0, 1)  # at 20 sentences fixed costs and noise may dominate the time
     assert out.count("time ratio x10/x1: ") == 2 and "worst time ratio" in out

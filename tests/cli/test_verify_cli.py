@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import one_line_error
+from tests.conftest import one_line_error, perf_script
 
 from llava_pose.cli import main
 
@@ -293,22 +293,9 @@ def test_assistant_turns_are_the_models_and_are_checked(
 def _cli_calls(tmp_path: Path, coco_mini: Path, text: str) -> int:
     """Python function calls (and generator resumptions) of one `llava-pose verify` run on a
     record whose answer is `text`: a count of work that, unlike time, does not vary."""
-    import sys
-
     data = write(tmp_path / "long.json", [answer(109313, text, "long")])
     args = ["verify", "--data", data, "--coco", str(coco_mini), "--split", "val2017"]
-    n = 0
-
-    def count(frame: object, event: str, arg: object) -> None:
-        nonlocal n
-        if event in ("call", "c_call"):
-            n += 1
-
-    sys.setprofile(count)
-    try:
-        rc = main([*args, "--out", str(tmp_path / "long")])
-    finally:
-        sys.setprofile(None)
+    rc, n = perf_script("verify_speed").count_calls(main, [*args, "--out", str(tmp_path / "long")])
     assert rc == 0
     return n
 

@@ -3,19 +3,16 @@ it at full scale; see its docstring)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from tests.conftest import perf_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "perf" / "judge_throughput.py"
 
 
 def test_the_throughput_script_measures_both_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("judge_throughput", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = perf_script("judge_throughput")
     rc = module.main(["--images", "4", "--latency", "0.05", "--seq-questions", "3"])
     out = capsys.readouterr().out
     assert rc in (0, 1)  # the target is for 1 s latency; at 0.05 s overhead may dominate

@@ -4,13 +4,12 @@ and the reward-improvement measurement (perf/grpo_reward_cpu.py) on a fixed COCO
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import one_line_error
+from tests.conftest import one_line_error, perf_script
 from tests.train.llava_records import coco_records, write_records
 
 from llava_pose.cli import main
@@ -209,21 +208,13 @@ def test_grpo_runs_with_both_rewards_and_logs_every_step(
     assert (out / "chat_template.jinja").read_text() == registry()["llava"].prompt_template()
 
 
-def _measure_script() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "grpo_reward_cpu", REPO / "perf" / "grpo_reward_cpu.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_the_reward_rises_on_a_fixed_coco_mini_task(coco_mini: Path, tmp_path: Path) -> None:
     """The same prompts, the same sampling seed: the GRPO run earns more than its start. The
     loop learns; a tiny model on two questions says nothing about real models."""
-    result = _measure_script().measure(tmp_path, coco_mini, steps=20, samples=16, seed=0)
+    result = perf_script("grpo_reward_cpu").measure(
+        tmp_path, coco_mini, steps=20, samples=16, seed=0
+    )
     assert result["after"] >= result["before"] + 0.15, result
     curve = result["curve"]
     assert [p["step"] for p in curve] == list(range(1, 21))

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import perf_script
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
@@ -77,14 +78,10 @@ def test_without_a_gpu_it_says_so() -> None:
 
 
 def test_the_7b_configuration_is_llava_1_5_7b() -> None:
-    import importlib.util
-
     import torch
     from transformers import LlavaForConditionalGeneration
 
-    spec = importlib.util.spec_from_file_location("train_throughput_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = perf_script("train_throughput_gpu")
     with torch.device("meta"):
         model = LlavaForConditionalGeneration._from_config(
             module.llava_7b_config(), dtype=torch.bfloat16
@@ -97,14 +94,10 @@ def test_the_7b_configuration_is_llava_1_5_7b() -> None:
 
 
 def test_the_qwen_configuration_is_qwen2_5_vl_7b() -> None:
-    import importlib.util
-
     import torch
     from transformers import AutoModelForImageTextToText
 
-    spec = importlib.util.spec_from_file_location("train_throughput_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = perf_script("train_throughput_gpu")
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(
             module.qwen2_5_vl_7b_config(), dtype=torch.bfloat16

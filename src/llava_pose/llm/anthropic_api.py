@@ -120,19 +120,22 @@ class AnthropicBackend(SDKBackend):
     key_header = "x-api-key"
 
     def request_body(self, request: ChatRequest, image_urls: list[str] | None = None) -> Any:
-        blocks = [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": u}}
-            for u in image_urls or []
-        ]
+        if image_urls is None:
+            blocks = [image_block(p, request.image_max_side) for p in request.images]
+        else:
+            blocks = [
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/jpeg", "data": u},
+                }
+                for u in image_urls
+            ]
         return build_params(request, self.model, blocks)
 
     async def _call(self, client: Any, request: ChatRequest) -> Any:
-        blocks = [image_block(p, request.image_max_side) for p in request.images]
         # Posted as plain JSON and read back as plain JSON: the SDK's models would coerce a
         # malformed usage (true -> 1) before it could be checked.
-        return await client.post(
-            "/v1/messages", body=build_params(request, self.model, blocks), cast_to=object
-        )
+        return await client.post("/v1/messages", body=self.request_body(request), cast_to=object)
 
     def _parse(self, body: Any) -> Completion:
         return parse_response(body, self.model)

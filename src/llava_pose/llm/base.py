@@ -306,8 +306,9 @@ class SDKBackend(Backend):
                 self._client._platform = found
 
     def request_body(self, request: ChatRequest, image_urls: list[str] | None = None) -> Any:
-        """The JSON body the call posts for `request` (`image_urls`: the images as sent, or
-        stand-ins to show them); what ``generate --dry-run --show`` prints."""
+        """The JSON body the call (or a batch item) posts for `request`: its image files read
+        and encoded, or `image_urls` standing in for them (what ``generate --dry-run --show``
+        prints)."""
         raise NotImplementedError
 
     @abc.abstractmethod

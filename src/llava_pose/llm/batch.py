@@ -214,10 +214,7 @@ class OpenAIBatches(BatchAPI):
     endpoint = "/v1/chat/completions"
 
     def item(self, custom_id: str, request: ChatRequest) -> dict[str, Any]:
-        from .openai_api import build_params, image_data_url
-
-        urls = [image_data_url(p, request.image_max_side) for p in request.images]
-        body = build_params(request, self.backend.model, urls)
+        body = self.backend.request_body(request)
         return {"custom_id": custom_id, "method": "POST", "url": self.endpoint, "body": body}
 
     @staticmethod
@@ -327,10 +324,7 @@ class AnthropicBatches(BatchAPI):
     client_class = "Anthropic"
 
     def item(self, custom_id: str, request: ChatRequest) -> dict[str, Any]:
-        from .anthropic_api import build_params, image_block
-
-        blocks = [image_block(p, request.image_max_side) for p in request.images]
-        return {"custom_id": custom_id, "params": build_params(request, self.backend.model, blocks)}
+        return {"custom_id": custom_id, "params": self.backend.request_body(request)}
 
     def submit(
         self,

@@ -71,7 +71,7 @@ class ImageSource:
 
 @dataclass(kw_only=True)
 class PoseOptions:
-    """How keypoints are estimated for --images (a pose model: the [pose] extra)."""
+    """How keypoints are estimated for --images (a pose model: the [mediapipe] or [pose] extra)."""
 
     captions: str | None = option(
         None,
